@@ -1,0 +1,330 @@
+"""The `orun` command line: `serve` runs the server, everything else talks to it.
+
+Errors print one line `error: <message>` on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from orun import __version__
+from orun.cli.argv import long_flags, normalize_go_flags
+from orun.cli.client import AdminClient
+from orun.errors import ConfigError, OrunError
+
+DRY_RUN_TRAILER = "\n*** dry-run mode, changes have NOT been committed. ***"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one `error:` line (exit 1, like OpenRun)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise OrunError(f"{message}\nrun '{self.prog} --help' for usage")
+
+
+def _home() -> Path:
+    from orun.control.config import default_home
+
+    return default_home()
+
+
+def _client() -> AdminClient:
+    return AdminClient(_home() / "run" / "orun.sock")
+
+
+def _pairs(values: list[str] | None, what: str, *, allow_bare: bool = False) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep and not allow_bare:
+            raise OrunError(f"invalid {what} format: {item}")
+        if not key:
+            raise OrunError(f"invalid {what} format: {item}")
+        out[key] = value
+    return out
+
+
+def _source_arg(source: str) -> str:
+    """Make a local source absolute, from the caller's working directory."""
+    from orun.sources.ref import is_git_source
+
+    if source == "-" or is_git_source(source):
+        return source
+    path = Path(source).expanduser().absolute()
+    if not path.exists():
+        raise OrunError(f"path does not exist {path}: stat {path}: no such file or directory")
+    return str(path.resolve())
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from orun.server import run_server
+
+    config = Path(args.config).expanduser().resolve() if args.config else None
+    try:
+        import uvloop
+
+        runner: Callable[..., Any] = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        runner = asyncio.run
+    try:
+        return int(runner(run_server(_home(), config)))
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_app_create(args: argparse.Namespace) -> int:
+    for vol in args.cvol or []:
+        if vol.startswith("--"):
+            raise OrunError(
+                f'invalid container volume value "{vol}" for --cvol: values cannot start '
+                "with --; did you forget to provide a value for --cvol?"
+            )
+    body = {
+        "path": args.path,
+        "source": _source_arg(args.source),
+        "spec": args.spec or "",
+        "params": _pairs(args.param, "param"),
+        "container_args": _pairs(args.carg, "container arg"),
+        "container_options": _pairs(args.copt, "container option", allow_bare=True),
+        "container_volumes": list(args.cvol or []),
+        "app_config": _pairs(args.conf, "app config"),
+        "branch": args.branch,
+        "commit": args.commit,
+        "dev": args.dev,
+        "stage_at": args.stage_at or "",
+        "approve": args.approve,
+        "dry_run": args.dry_run,
+    }
+    result = _client().request("POST", "/app", body=body)
+    app = result["app"]
+    lines = [f"      App: {app['app_path']}"]
+    if result.get("urls", {}).get("http"):
+        lines.append(f" HTTP Url: {result['urls']['http']}")
+    stage = result.get("stage")
+    if stage:
+        url = stage.get("urls", {}).get("http", "")
+        lines.append(f"    Stage: {stage['app_path']}" + (f"  ({url})" if url else ""))
+    lines.append(f"     Spec: {app['current']['settings']['spec']}")
+    if app["current"].get("git_commit"):
+        cur = app["current"]
+        lines.append(f"   Commit: {cur['git_commit'][:12]} {cur.get('git_message') or ''}".rstrip())
+    lines.append("App created.")
+    print("\n".join(lines))
+    if result.get("dry_run"):
+        print(DRY_RUN_TRAILER)
+    return 0
+
+
+def _app_rows(apps: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for a in apps:
+        kind = {"prod": "PROD", "stage": "STG", "dev": "DEV"}[a["kind"]]
+        if kind == "PROD" and a.get("staged_changes"):
+            kind = "PROD*"
+        rows.append((kind, str(a["current"]["version"]), a["current"]["settings"]["spec"],
+                     a["app_path"], a.get("urls", {}).get("http", ""), a["source"]))
+    return rows
+
+
+def cmd_app_list(args: argparse.Namespace) -> int:
+    result = _client().request("GET", "/apps", query={
+        "glob": args.glob, "internal": "true" if args.internal else None})
+    apps = result["apps"]
+    if args.format == "json":
+        print(json.dumps(apps, indent=2))
+    elif args.format == "jsonl":
+        for app in apps:
+            print(json.dumps(app))
+    else:
+        fmt = "%-5s %4s %-16s %-32s %s"
+        print(fmt % ("Type", "Ver", "Spec", "AppPath", "Url"))
+        for kind, ver, spec, path, url, _src in _app_rows(apps):
+            print(fmt % (kind, ver, spec, path, url))
+    return 0
+
+
+def cmd_app_delete(args: argparse.Namespace) -> int:
+    result = _client().request("DELETE", "/apps", query={
+        "glob": args.glob, "dryRun": "true" if args.dry_run else None})
+    for app in result["deleted"]:
+        print(f"Deleting {app['app_path']} - {app['id']}")
+    print(f"{len(result['deleted'])} app(s) deleted.")
+    if result.get("dry_run"):
+        print(DRY_RUN_TRAILER)
+    return 0
+
+
+def _catalog() -> Any:
+    from orun.spec import SpecCatalog
+
+    return SpecCatalog(_home() / "specs")
+
+
+def cmd_spec_list(args: argparse.Namespace) -> int:
+    specs = _catalog().all()
+    if args.format == "json":
+        print(json.dumps([s.to_json() for s in specs], indent=2))
+        return 0
+    if args.format == "markdown":
+        from orun.spec.table import markdown_table
+
+        print(markdown_table(specs))
+        return 0
+    width = max((len(s.name) for s in specs), default=4)
+    for spec in specs:
+        print(f"{spec.name:<{width}}  {spec.kind:<9}  {spec.description}")
+    return 0
+
+
+def cmd_spec_show(args: argparse.Namespace) -> int:
+    spec = _catalog().get(args.name)
+    if args.format == "json":
+        print(json.dumps(spec.to_json(), indent=2))
+        return 0
+    print(f"{spec.name}: {spec.description}")
+    print(f"  kind: {spec.kind}")
+    print(f"  folder: {spec.path}")
+    print("  params:")
+    for name, p in spec.params.items():
+        req = "required" if p.is_required else f"default {json.dumps(p.default)}"
+        print(f"    {name} ({p.type}, {req}){': ' + p.description if p.description else ''}")
+    if not spec.params:
+        print("    (none)")
+    r = spec.routing
+    print(f"  routing: strip_app={str(r.strip_app).lower()} "
+          f"redirect_bare_path={str(r.redirect_bare_path).lower()} "
+          f"path_routing={str(r.path_routing).lower()}")
+    print("  files: " + (", ".join(spec.files) if spec.files else "(none)"))
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from orun.control.config import read_config_file
+
+    path = Path(args.path).expanduser() if args.path else _home() / "orun.yaml"
+    try:
+        read_config_file(path, required=bool(args.path))
+    except ConfigError as exc:
+        print(f"error: {path} is invalid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    exists = path.exists()
+    print(f"config OK: {path}" + ("" if exists else " (not present; built-in defaults apply)"))
+    return 0
+
+
+def cmd_config_reload(args: argparse.Namespace) -> int:
+    result = _client().request("POST", "/config/reload")
+    if not result.get("applied"):
+        raise OrunError("config reload rejected, the old config stays in force:\n  "
+                        + "\n  ".join(result.get("problems", [])))
+    changed = result.get("changed") or []
+    print("config reloaded: " + (", ".join(changed) + " changed" if changed else "no changes"))
+    return 0
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"orun {__version__}")
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="orun", description="Deploy web apps from source plus an app spec.")
+    parser.add_argument("--version", "-v", action="version", version=f"orun {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = sub.add_parser("serve", help="run the orun server in the foreground")
+    serve.add_argument("--config", "-c", help="config file (default $ORUN_HOME/orun.yaml)")
+    serve.set_defaults(func=cmd_serve)
+
+    app = sub.add_parser("app", help="create, list and delete apps")
+    app_sub = app.add_subparsers(dest="app_command", required=True, parser_class=_Parser)
+
+    create = app_sub.add_parser("create", help="create an app")
+    create.add_argument("source", help="local folder, git URL, or - for no source")
+    create.add_argument("path", help="[domain:]path the app is served at")
+    create.add_argument("--spec", help="app spec (see 'orun spec list')")
+    create.add_argument("--param", "-p", action="append", metavar="KEY=VALUE")
+    create.add_argument("--container-arg", "--carg", dest="carg", action="append",
+                        metavar="KEY=VALUE")
+    create.add_argument("--container-option", "--copt", dest="copt", action="append",
+                        metavar="KEY[=VALUE]")
+    create.add_argument("--container-volume", "--cvol", dest="cvol", action="append",
+                        metavar="VOLUME")
+    create.add_argument("--app-config", "--conf", dest="conf", action="append",
+                        metavar="KEY=VALUE")
+    create.add_argument("--branch", "-b", help="git branch (default: the remote's default)")
+    create.add_argument("--commit", "-c", help="git commit (wins over --branch)")
+    create.add_argument("--dev", "-d", action="store_true", help="dev mode (local source)")
+    create.add_argument("--approve", "-a", action="store_true")
+    create.add_argument("--stage-at", help="path, domain, or a staging domain")
+    create.add_argument("--dry-run", action="store_true")
+    create.set_defaults(func=cmd_app_create)
+
+    lst = app_sub.add_parser("list", help="list apps")
+    lst.add_argument("glob", nargs="?", default="all")
+    lst.add_argument("--internal", "-i", action="store_true", help="include stage apps")
+    lst.add_argument("--format", "-f", choices=("basic", "json", "jsonl"), default="basic")
+    lst.set_defaults(func=cmd_app_list)
+
+    delete = app_sub.add_parser("delete", help="delete apps matching a glob")
+    delete.add_argument("glob")
+    delete.add_argument("--dry-run", action="store_true")
+    delete.set_defaults(func=cmd_app_delete)
+
+    spec = sub.add_parser("spec", help="list and show app specs")
+    spec_sub = spec.add_subparsers(dest="spec_command", required=True, parser_class=_Parser)
+    slist = spec_sub.add_parser("list", help="list specs")
+    slist.add_argument("--format", "-f", choices=("basic", "json", "markdown"), default="basic")
+    slist.set_defaults(func=cmd_spec_list)
+    show = spec_sub.add_parser("show", help="show one spec")
+    show.add_argument("name")
+    show.add_argument("--format", "-f", choices=("basic", "json"), default="basic")
+    show.set_defaults(func=cmd_spec_show)
+
+    config = sub.add_parser("config", help="check or reload the server config")
+    config_sub = config.add_subparsers(dest="config_command", required=True,
+                                       parser_class=_Parser)
+    check = config_sub.add_parser("check", help="validate a config file without a server")
+    check.add_argument("path", nargs="?")
+    check.set_defaults(func=cmd_config_check)
+    reload_ = config_sub.add_parser("reload", help="ask the running server to reload")
+    reload_.set_defaults(func=cmd_config_reload)
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    args_in = normalize_go_flags(args_in, long_flags(parser))
+    try:
+        args = parser.parse_args(args_in)
+        return int(args.func(args))
+    except OrunError as exc:
+        _print_error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _print_error(message: str) -> None:
+    color = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+    prefix = "\033[31merror:\033[0m" if color else "error:"
+    print(f"{prefix} {message}", file=sys.stderr)

@@ -1,0 +1,223 @@
+"""The app service: create, list and delete apps; the registry the routes are built from.
+
+Changes are validated completely (path, overlap, spec, params, source) before anything is
+written, then stored in one transaction, then announced on the bus. The in-memory
+registry is only replaced after the store has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+
+from orun.bus import EventBus
+from orun.control.config import Config
+from orun.control.model import App, AppKind, AppSettings, AppVersion, app_id, new_app_key
+from orun.control.store import Store
+from orun.errors import AppPathError, OrunError, SpecError
+from orun.events import AppsChanged
+from orun.proxy.external import parse_upstream_url
+from orun.routing.paths import (
+    RESERVED,
+    AppPath,
+    PathGlob,
+    parse_app_path,
+    paths_overlap,
+    validate_for_create,
+)
+from orun.sources import SnapshotStore, parse_source
+from orun.spec import Spec, SpecCatalog, resolve_params
+
+log = structlog.get_logger("orun.apps")
+
+STAGE_SUFFIX = "_cl_stage"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    path: str
+    source: str
+    spec: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    container_args: dict[str, str] = field(default_factory=dict)
+    container_options: dict[str, str] = field(default_factory=dict)
+    container_volumes: list[str] = field(default_factory=list)
+    app_config: dict[str, str] = field(default_factory=dict)
+    branch: str | None = None
+    commit: str | None = None
+    dev: bool = False
+    stage_at: str = ""
+    approve: bool = False
+    dry_run: bool = False
+
+
+def _internal(path: str) -> bool:
+    return RESERVED in path.rsplit("/", 1)[-1]
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """Path overlap, except that a root app does not swallow internal `_cl_` paths."""
+    if (a == "/" and _internal(b)) or (b == "/" and _internal(a)):
+        return False
+    return paths_overlap(a, b)
+
+
+class AppService:
+    def __init__(self, store: Store, snapshots: SnapshotStore, catalog: SpecCatalog,
+                 bus: EventBus, config: Callable[[], Config]) -> None:
+        self._store = store
+        self._snapshots = snapshots
+        self._catalog = catalog
+        self._bus = bus
+        self._config = config
+        self._apps: dict[str, App] = {}
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> None:
+        self._apps = {a.id: a for a in await self._store.load_apps()}
+
+    def all(self) -> list[App]:
+        return list(self._apps.values())
+
+    def get(self, app_id_: str) -> App | None:
+        return self._apps.get(app_id_)
+
+    # -- queries -----------------------------------------------------------------
+
+    def match(self, glob: str, *, internal: bool = False) -> list[App]:
+        """Main apps matching `glob`, newest first; with `internal`, each followed by its
+        linked stage app."""
+        pattern = PathGlob.parse(glob, self._config().system.default_domain)
+        mains = sorted((a for a in self._apps.values() if a.is_main and pattern.matches(a.path)),
+                       key=lambda a: a.created, reverse=True)
+        if not internal:
+            return mains
+        out: list[App] = []
+        for app in mains:
+            out.append(app)
+            linked = self._apps.get(app.linked_id or "")
+            if linked is not None:
+                out.append(linked)
+        return out
+
+    # -- create ------------------------------------------------------------------
+
+    def _stage_path(self, path: AppPath, stage_at: str) -> AppPath:
+        system = self._config().system
+        if stage_at == "path":
+            return AppPath(path.domain, (path.path.rstrip("/") or "") + STAGE_SUFFIX)
+        if stage_at == "domain":
+            prefix = system.default_stage_domain
+            base = path.effective_domain(system.default_domain)
+            domain = prefix + base if prefix.endswith(".") else f"{prefix}.{base}"
+            return AppPath(domain, path.path)
+        if ":" in stage_at or "/" in stage_at:
+            raise AppPathError(f'invalid --stage-at {stage_at!r}: use "path", "domain" '
+                               "or a domain name")
+        return parse_app_path(f"{stage_at}:{path.path}", system.default_domain)
+
+    def _check_free(self, path: AppPath, *, what: str = "App", ignore: set[str]) -> None:
+        default = self._config().system.default_domain
+        domain = path.effective_domain(default)
+        for other in self._apps.values():
+            if other.id in ignore or other.path.effective_domain(default) != domain:
+                continue
+            if _overlaps(other.path.path, path.path):
+                if what == "App":
+                    raise AppPathError(f"App already exists at {other.path}")
+                raise AppPathError(f"{what} overlaps with existing app at {other.path}")
+
+    def _validate_kind(self, spec: Spec, params: dict[str, Any], path: AppPath) -> None:
+        if not spec.routing.path_routing and path.path != "/":
+            raise AppPathError(
+                f"spec {spec.name} apps must be at a domain root, not under a path: "
+                f"use a domain such as {path.path.strip('/').replace('/', '-')}.: "
+            )
+        if spec.kind == "proxy":
+            parse_upstream_url(str(params.get("url", "")))
+
+    async def create(self, req: CreateRequest) -> dict[str, Any]:
+        config = self._config()
+        path = parse_app_path(req.path, config.system.default_domain)
+        validate_for_create(path)
+        if req.dev and req.source.strip() == "-":
+            raise OrunError("cannot create dev mode app with no source url")
+        if not req.spec:
+            raise SpecError("no app spec given: pass --spec NAME (see 'orun spec list')")
+        stage_at = req.stage_at or config.system.stage_at
+        stage_path = None if req.dev else self._stage_path(path, stage_at)
+        self._check_free(path, ignore=set())
+        if stage_path is not None:
+            self._check_free(stage_path, what="stage app", ignore=set())
+        spec = await asyncio.to_thread(self._catalog.get, req.spec)
+        params = resolve_params(spec.params, req.params)
+        self._validate_kind(spec, params, path)
+        ref = parse_source(req.source, branch=req.branch, commit=req.commit)
+        if req.dev and ref.kind != "local":
+            raise OrunError("dev mode apps need a local source directory")
+        source = await self._snapshots.take(ref)
+        if spec.kind == "static" and params.get("single_file") and \
+                not (source.path / str(params.get("index", ""))).is_file():
+            raise SpecError(f"index file {params.get('index')!r} not found in the source")
+        spec_snap = await self._snapshots.take(parse_source(str(spec.path)))
+        now = time.time()
+        settings = AppSettings(
+            spec=spec.name, params=dict(req.params), container_args=dict(req.container_args),
+            container_options=dict(req.container_options),
+            container_volumes=list(req.container_volumes), app_config=dict(req.app_config),
+            branch=req.branch, commit=req.commit,
+        )
+        version = AppVersion(
+            version=0 if req.dev else 1, source_digest=source.digest,
+            spec_digest=spec_snap.digest, settings=settings, git_commit=source.git_commit,
+            git_message=source.git_message, git_branch=source.git_branch, created=now,
+        )
+        key = new_app_key()
+        kind: AppKind = "dev" if req.dev else "prod"
+        main = App(id=app_id(kind, key), path=path, kind=kind, source=req.source,
+                   stage_at=stage_at, linked_id=None, current=version, created=now, updated=now)
+        apps = [main]
+        if stage_path is not None:
+            stage = App(id=app_id("stage", key), path=stage_path, kind="stage",
+                        source=req.source, stage_at=stage_at, linked_id=main.id,
+                        current=version, created=now, updated=now)
+            main = replace(main, linked_id=stage.id)
+            apps = [main, stage]
+        result = {"app": main.to_json(), "stage": apps[1].to_json() if len(apps) > 1 else None,
+                  "dry_run": req.dry_run}
+        if req.dry_run:
+            return result
+        async with self._lock:
+            # Re-check: another create may have taken the path while we fetched.
+            self._check_free(path, ignore=set())
+            if stage_path is not None:
+                self._check_free(stage_path, what="stage app", ignore=set())
+            await self._store.save(apps, new_versions=True)
+            for app in apps:
+                self._apps[app.id] = app
+        log.info("app_created", app=str(path), id=main.id, spec=spec.name)
+        self._bus.publish(AppsChanged(tuple(a.id for a in apps), "create"))
+        return result
+
+    # -- delete ------------------------------------------------------------------
+
+    async def delete(self, glob: str, *, dry_run: bool) -> list[App]:
+        mains = self.match(glob)
+        if not mains:
+            raise OrunError(f"no apps matched {glob}", status=404)
+        doomed = [a for m in mains for a in (m, self._apps.get(m.linked_id or "")) if a]
+        if dry_run:
+            return mains
+        async with self._lock:
+            await self._store.delete(a.id for a in doomed)
+            for app in doomed:
+                self._apps.pop(app.id, None)
+        log.info("apps_deleted", apps=[str(a.path) for a in mains])
+        self._bus.publish(AppsChanged(tuple(a.id for a in doomed), "delete"))
+        return mains
+

@@ -1,0 +1,172 @@
+"""Server configuration: `$ORUN_HOME/orun.yaml`, validated into frozen dataclasses.
+
+Every section has embedded defaults, so `orun serve` runs with no file at all. Loading
+collects every problem with its key path (`http.port: expected an integer, got a
+string`) and raises one `ConfigError`; a reload that fails keeps the old config.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from orun.control.schema import build, check
+from orun.errors import ConfigError
+
+DEFAULT_HTTP_PORT = 25222
+DEFAULT_HTTPS_PORT = 25223
+
+
+def _port(value: int) -> str | None:
+    return None if value <= 65535 else "must be at most 65535 (0 = random, negative = off)"
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _domain(value: str) -> str | None:
+    if value != value.strip().lower() or " " in value or "/" in value or ":" in value:
+        return f"{value!r} is not a valid domain name (lowercase, no port, no path)"
+    return None
+
+
+def _networks(values: list[str]) -> str | None:
+    for v in values:
+        try:
+            ipaddress.ip_network(v, strict=False)
+        except ValueError:
+            return f"{v!r} is not an IP address or CIDR network"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    """One listener. Port 0 picks a free port; a negative port disables the listener."""
+
+    host: str = "127.0.0.1"
+    port: int = field(default=DEFAULT_HTTP_PORT, metadata=check(_port))
+
+    @property
+    def enabled(self) -> bool:
+        return self.port >= 0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpsConfig:
+    """HTTPS listener; off until certificates are supported (a later issue)."""
+
+    host: str = "0.0.0.0"
+    port: int = field(default=-1, metadata=check(_port))
+
+    @property
+    def enabled(self) -> bool:
+        return self.port >= 0
+
+
+@dataclass(frozen=True, slots=True)
+class SystemConfig:
+    default_domain: str = field(default="localhost", metadata=check(_domain))
+    container_engine: str = "auto"
+    stage_at: str = "domain"
+    default_stage_domain: str = "stage"
+    #: how long SIGTERM waits for in-flight requests and websockets before closing them
+    shutdown_timeout_secs: float = field(default=10.0, metadata=check(_non_negative))
+
+
+@dataclass(frozen=True, slots=True)
+class BuilderConfig:
+    build_args: dict[str, str] = field(default_factory=dict)
+    max_concurrent_builds: int = field(default=1, metadata=check(_positive))
+
+
+@dataclass(frozen=True, slots=True)
+class AppDefaults:
+    idle_shutdown_secs: int = field(default=180, metadata=check(_non_negative))
+    health_timeout_secs: float = field(default=5.0, metadata=check(_positive))
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """Upstream behaviour of the proxy (both container apps and `proxy`-spec apps)."""
+
+    connect_timeout_secs: float = field(default=5.0, metadata=check(_positive))
+    #: time allowed for the upstream to send its response head (bodies stream untimed)
+    read_timeout_secs: float = field(default=180.0, metadata=check(_positive))
+    idle_conn_timeout_secs: float = field(default=15.0, metadata=check(_positive))
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    allowed_mounts: list[str] = field(default_factory=list)
+    allowed_container_args: dict[str, str] = field(default_factory=dict)
+    trusted_proxies: list[str] = field(default_factory=list, metadata=check(_networks))
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "console", "json"] = "auto"
+    access_log: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    http: ListenConfig = field(default_factory=ListenConfig)
+    https: HttpsConfig = field(default_factory=HttpsConfig)
+    system: SystemConfig = field(default_factory=SystemConfig)
+    builder: BuilderConfig = field(default_factory=BuilderConfig)
+    app_defaults: AppDefaults = field(default_factory=AppDefaults)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    #: declarative apps, reconciled at start and on SIGHUP (validated in full by a later issue)
+    apps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def default_home() -> Path:
+    """`$ORUN_HOME`, else `~/.orun`."""
+    env = os.environ.get("ORUN_HOME")
+    return Path(env).expanduser().resolve() if env else Path.home() / ".orun"
+
+
+def parse_config(text: str, *, source: str = "config") -> Config:
+    """Parse and validate YAML text; raise `ConfigError` listing every problem."""
+    try:
+        data = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"YAML syntax error{where}: {problem}"], source=source) from None
+    problems: list[str] = []
+    config = build(Config, data, "", problems)
+    if problems:
+        raise ConfigError(problems, source=source)
+    return config
+
+
+def read_config_file(path: Path, *, required: bool) -> Config:
+    """Read `path` (blocking: call through `asyncio.to_thread` on the loop).
+
+    A missing optional file means "all defaults"; a missing `--config` file is an error.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise ConfigError([f"config file {path} does not exist"], source=str(path)) from None
+        return Config()
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror}"], source=str(path)) from None
+    return parse_config(text, source=str(path))

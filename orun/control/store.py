@@ -1,0 +1,160 @@
+"""The metadata store: SQLite under `$ORUN_HOME` (WAL, versioned migrations).
+
+SQLite calls are blocking, so every call runs on one dedicated worker thread (which also
+keeps the connection on the thread that made it). Each write is one transaction, and WAL
+with `synchronous=NORMAL` keeps committed apps across `kill -9` of orun.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TypeVar
+
+from orun.control.model import App, AppVersion, version_from_json
+
+T = TypeVar("T")
+
+#: Each entry upgrades the schema by one version; never edit a released entry.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE apps (
+        id TEXT PRIMARY KEY,
+        domain TEXT NOT NULL,
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created REAL NOT NULL,
+        updated REAL NOT NULL,
+        UNIQUE (domain, path)
+    );
+    CREATE TABLE versions (
+        app_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        created REAL NOT NULL,
+        PRIMARY KEY (app_id, version)
+    );
+    """,
+)
+
+
+class Store:
+    """Apps and their version history, persisted in SQLite."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="orun-db")
+        self._conn: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+
+        def call() -> T:
+            assert self._conn is not None
+            return fn(self._conn)
+
+        return await loop.run_in_executor(self._executor, call)
+
+    async def open(self) -> None:
+        def connect() -> None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            self._conn = conn
+            _migrate(conn)
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, connect)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._run(lambda c: c.close())
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    async def schema_version(self) -> int:
+        return await self._run(lambda c: int(c.execute("PRAGMA user_version").fetchone()[0]))
+
+    async def load_apps(self) -> list[App]:
+        def load(conn: sqlite3.Connection) -> list[App]:
+            rows = conn.execute("SELECT data FROM apps ORDER BY created DESC").fetchall()
+            return [App.from_json(json.loads(r[0])) for r in rows]
+
+        return await self._run(load)
+
+    async def save(self, apps: Iterable[App], *, new_versions: bool) -> None:
+        """Upsert `apps` in one transaction; with `new_versions`, record their versions too."""
+        batch = list(apps)
+
+        def save(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                for app in batch:
+                    data = json.dumps(app.to_json())
+                    conn.execute(
+                        "INSERT INTO apps (id, domain, path, kind, data, created, updated)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (id) DO UPDATE SET domain=excluded.domain,"
+                        " path=excluded.path, data=excluded.data, updated=excluded.updated",
+                        (app.id, app.path.domain, app.path.path, app.kind, data,
+                         app.created, app.updated),
+                    )
+                    if new_versions:
+                        conn.execute(
+                            "INSERT OR REPLACE INTO versions (app_id, version, data, created)"
+                            " VALUES (?, ?, ?, ?)",
+                            (app.id, app.current.version,
+                             json.dumps(app.to_json()["current"]), app.current.created),
+                        )
+
+        await self._run(save)
+
+    async def delete(self, app_ids: Iterable[str]) -> None:
+        ids = list(app_ids)
+
+        def delete(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.executemany("DELETE FROM apps WHERE id = ?", [(i,) for i in ids])
+                conn.executemany("DELETE FROM versions WHERE app_id = ?", [(i,) for i in ids])
+
+        await self._run(delete)
+
+    async def versions(self, app_id: str) -> list[AppVersion]:
+        def load(conn: sqlite3.Connection) -> list[AppVersion]:
+            rows = conn.execute(
+                "SELECT data FROM versions WHERE app_id = ? ORDER BY version", (app_id,)
+            ).fetchall()
+            return [version_from_json(json.loads(raw)) for (raw,) in rows]
+
+        return await self._run(load)
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolling back on any error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Apply every migration past `PRAGMA user_version`, each in its own transaction."""
+    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if current > len(MIGRATIONS):
+        raise RuntimeError(
+            f"metadata store schema version {current} is newer than this orun "
+            f"({len(MIGRATIONS)}); upgrade orun"
+        )
+    for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")

@@ -1,0 +1,56 @@
+"""`proxy`-spec apps: forward to an external http:// or https:// URL."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+from yarl import URL
+
+from orun.errors import SpecError
+from orun.proxy.forward import Forwarder
+from orun.routing.table import Route
+
+
+def parse_upstream_url(url: str) -> URL:
+    """Validate a `proxy` spec `url` param: absolute http(s) with a host, no fragment."""
+    try:
+        parsed = URL(url)
+    except ValueError as exc:
+        raise SpecError(f"param url: {url!r} is not a valid URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise SpecError(f"param url: {url!r} must be an absolute http:// or https:// URL")
+    if parsed.fragment:
+        raise SpecError(f"param url: {url!r} must not have a #fragment")
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalProxyTarget:
+    forwarder: Forwarder
+    #: origin plus base path without trailing slash, e.g. "http://h:8080/base"
+    base: str
+    base_query: str
+    preserve_host: bool
+    response_headers: Mapping[str, str]
+    kind: str = "proxy"
+
+    @classmethod
+    def create(cls, forwarder: Forwarder, url: str, preserve_host: bool,
+               response_headers: Mapping[str, str]) -> ExternalProxyTarget:
+        parsed = parse_upstream_url(url)
+        base = str(parsed.with_query(None)).rstrip("/")
+        return cls(forwarder, base, parsed.raw_query_string, preserve_host,
+                   dict(response_headers))
+
+    async def serve(self, request: web.BaseRequest, route: Route, rest: str) -> web.StreamResponse:
+        query = request.raw_path.partition("?")[2]
+        if self.base_query:
+            query = f"{self.base_query}&{query}" if query else self.base_query
+        path = rest if rest else ("" if self.base.count("/") > 2 else "/")
+        target = self.base + path + (f"?{query}" if query else "")
+        return await self.forwarder.forward(
+            request, route, URL(target, encoded=True), preserve_host=self.preserve_host,
+            response_headers=self.response_headers,
+        )

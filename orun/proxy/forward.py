@@ -1,0 +1,182 @@
+"""Forwarding one HTTP request to an upstream, streaming both bodies.
+
+One `ClientSession` is the persistent upstream pool for every app. The seam is
+`Forwarder.forward()`: a faster upstream pool (own protocol + raw response bytes, see
+`shared/reference/proxy-speed.md`) can replace the session without touching targets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+import structlog
+from aiohttp import web
+from yarl import URL
+
+from orun.control.config import ProxyConfig
+from orun.proxy.errors import error_response
+from orun.proxy.headers import TrustedProxies, client_response_headers, upstream_request_headers
+from orun.proxy.websocket import WebSocketRelays
+from orun.routing.table import Route
+
+log = structlog.get_logger("orun.proxy")
+
+#: bodies up to this size are read whole and written in one go (one write, one syscall)
+SMALL_BODY = 64 * 1024
+_NO_BODY_STATUS = frozenset({204, 304})
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardSettings:
+    """Settings that can change on config reload; swapped as one object."""
+
+    trusted: TrustedProxies
+    connect_timeout: float
+    read_timeout: float
+
+    @classmethod
+    def from_config(cls, proxy: ProxyConfig, trusted_proxies: list[str]) -> ForwardSettings:
+        return cls(TrustedProxies.parse(trusted_proxies), proxy.connect_timeout_secs,
+                   proxy.read_timeout_secs)
+
+
+class Forwarder:
+    """Owns the upstream connection pool and the open websocket relays."""
+
+    def __init__(self, proxy: ProxyConfig, trusted_proxies: list[str]) -> None:
+        self.settings = ForwardSettings.from_config(proxy, trusted_proxies)
+        self._idle_timeout = proxy.idle_conn_timeout_secs
+        self._session: aiohttp.ClientSession | None = None
+        self.websockets = WebSocketRelays()
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=0, keepalive_timeout=self._idle_timeout, ttl_dns_cache=10,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=None),
+            read_bufsize=2**16,
+        )
+
+    def reconfigure(self, proxy: ProxyConfig, trusted_proxies: list[str]) -> None:
+        self.settings = ForwardSettings.from_config(proxy, trusted_proxies)
+
+    async def close(self) -> None:
+        await self.websockets.close_all(1001, "server shutting down")
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "Forwarder.start() was not called"
+        return self._session
+
+    async def forward(
+        self,
+        request: web.BaseRequest,
+        route: Route,
+        upstream: URL,
+        *,
+        preserve_host: bool = False,
+        response_headers: Mapping[str, str] | None = None,
+    ) -> web.StreamResponse:
+        """Proxy `request` to `upstream` (the full upstream URL, query included)."""
+        settings = self.settings
+        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        headers = upstream_request_headers(
+            request.raw_headers, peer=request.remote or "", scheme=request.scheme,
+            host=request.host, prefix=route.prefix, trusted=settings.trusted,
+            keep_host=preserve_host or websocket, websocket=websocket,
+        )
+        if websocket:
+            return await self.websockets.relay(
+                request, route, upstream, headers, self.session, settings.connect_timeout
+            )
+        if headers.pop("Expect", "").lower() == "100-continue":
+            await request.writer.write(_CONTINUE)
+        return await self._http(request, route, upstream, headers, settings,
+                                response_headers)
+
+    async def _http(self, request: web.BaseRequest, route: Route, upstream: URL,
+                    headers: Mapping[str, str], settings: ForwardSettings,
+                    extra: Mapping[str, str] | None) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        deadline = asyncio.timeout(settings.read_timeout)
+        data = None
+        if request.body_exists:
+            data = _body(request, deadline, loop, settings.read_timeout)
+        try:
+            async with deadline:
+                upstream_resp = await self.session.request(
+                    request.method, upstream, headers=headers, data=data,
+                    allow_redirects=False, compress=None, chunked=None,
+                    timeout=aiohttp.ClientTimeout(total=None,
+                                                  sock_connect=settings.connect_timeout),
+                )
+        except TimeoutError:
+            return error_response(request, 504,
+                                  f"app {route.label}: upstream {upstream.origin()} did not "
+                                  f"respond within {settings.read_timeout:g}s")
+        except aiohttp.ClientConnectorError as exc:
+            cause = exc.os_error.strerror or str(exc.os_error)
+            return error_response(request, 502,
+                                  f"app {route.label}: cannot connect to upstream "
+                                  f"{upstream.origin()}: {cause}")
+        except aiohttp.ClientError as exc:
+            return error_response(request, 502,
+                                  f"app {route.label}: upstream {upstream.origin()} failed: "
+                                  f"{exc.__class__.__name__}: {exc}")
+        try:
+            return await self._respond(request, route, upstream, upstream_resp, extra)
+        finally:
+            upstream_resp.release()
+
+    async def _respond(self, request: web.BaseRequest, route: Route, upstream: URL,
+                       resp: aiohttp.ClientResponse,
+                       extra: Mapping[str, str] | None) -> web.StreamResponse:
+        headers = client_response_headers(resp.headers.items(), upstream_url=upstream,
+                                          prefix=route.prefix, rewrite=True)
+        if extra:
+            headers.update(extra)
+        status = resp.status
+        length = resp.content_length
+        if request.method == "HEAD" or status in _NO_BODY_STATUS:
+            out = web.StreamResponse(status=status, reason=resp.reason, headers=headers)
+            await out.prepare(request)
+            await out.write_eof()
+            return out
+        if length is not None and length <= SMALL_BODY:
+            body = await resp.read()
+            return web.Response(status=status, reason=resp.reason, body=body,
+                                headers=headers)
+        out = web.StreamResponse(status=status, reason=resp.reason, headers=headers)
+        await out.prepare(request)
+        try:
+            async for chunk in resp.content.iter_any():
+                await out.write(chunk)
+        except aiohttp.ClientPayloadError as exc:
+            # The head is sent; the only honest signal left is a cut connection.
+            log.warning("upstream_body_error", app=route.label, error=str(exc))
+            raise ConnectionResetError(f"upstream body error: {exc}") from exc
+        await out.write_eof()
+        return out
+
+
+async def _body(request: web.BaseRequest, deadline: asyncio.Timeout,
+                loop: asyncio.AbstractEventLoop, timeout: float) -> AsyncIterator[bytes]:
+    """The request body as a stream; every chunk moved pushes the read deadline back.
+
+    So the read timeout measures upstream silence, not how long a large upload takes.
+    """
+    async for chunk in request.content.iter_any():
+        deadline.reschedule(loop.time() + timeout)
+        yield chunk

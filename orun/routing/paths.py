@@ -1,0 +1,141 @@
+"""App paths (`[domain:]path`) and path globs, with OpenRun's syntax and messages."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from orun.errors import AppPathError
+
+RESERVED = "_cl_"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AppPath:
+    """Where an app lives. `domain` is "" for apps on the default domain."""
+
+    domain: str
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.domain}:{self.path}" if self.domain else self.path
+
+    def effective_domain(self, default_domain: str) -> str:
+        return self.domain or default_domain
+
+
+def normalize_domain(domain: str, default_domain: str) -> str:
+    """Lowercase; a trailing `.` makes the domain relative to the default domain."""
+    domain = domain.strip().lower()
+    if domain.endswith("."):
+        if not default_domain:
+            raise AppPathError(
+                "Domain cannot end with '.' since default_domain is not configured"
+            )
+        domain = domain + default_domain
+    if domain == "127.0.0.1":
+        domain = "localhost"
+    return domain
+
+
+def parse_app_path(text: str, default_domain: str) -> AppPath:
+    """Parse `domain:path` or `path` (`counter.:` is `counter.<default_domain>:/`)."""
+    if text.count(":") > 1:
+        raise AppPathError(f'invalid app path {text}, expected one ":"')
+    domain, _, path = text.rpartition(":")
+    if domain:
+        domain = normalize_domain(domain, default_domain)
+    if domain == default_domain:
+        domain = ""  # the default domain is stored as "" so a later domain change follows
+    if path == "":
+        path = "/"
+    if not path.startswith("/"):
+        raise AppPathError(f'invalid app path {text}, expected path to start with "/"')
+    path = path.rstrip("/") or "/"
+    return AppPath(domain, path)
+
+
+def validate_for_create(app_path: AppPath) -> None:
+    """OpenRun's create-time checks: no dot segments, no reserved `_cl_` segment."""
+    path = app_path.path
+    if "/.." in path:
+        raise AppPathError("path cannot contain '/..'")
+    if "../" in path:
+        raise AppPathError("path cannot contain '../'")
+    if "/./" in path:
+        raise AppPathError("path cannot contain '/./'")
+    if path.endswith("/."):
+        raise AppPathError("path cannot end with '/.'")
+    if "//" in path:
+        raise AppPathError("path cannot contain '//'")
+    if RESERVED in path.rsplit("/", 1)[-1]:
+        raise AppPathError(
+            f"last section of path cannot contain {RESERVED}, orun reserved path"
+        )
+    if any(c in path for c in "?#% \t\r\n"):
+        raise AppPathError(f"path {path} contains a character not allowed in app paths")
+
+
+def paths_overlap(a: str, b: str) -> bool:
+    """True when one path is the other or a `/`-boundary prefix of it."""
+    if a == b or a == "/" or b == "/":
+        return True
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return long.startswith(short + "/")
+
+
+@lru_cache(maxsize=256)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """doublestar-style: `*` stays within a segment, `**` crosses `/`."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class PathGlob:
+    """An app path glob. A path-only glob matches only apps on the default domain."""
+
+    domain: str | None  # None = any domain ("all")
+    path: str
+
+    @classmethod
+    def parse(cls, text: str, default_domain: str) -> PathGlob:
+        text = text.strip()
+        if text in ("", "all", "*:**"):
+            return cls(None, "**")
+        if text.count(":") > 1:
+            raise AppPathError(f'invalid app path glob {text}, expected one ":"')
+        domain, sep, path = text.rpartition(":")
+        if sep:
+            domain = "" if domain == "" else normalize_domain(domain, default_domain)
+            if domain == default_domain:
+                domain = ""
+        if path in ("", "*") and not sep:
+            path = "/*" if path == "*" else "/"
+        if path == "":
+            path = "/"
+        if not path.startswith("/") and not path.startswith("*"):
+            raise AppPathError(f'invalid app path glob {text}, expected path to start with "/"')
+        if len(path) > 1:
+            path = path.rstrip("/")
+        return cls(domain if sep else "", path)
+
+    def matches(self, app_path: AppPath) -> bool:
+        if self.domain is not None and not _glob_regex(self.domain).match(app_path.domain):
+            return False
+        return bool(_glob_regex(self.path).match(app_path.path))

@@ -1,0 +1,95 @@
+"""Turning an app version into the `Target` that serves it, off the hot path.
+
+Targets are cached per (app id, version, snapshots): building one may scan a snapshot or
+load a spec, which happens in a thread, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from orun.control.model import App
+from orun.errors import OrunError, SpecError
+from orun.proxy.external import ExternalProxyTarget
+from orun.proxy.forward import Forwarder
+from orun.proxy.static import FileIndex, StaticTarget, pick_index
+from orun.proxy.target import Target
+from orun.sources import SnapshotStore
+from orun.spec import Spec, load_spec_dir, resolve_params
+from orun.spec.model import SPEC_FILE
+
+_CacheKey = tuple[str, int, str, str]
+
+
+class UnavailableTarget:
+    """An app that cannot serve (broken snapshot, spec kind not supported here yet)."""
+
+    kind = "unavailable"
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+
+    async def serve(self, request: Any, route: Any, rest: str) -> Any:
+        from orun.proxy.errors import error_response
+
+        return error_response(request, self.status, f"app {route.label}: {self.message}")
+
+
+class TargetFactory:
+    def __init__(self, snapshots: SnapshotStore, forwarder: Forwarder) -> None:
+        self.snapshots = snapshots
+        self.forwarder = forwarder
+        self._cache: dict[_CacheKey, Target] = {}
+
+    def _key(self, app: App) -> _CacheKey:
+        v = app.current
+        return (app.id, v.version, v.source_digest, v.spec_digest)
+
+    async def target_for(self, app: App) -> Target:
+        key = self._key(app)
+        target = self._cache.get(key)
+        if target is None:
+            try:
+                target = await self._build(app)
+            except OrunError as exc:
+                target = UnavailableTarget(500, exc.message)
+            self._cache[key] = target
+        return target
+
+    def retain(self, apps: list[App]) -> None:
+        """Forget targets of versions no longer routed."""
+        keep = {self._key(a) for a in apps}
+        for key in [k for k in self._cache if k not in keep]:
+            del self._cache[key]
+
+    async def load_spec(self, app: App) -> Spec:
+        snap = self.snapshots.get(app.current.spec_digest)
+        if snap is None:
+            raise SpecError(f"spec snapshot {app.current.spec_digest[:12]} is missing")
+        return await asyncio.to_thread(load_spec_dir, app.spec, snap.path)
+
+    async def _build(self, app: App) -> Target:
+        spec = await self.load_spec(app)
+        params = resolve_params(spec.params, app.current.settings.params)
+        if spec.kind == "static":
+            source = self.snapshots.get(app.current.source_digest)
+            spec_snap = self.snapshots.get(app.current.spec_digest)
+            if source is None or spec_snap is None:
+                raise OrunError("source snapshot is missing; run app reload")
+            index = await asyncio.to_thread(FileIndex.scan, source.path, spec_snap.path,
+                                            frozenset({SPEC_FILE}))
+            return StaticTarget(index, pick_index(index, str(params.get("index", ""))),
+                                bool(params.get("single_file", False)),
+                                spec.routing.redirect_bare_path)
+        if spec.kind == "proxy":
+            headers = params.get("response_headers") or {}
+            return ExternalProxyTarget.create(
+                self.forwarder, str(params["url"]), bool(params.get("preserve_host", False)),
+                {str(k): str(v) for k, v in headers.items()},
+            )
+        return UnavailableTarget(
+            501, f"spec {app.spec} runs a container; container apps are not supported yet"
+        )
+

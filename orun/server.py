@@ -1,0 +1,336 @@
+"""`orun serve`: the composition root. Wires the parts, owns listeners and signals.
+
+Start order: config -> store -> bus -> forwarder -> routes -> listeners; stop runs the
+reverse. Signal handlers only schedule work: SIGHUP a config reload, SIGTERM/SIGINT a
+graceful stop (a second one exits at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from orun import __version__
+from orun.bus import EventBus
+from orun.control.admin import make_admin_app
+from orun.control.apps import AppService
+from orun.control.config import Config, ListenConfig, read_config_file
+from orun.control.model import App
+from orun.control.store import Store
+from orun.control.unixpath import usable_socket_path
+from orun.errors import ConfigError, OrunError
+from orun.events import ConfigReloaded
+from orun.log import configure_logging, flush_logging
+from orun.proxy.forward import Forwarder
+from orun.proxy.handler import ProxyHandler
+from orun.routing.manager import RouteManager
+from orun.routing.targets import TargetFactory
+from orun.sources import SnapshotStore
+from orun.spec import SpecCatalog
+
+log = structlog.get_logger("orun.server")
+access_log = structlog.get_logger("orun.access")
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One structured line per request; written by the log thread, not the loop."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        access_log.info(
+            "request", method=request.method, path=request.path,
+            host=request.headers.get("Host", ""), status=response.status,
+            bytes=response.body_length, ms=round(time * 1000, 2), remote=request.remote,
+        )
+
+
+class Server:
+    """The one orun process: proxy listener, admin API, and the parts behind them."""
+
+    def __init__(self, home: Path, config_path: Path | None = None) -> None:
+        self.home = home
+        self.config_path = config_path or home / "orun.yaml"
+        self._config_required = config_path is not None
+        self.config = Config()
+        self.run_dir = home / "run"
+        self.socket_path = self.run_dir / "orun.sock"
+        self.bus = EventBus()
+        self.store = Store(home / "metadata" / "orun.db")
+        self.snapshots = SnapshotStore(home / "snapshots")
+        self.catalog = SpecCatalog(home / "specs")
+        self.apps = AppService(self.store, self.snapshots, self.catalog, self.bus,
+                               lambda: self.config)
+        self.forwarder: Forwarder | None = None
+        self.routes: RouteManager | None = None
+        self.handler: ProxyHandler | None = None
+        self._proxy_runner: web.ServerRunner | None = None
+        self._proxy_site: web.TCPSite | None = None
+        self._http_port: int | None = None
+        self._admin_runner: web.AppRunner | None = None
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._owns_socket = False
+        self.started_at = time.time()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.config = await asyncio.to_thread(
+            read_config_file, self.config_path, required=self._config_required
+        )
+        configure_logging(self.config.log.level, self.config.log.format)
+        await asyncio.to_thread(self._prepare_dirs)
+        await self._claim_socket()
+        await self.store.open()
+        await self.apps.load()
+        cfg = self.config
+        self.forwarder = Forwarder(cfg.proxy, cfg.security.trusted_proxies)
+        await self.forwarder.start()
+        factory = TargetFactory(self.snapshots, self.forwarder)
+        self.routes = RouteManager(self.bus, factory, self.apps.all,
+                                   lambda: self.config.system.default_domain)
+        await self.routes.start()
+        self.handler = ProxyHandler(self.routes)
+        proxy_server = web.Server(
+            self.handler, access_log_class=AccessLogger,
+            access_log=structlog.stdlib.get_logger("orun.access") if cfg.log.access_log
+            else None,
+            handler_cancellation=True,
+        )
+        self._proxy_runner = web.ServerRunner(proxy_server, handle_signals=False,
+                                              shutdown_timeout=1.0)
+        await self._proxy_runner.setup()
+        await self._bind_http(cfg.http)
+        await self._start_admin()
+        await asyncio.to_thread(self._write_info)
+        self._install_signals()
+        log.info("orun_started", version=__version__, http=self.http_address,
+                 home=str(self.home), apps=len(self.apps.all()),
+                 config=str(self.config_path))
+
+    def _prepare_dirs(self) -> None:
+        for d in (self.home, self.run_dir, self.home / "logs", self.home / "specs"):
+            d.mkdir(parents=True, exist_ok=True)
+
+    async def _claim_socket(self) -> None:
+        """Refuse to start twice on one home; remove a stale socket from a killed orun."""
+        path = usable_socket_path(self.socket_path)
+        if not await asyncio.to_thread(os.path.exists, path):
+            return
+        try:
+            _reader, writer = await asyncio.open_unix_connection(path)
+        except OSError:
+            await asyncio.to_thread(os.unlink, path)
+            return
+        writer.close()
+        raise OrunError(f"orun is already running with home {self.home} "
+                        f"(socket {self.socket_path} answers)")
+
+    async def _bind_http(self, listen: ListenConfig) -> None:
+        assert self._proxy_runner is not None
+        if not listen.enabled:
+            self._http_port = None
+            return
+        site = web.TCPSite(self._proxy_runner, listen.host, listen.port,
+                           reuse_address=True, backlog=1024)
+        await site.start()
+        self._proxy_site = site
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self._http_port = sockets[0].getsockname()[1] if sockets else listen.port
+
+    async def _start_admin(self) -> None:
+        runner = web.AppRunner(make_admin_app(self), handle_signals=False, access_log=None,
+                               shutdown_timeout=2.0)
+        await runner.setup()
+        path = usable_socket_path(self.socket_path)
+        old_umask = os.umask(0o077)
+        try:
+            site = web.UnixSite(runner, path)
+            await site.start()
+        finally:
+            os.umask(old_umask)
+        self._owns_socket = True
+        await asyncio.to_thread(os.chmod, path, stat.S_IRUSR | stat.S_IWUSR)
+        self._admin_runner = runner
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._on_stop_signal, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self._on_stop_signal, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+
+    def _on_stop_signal(self, name: str) -> None:
+        if self._stopping:
+            log.warning("forced_exit", signal=name)
+            flush_logging()
+            os._exit(1)
+        log.info("shutdown_requested", signal=name)
+        self._stopping = True
+        self._stop.set()
+
+    def _on_hup(self) -> None:
+        self.spawn(self.reload_config(), name="orun.config.reload")
+
+    def spawn(self, coro: Any, *, name: str) -> asyncio.Task[Any]:
+        """Start a task owned by the server (kept referenced, cancelled at stop)."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def serve_forever(self) -> None:
+        await self._stop.wait()
+
+    def request_stop(self) -> None:
+        self._stopping = True
+        self._stop.set()
+
+    async def stop(self) -> None:
+        """Graceful stop: no new connections, let in-flight work finish, then close."""
+        timeout = self.config.system.shutdown_timeout_secs
+        if self._proxy_site is not None:
+            await self._proxy_site.stop()
+            self._proxy_site = None
+        if self._proxy_runner is not None and self._proxy_runner.server is not None:
+            self._proxy_runner.server.pre_shutdown()
+        deadline = time.monotonic() + timeout
+        while self.handler is not None and self.handler.in_flight > 0 \
+                and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.handler is not None and self.handler.in_flight:
+            log.warning("shutdown_timeout", in_flight=self.handler.in_flight)
+        if self.forwarder is not None:
+            await self.forwarder.close()
+        if self._proxy_runner is not None:
+            await self._proxy_runner.cleanup()
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.routes is not None:
+            await self.routes.stop()
+        await self.bus.close()
+        await self.store.close()
+        if self._owns_socket:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(os.unlink, usable_socket_path(self.socket_path))
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(os.unlink, self.run_dir / "server.json")
+        log.info("orun_stopped")
+
+    # -- config reload ---------------------------------------------------------------
+
+    async def reload_config(self) -> dict[str, Any]:
+        """Parse -> validate -> diff -> apply; on any problem keep the old config."""
+        async with self._reload_lock:
+            try:
+                new = await asyncio.to_thread(read_config_file, self.config_path,
+                                              required=self._config_required)
+            except ConfigError as exc:
+                log.error("config_reload_failed", config=str(self.config_path),
+                          problems=exc.problems)
+                return {"applied": False, "problems": exc.problems}
+            old = self.config
+            changed = tuple(
+                name for name in Config.__dataclass_fields__
+                if getattr(old, name) != getattr(new, name)
+            )
+            if not changed:
+                log.info("config_unchanged", config=str(self.config_path))
+                return {"applied": True, "changed": []}
+            if "http" in changed and new.http != old.http:
+                try:
+                    await self._rebind_http(new.http)
+                except OSError as exc:
+                    problem = f"http: cannot listen on {new.http.host}:{new.http.port}: " \
+                              f"{exc.strerror}"
+                    log.error("config_reload_failed", problems=[problem])
+                    return {"applied": False, "problems": [problem]}
+            self.config = new
+            if "log" in changed:
+                configure_logging(new.log.level, new.log.format)
+            if self.forwarder is not None and ("proxy" in changed or "security" in changed):
+                self.forwarder.reconfigure(new.proxy, new.security.trusted_proxies)
+            await asyncio.to_thread(self._write_info)
+            log.info("config_reloaded", changed=list(changed))
+            self.bus.publish(ConfigReloaded(new, changed))
+            return {"applied": True, "changed": list(changed)}
+
+    async def _rebind_http(self, listen: ListenConfig) -> None:
+        """Bind the new address first; only then close the old listener."""
+        old_site, old_port = self._proxy_site, self._http_port
+        self._proxy_site = None
+        try:
+            await self._bind_http(listen)
+        except OSError:
+            self._proxy_site, self._http_port = old_site, old_port
+            raise
+        if old_site is not None:
+            await old_site.stop()
+
+    # -- views -------------------------------------------------------------------
+
+    @property
+    def http_address(self) -> str | None:
+        if self._http_port is None:
+            return None
+        return f"{self.config.http.host}:{self._http_port}"
+
+    def app_urls(self, domain: str, path: str) -> dict[str, str]:
+        urls: dict[str, str] = {}
+        if self._http_port is not None:
+            host = domain or self.config.system.default_domain
+            urls["http"] = f"http://{host}:{self._http_port}{path}"
+        return urls
+
+    def describe(self, app: App) -> dict[str, Any]:
+        data = app.to_json()
+        data["urls"] = self.app_urls(app.path.domain, app.path.path)
+        data["staged_changes"] = False
+        linked = self.apps.get(app.linked_id or "")
+        if app.kind == "prod" and linked is not None:
+            data["staged_changes"] = linked.current.version != app.current.version
+        return data
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "version": __version__, "pid": os.getpid(), "home": str(self.home),
+            "config": str(self.config_path), "http": self.http_address,
+            "http_port": self._http_port, "default_domain": self.config.system.default_domain,
+            "started_at": self.started_at,
+            "routes": len(self.routes.current) if self.routes else 0,
+        }
+
+    def _write_info(self) -> None:
+        tmp = self.run_dir / "server.json.tmp"
+        tmp.write_text(json.dumps(self.info()))
+        tmp.replace(self.run_dir / "server.json")
+
+
+async def run_server(home: Path, config_path: Path | None) -> int:
+    server = Server(home, config_path)
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop()
+        raise
+    try:
+        await server.serve_forever()
+    finally:
+        await server.stop()
+        flush_logging()
+    return 0

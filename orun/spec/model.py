@@ -1,0 +1,149 @@
+"""The spec format.
+
+A spec is a folder: `spec.yaml` describes it (kind, typed params, routing and container
+settings) and every other file is a template overlaid on the app source, where source
+files always win. Example:
+
+    description: Proxy to an external URL
+    kind: proxy
+    params:
+      url: {type: string, required: true, description: Where requests go}
+      preserve_host: {type: bool, default: false}
+    routing: {strip_app: true}
+
+A param is required when it says so, or when it has no default.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from orun.control.schema import build
+from orun.errors import SpecError
+
+SPEC_FILE = "spec.yaml"
+ParamType = Literal["string", "int", "bool", "list", "dict"]
+SpecKind = Literal["static", "proxy", "container"]
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    type: ParamType = "string"
+    default: Any = None
+    required: bool | None = None
+    description: str = ""
+
+    @property
+    def is_required(self) -> bool:
+        return self.required if self.required is not None else self.default is None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSpec:
+    #: strip the app path before proxying (False: the upstream sees `/app/...`)
+    strip_app: bool = True
+    #: answer `/app` with a redirect to `/app/` (relative links then resolve)
+    redirect_bare_path: bool = False
+    #: False: the app can only live at a domain root (`name.:`), never under a path
+    path_routing: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSpec:
+    """Container settings (used by the container-apps issue; accepted and kept now)."""
+
+    port: int = 0
+    health: str = "/"
+    dockerfile: str = ""
+    build_args: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SpecFile:
+    description: str = ""
+    kind: SpecKind = "container"
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+    routing: RoutingSpec = field(default_factory=RoutingSpec)
+    container: ContainerSpec = field(default_factory=ContainerSpec)
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """A loaded spec: its name, folder, settings and template files."""
+
+    name: str
+    path: Path
+    description: str
+    kind: SpecKind
+    params: dict[str, ParamSpec]
+    routing: RoutingSpec
+    container: ContainerSpec
+    #: template files relative to `path` (everything but spec.yaml)
+    files: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "kind": self.kind,
+            "params": {
+                n: {"type": p.type, "default": p.default, "required": p.is_required,
+                    "description": p.description}
+                for n, p in self.params.items()
+            },
+            "routing": {"strip_app": self.routing.strip_app,
+                        "redirect_bare_path": self.routing.redirect_bare_path,
+                        "path_routing": self.routing.path_routing},
+            "files": list(self.files),
+        }
+
+
+_DEFAULT_CHECKS: dict[str, type | tuple[type, ...]] = {
+    "string": str, "int": int, "bool": bool, "list": list, "dict": dict,
+}
+
+
+def _check_params(params: dict[str, ParamSpec], problems: list[str]) -> None:
+    for name, p in params.items():
+        if not name or any(c.isspace() for c in name):
+            problems.append(f'params: param name "{name}" has spaces')
+        if p.default is None:
+            continue
+        ok = _DEFAULT_CHECKS[p.type]
+        if (isinstance(p.default, bool) and p.type == "int") or not isinstance(p.default, ok):
+            problems.append(
+                f"params.{name}: param {name} is of type {p.type} but default value "
+                f"is not a {p.type}: {json.dumps(p.default)}"
+            )
+
+
+def load_spec_dir(name: str, path: Path) -> Spec:
+    """Load the spec in folder `path` (blocking; call via `asyncio.to_thread`)."""
+    spec_file = path / SPEC_FILE
+    try:
+        text = spec_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"spec {name} has no {SPEC_FILE} in {path}") from None
+    try:
+        data = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        raise SpecError(f"spec {name}: {spec_file} is not valid YAML: {exc}") from None
+    problems: list[str] = []
+    parsed = build(SpecFile, data, "", problems)
+    if not problems:
+        _check_params(parsed.params, problems)
+    if problems:
+        raise SpecError(f"spec {name} ({spec_file}) is invalid: " + "; ".join(problems))
+    files = tuple(sorted(
+        str(p.relative_to(path)) for p in path.rglob("*")
+        if p.is_file() and p != spec_file and "__pycache__" not in p.parts
+    ))
+    return Spec(name=name, path=path, description=parsed.description, kind=parsed.kind,
+                params=dict(parsed.params), routing=parsed.routing,
+                container=parsed.container, files=files)

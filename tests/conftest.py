@@ -1,0 +1,178 @@
+"""Shared fixtures: a real `orun serve` process, its CLI, and real upstream servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+PYTHON = sys.executable
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def ok(self) -> CliResult:
+        assert self.code == 0, f"exit {self.code}\nstdout: {self.out}\nstderr: {self.err}"
+        return self
+
+
+class Orun:
+    """A real orun server process on loopback, with its home, CLI and log."""
+
+    def __init__(self, home: Path, config: str = "") -> None:
+        self.home = home
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.config_text = config or "http: {host: 127.0.0.1, port: 0}\n"
+        (home / "orun.yaml").write_text(self.config_text)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = home / "server.log"
+        self.port = 0
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["ORUN_HOME"] = str(self.home)
+        env.pop("NO_COLOR", None)
+        return env
+
+    def write_config(self, text: str) -> None:
+        self.config_text = text
+        (self.home / "orun.yaml").write_text(text)
+
+    async def start(self, timeout: float = 20.0) -> None:
+        info = self.home / "run" / "server.json"
+        with contextlib.suppress(FileNotFoundError):
+            info.unlink()
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([PYTHON, "-m", "orun", "serve"], env=self.env,
+                                     stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"orun exited with {self.proc.returncode}:\n{self.log()}")
+            if info.exists():
+                data = json.loads(info.read_text())
+                if data.get("pid") == self.proc.pid:
+                    self.port = int(data["http_port"])
+                    return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"orun did not start within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_events(self) -> list[dict[str, Any]]:
+        events = []
+        for line in self.log().splitlines():
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+        return events
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def wait_exit(self, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError("orun did not exit")
+            await asyncio.sleep(0.05)
+        return self.proc.returncode
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await self.wait_exit(15)
+            except AssertionError:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def rss_kib(self) -> int:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def cli(self, *args: str, cwd: Path | None = None) -> CliResult:
+        proc = await asyncio.create_subprocess_exec(
+            PYTHON, "-m", "orun", *args, env=self.env, cwd=cwd,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        assert proc.returncode is not None
+        return CliResult(proc.returncode, out.decode(), err.decode())
+
+
+@pytest.fixture
+async def orun(tmp_path: Path) -> AsyncIterator[Orun]:
+    server = Orun(tmp_path / "home")
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def make_orun(tmp_path: Path) -> Iterator[Any]:
+    """Factory for tests that need their own config or several servers."""
+    servers: list[Orun] = []
+
+    def make(config: str = "", name: str = "home") -> Orun:
+        server = Orun(tmp_path / name, config)
+        servers.append(server)
+        return server
+
+    yield make
+    for s in servers:
+        if s.proc is not None and s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        yield session
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """Run an aiohttp app on a free loopback port; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
