@@ -18,7 +18,7 @@ async def echo(request: web.Request) -> web.Response:
     return web.json_response({
         "method": request.method,
         "path": request.raw_path,
-        "headers": {k: v for k, v in request.headers.items()},
+        "headers": dict(request.headers.items()),
         "header_list": [[k, v] for k, v in request.headers.items()],
         "body_len": len(body),
         "body": body[:200].decode("latin-1"),

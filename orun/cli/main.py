@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -82,13 +83,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 130
 
 
-def cmd_app_create(args: argparse.Namespace) -> int:
-    for vol in args.cvol or []:
-        if vol.startswith("--"):
+_CVOL_FLAGS = frozenset({"--cvol", "--container-volume"})
+
+
+def _check_cvol_values(argv: list[str]) -> None:
+    """`--cvol --dev` is a forgotten value, not a volume named `--dev` (OpenRun's check)."""
+    for flag, value in itertools.pairwise(argv):
+        if flag in _CVOL_FLAGS and value.startswith("--"):
             raise OrunError(
-                f'invalid container volume value "{vol}" for --cvol: values cannot start '
+                f'invalid container volume value "{value}" for --cvol: values cannot start '
                 "with --; did you forget to provide a value for --cvol?"
             )
+
+
+def cmd_app_create(args: argparse.Namespace) -> int:
     body = {
         "path": args.path,
         "source": _source_arg(args.source),
@@ -315,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     args_in = normalize_go_flags(args_in, long_flags(parser))
     try:
+        _check_cvol_values(args_in)
         args = parser.parse_args(args_in)
         return int(args.func(args))
     except OrunError as exc:

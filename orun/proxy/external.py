@@ -34,20 +34,25 @@ class ExternalProxyTarget:
     base_query: str
     preserve_host: bool
     response_headers: Mapping[str, str]
+    #: False: the upstream sees the full public path, app prefix included
+    strip_app: bool = True
     kind: str = "proxy"
 
     @classmethod
     def create(cls, forwarder: Forwarder, url: str, preserve_host: bool,
-               response_headers: Mapping[str, str]) -> ExternalProxyTarget:
+               response_headers: Mapping[str, str], *,
+               strip_app: bool = True) -> ExternalProxyTarget:
         parsed = parse_upstream_url(url)
         base = str(parsed.with_query(None)).rstrip("/")
         return cls(forwarder, base, parsed.raw_query_string, preserve_host,
-                   dict(response_headers))
+                   dict(response_headers), strip_app)
 
     async def serve(self, request: web.BaseRequest, route: Route, rest: str) -> web.StreamResponse:
         query = request.raw_path.partition("?")[2]
         if self.base_query:
             query = f"{self.base_query}&{query}" if query else self.base_query
+        if not self.strip_app:
+            rest = route.prefix + rest
         path = rest if rest else ("" if self.base.count("/") > 2 else "/")
         target = self.base + path + (f"?{query}" if query else "")
         return await self.forwarder.forward(

@@ -87,23 +87,37 @@ def paths_overlap(a: str, b: str) -> bool:
 
 @lru_cache(maxsize=256)
 def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """doublestar-style: `*` stays within a segment, `**` crosses `/`."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
+    """doublestar (v4) semantics, as OpenRun uses: `*` and `?` stay within a segment.
+
+    `**` is special only as a whole segment: `/**/` matches zero or more segments (so
+    `/a/**/b` matches `/a/b`), a trailing `/**` also matches the parent itself (`/a/**`
+    matches `/a`), and a leading `**/` matches zero or more leading segments. Anywhere
+    else (`/a**`) it acts like `*`.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        if pattern.startswith("/**", i) and (i + 3 == n or pattern[i + 3] == "/"):
+            if i + 3 == n:
+                out.append("(?:/.*)?")
+                i = n
+            else:
+                out.append("/(?:.*/)?")
+                i += 4
             continue
+        if i == 0 and pattern.startswith("**") and (n == 2 or pattern[2] == "/"):
+            out.append(".*" if n == 2 else "(?:.*/)?")
+            i = n if n == 2 else 3
+            continue
+        c = pattern[i]
         if c == "*":
             out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        else:
-            out.append(re.escape(c))
+            while i < n and pattern[i] == "*":
+                i += 1
+            continue
+        out.append("[^/]" if c == "?" else re.escape(c))
         i += 1
-    return re.compile("".join(out) + r"\Z")
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +130,7 @@ class PathGlob:
     @classmethod
     def parse(cls, text: str, default_domain: str) -> PathGlob:
         text = text.strip()
-        if text in ("", "all", "*:**"):
+        if text in ("", "*:**") or text.lower() == "all":
             return cls(None, "**")
         if text.count(":") > 1:
             raise AppPathError(f'invalid app path glob {text}, expected one ":"')
@@ -125,9 +139,9 @@ class PathGlob:
             domain = "" if domain == "" else normalize_domain(domain, default_domain)
             if domain == default_domain:
                 domain = ""
-        if path in ("", "*") and not sep:
-            path = "/*" if path == "*" else "/"
-        if path == "":
+        if path == "*":
+            path = "/*"  # as OpenRun: `*` and `domain:*` mean every top-level app
+        elif path == "":
             path = "/"
         if not path.startswith("/") and not path.startswith("*"):
             raise AppPathError(f'invalid app path glob {text}, expected path to start with "/"')

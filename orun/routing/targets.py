@@ -88,6 +88,7 @@ class TargetFactory:
             return ExternalProxyTarget.create(
                 self.forwarder, str(params["url"]), bool(params.get("preserve_host", False)),
                 {str(k): str(v) for k, v in headers.items()},
+                strip_app=spec.routing.strip_app,
             )
         return UnavailableTarget(
             501, f"spec {app.spec} runs a container; container apps are not supported yet"

@@ -32,7 +32,7 @@ async def test_get_strips_prefix_and_sets_forwarded_headers(orun, upstream, http
     await create_proxy(orun, base)
     async with http.get(URL(orun.url("/ext/echo/a%20b?q=1&r=%2F"), encoded=True), headers={
         "X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6", "Connection": "X-Drop",
-        "X-Drop": "gone", "X-Keep": "kept", "Host": "LOCALHOST:%d" % orun.port,
+        "X-Drop": "gone", "X-Keep": "kept", "Host": f"LOCALHOST:{orun.port}",
     }) as resp:
         assert resp.status == 200
         data = await resp.json()
@@ -241,3 +241,19 @@ async def test_unknown_app_is_404(orun, http):
         assert (await resp.text()).strip() == "no matching app found"
     async with http.get(orun.url("/"), headers={"Host": "other.example"}) as resp:
         assert resp.status == 404
+
+
+async def test_custom_spec_can_keep_the_app_path(orun, upstream, http):
+    base, _ = upstream
+    custom = orun.home / "specs" / "keep-path-proxy"
+    custom.mkdir(parents=True)
+    (custom / "spec.yaml").write_text(
+        "description: proxy that keeps the app path\nkind: proxy\n"
+        "params: {url: {type: string, required: true}}\nrouting: {strip_app: false}\n"
+    )
+    (await orun.cli("app", "create", "--spec", "keep-path-proxy", "-p", f"url={base}", "-",
+                    "/echo")).ok()
+    async with http.get(orun.url("/echo/deeper?x=1")) as resp:
+        data = await resp.json()
+    assert data["path"] == "/echo/deeper?x=1"
+    assert data["headers"]["X-Forwarded-Prefix"] == "/echo"

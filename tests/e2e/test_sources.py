@@ -133,7 +133,7 @@ async def test_no_source_is_the_empty_snapshot(store: SnapshotStore) -> None:
     assert (await store.take(parse_source("-"))).digest == EMPTY_DIGEST
 
 
-async def test_local_folder_copies_all_but_git_and_venv(store: SnapshotStore, tmp_path: Path) -> None:
+async def test_local_folder_skips_git_and_venv(store: SnapshotStore, tmp_path: Path) -> None:
     src = tmp_path / "src"
     write(src / "app.py", "print(1)\n")
     write(src / "start.sh", "#!/bin/sh\n", executable=True)
