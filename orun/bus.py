@@ -44,7 +44,9 @@ class _Subscriber:
     def offer(self, event: Event) -> None:
         if len(self.queue) == self.queue.maxlen:
             self.dropped += 1
-            log.warning("bus_event_dropped", subscriber=self.name, event=type(event).__name__)
+            # not `event=`: that is structlog's own positional argument (the message)
+            log.warning("bus_event_dropped", subscriber=self.name,
+                        event_type=type(event).__name__)
         self.queue.append(event)
         self.idle.clear()
         self.wakeup.set()
@@ -61,7 +63,7 @@ class _Subscriber:
                     raise
                 except Exception:
                     log.exception("bus_handler_failed", subscriber=self.name,
-                                  event=type(event).__name__)
+                                  event_type=type(event).__name__)
             self.idle.set()
 
 

@@ -159,6 +159,15 @@ def make_orun(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """A one-page static site folder."""
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "index.html").write_text("<h1>site</h1>")
+    return root
+
+
+@pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(auto_decompress=False) as session:
         yield session

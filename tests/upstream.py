@@ -46,6 +46,8 @@ async def download(request: web.Request) -> web.StreamResponse:
     if request.query.get("sized"):
         resp.content_length = total
     await resp.prepare(request)
+    if request.method == "HEAD":
+        return resp
     sent = 0
     while sent < total:
         await resp.write(CHUNK)

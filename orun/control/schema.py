@@ -117,7 +117,8 @@ def build(cls: type[T], data: Any, path: str, problems: list[str]) -> T:
     """
     if data is None:
         data = {}
-    if not isinstance(data, dict):
+    shape_ok = isinstance(data, dict)
+    if not shape_ok:
         problems.append(f"{path or 'top level'}: expected a mapping, got {_typename(data)}")
         data = {}
     hints = typing.get_type_hints(cls)
@@ -141,7 +142,8 @@ def build(cls: type[T], data: Any, path: str, problems: list[str]) -> T:
                 problems.append(f"{_join(path, name)}: {err}")
                 continue
         kwargs[name] = value
-    missing = [
+    # a non-mapping was already reported; its "missing keys" would only repeat that
+    missing = [] if not shape_ok else [
         n for n, f in fields.items()
         if n not in kwargs and n not in data
         and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING

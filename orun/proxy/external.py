@@ -57,5 +57,5 @@ class ExternalProxyTarget:
         target = self.base + path + (f"?{query}" if query else "")
         return await self.forwarder.forward(
             request, route, URL(target, encoded=True), preserve_host=self.preserve_host,
-            response_headers=self.response_headers,
+            response_headers=self.response_headers, base=URL(self.base, encoded=True),
         )

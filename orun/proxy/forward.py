@@ -88,8 +88,13 @@ class Forwarder:
         *,
         preserve_host: bool = False,
         response_headers: Mapping[str, str] | None = None,
+        base: URL | None = None,
     ) -> web.StreamResponse:
-        """Proxy `request` to `upstream` (the full upstream URL, query included)."""
+        """Proxy `request` to `upstream` (the full upstream URL, query included).
+
+        `base` is the upstream's base address (origin plus base path) that `Location`
+        headers are made public against; it defaults to the upstream's origin.
+        """
         settings = self.settings
         websocket = request.headers.get("Upgrade", "").lower() == "websocket"
         headers = upstream_request_headers(
@@ -104,11 +109,11 @@ class Forwarder:
         if headers.pop("Expect", "").lower() == "100-continue":
             await request.writer.write(_CONTINUE)
         return await self._http(request, route, upstream, headers, settings,
-                                response_headers)
+                                response_headers, base or upstream.origin())
 
     async def _http(self, request: web.BaseRequest, route: Route, upstream: URL,
                     headers: Mapping[str, str], settings: ForwardSettings,
-                    extra: Mapping[str, str] | None) -> web.StreamResponse:
+                    extra: Mapping[str, str] | None, base: URL) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         deadline = asyncio.timeout(settings.read_timeout)
         data = None
@@ -132,18 +137,19 @@ class Forwarder:
                                   f"app {route.label}: cannot connect to upstream "
                                   f"{upstream.origin()}: {cause}")
         except aiohttp.ClientError as exc:
+            detail = str(exc).splitlines()[0][:200] if str(exc) else ""
             return error_response(request, 502,
                                   f"app {route.label}: upstream {upstream.origin()} failed: "
-                                  f"{exc.__class__.__name__}: {exc}")
+                                  f"{exc.__class__.__name__}: {detail}".rstrip(": "))
         try:
-            return await self._respond(request, route, upstream, upstream_resp, extra)
+            return await self._respond(request, route, base, upstream_resp, extra)
         finally:
             upstream_resp.release()
 
-    async def _respond(self, request: web.BaseRequest, route: Route, upstream: URL,
+    async def _respond(self, request: web.BaseRequest, route: Route, base: URL,
                        resp: aiohttp.ClientResponse,
                        extra: Mapping[str, str] | None) -> web.StreamResponse:
-        headers = client_response_headers(resp.headers.items(), upstream_url=upstream,
+        headers = client_response_headers(resp.headers.items(), upstream_url=base,
                                           prefix=route.prefix, rewrite=True)
         if extra:
             headers.update(extra)

@@ -135,7 +135,7 @@ def client_response_headers(
     for name, value in upstream:
         lname = name.lower()
         if lname == "connection":
-            conn_listed = connection_tokens(value)
+            conn_listed = conn_listed | connection_tokens(value)
             continue
         if lname in HOP_BY_HOP:
             continue
@@ -153,14 +153,17 @@ def rewrite_location(value: str, upstream_url: URL, prefix: str) -> str:
             loc = URL(value, encoded=True)
         except ValueError:
             return value
-        if (loc.host, loc.port) != (upstream_url.host, upstream_url.port):
+        if (loc.scheme, loc.host, loc.port) != (
+                upstream_url.scheme, upstream_url.host, upstream_url.port):
             return value
         value = loc.raw_path_qs + (f"#{loc.raw_fragment}" if loc.raw_fragment else "")
         base = upstream_url.raw_path.rstrip("/")
-        if base and (value == base or value.startswith(base + "/")):
-            value = value[len(base):] or "/"
+        if base and (value == base or value.startswith((base + "/", base + "?", base + "#"))):
+            value = value[len(base):]
+            if not value.startswith("/"):
+                value = "/" + value  # `/base?q` -> `/?q`
     if value.startswith("/") and not value.startswith("//") and prefix:
-        if value == prefix or value.startswith((prefix + "/", prefix + "?")):
+        if value == prefix or value.startswith((prefix + "/", prefix + "?", prefix + "#")):
             return value
         return prefix + value
     return value

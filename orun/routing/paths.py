@@ -95,28 +95,31 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     else (`/a**`) it acts like `*`.
     """
     out: list[str] = []
+    slash = re.escape("/")
     i, n = 0, len(pattern)
     while i < n:
-        if pattern.startswith("/**", i) and (i + 3 == n or pattern[i + 3] == "/"):
-            if i + 3 == n:
-                out.append("(?:/.*)?")
-                i = n
-            else:
-                out.append("/(?:.*/)?")
-                i += 4
-            continue
-        if i == 0 and pattern.startswith("**") and (n == 2 or pattern[2] == "/"):
-            out.append(".*" if n == 2 else "(?:.*/)?")
-            i = n if n == 2 else 3
-            continue
         c = pattern[i]
-        if c == "*":
-            out.append("[^/]*")
-            while i < n and pattern[i] == "*":
-                i += 1
+        if c != "*":
+            out.append("[^/]" if c == "?" else re.escape(c))
+            i += 1
             continue
-        out.append("[^/]" if c == "?" else re.escape(c))
-        i += 1
+        j = i
+        while j < n and pattern[j] == "*":
+            j += 1
+        whole_segment = (i == 0 or pattern[i - 1] == "/") and (j == n or pattern[j] == "/")
+        if j - i < 2 or not whole_segment:
+            out.append("[^/]*")
+            i = j
+            continue
+        lead = bool(out) and out[-1] == slash  # the `/` before `**`, folded in below
+        if lead:
+            out.pop()
+        if j == n:  # trailing `**` (`/a/**` also matches `/a`)
+            out.append("(?:/.*)?" if lead else ".*")
+            i = j
+        else:  # `**/`: zero or more whole segments
+            out.append("/(?:.*/)?" if lead else "(?:.*/)?")
+            i = j + 1
     return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 

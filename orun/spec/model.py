@@ -130,6 +130,10 @@ def load_spec_dir(name: str, path: Path) -> Spec:
         text = spec_file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"spec {name} has no {SPEC_FILE} in {path}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"spec {name}: {spec_file} is not UTF-8 text: {exc.reason}") from None
+    except OSError as exc:
+        raise SpecError(f"spec {name}: cannot read {spec_file}: {exc.strerror}") from None
     try:
         data = YAML(typ="safe", pure=True).load(text)
     except YAMLError as exc:

@@ -7,12 +7,14 @@ scripts match on them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from orun.errors import SpecError
 from orun.spec.model import ParamSpec
 
+_ATOI = re.compile(r"[+-]?[0-9]+")
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
@@ -21,10 +23,12 @@ def _parse(name: str, spec: ParamSpec, raw: str) -> Any:
     if spec.type == "string":
         return raw
     if spec.type == "int":
-        try:
-            return int(raw.strip())
-        except ValueError:
-            raise SpecError(f"error parsing param {name}: param {name} is not an int") from None
+        # Go's strconv.Atoi: optional sign and ASCII digits only (no spaces, no `_`,
+        # no non-ASCII digits, which Python's int() would all accept), within int64.
+        value = int(raw) if _ATOI.fullmatch(raw) else None
+        if value is None or not -(2**63) <= value < 2**63:
+            raise SpecError(f"error parsing param {name}: param {name} is not an int")
+        return value
     if spec.type == "bool":
         if raw in _TRUE:
             return True

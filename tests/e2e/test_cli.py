@@ -16,13 +16,6 @@ from tests.conftest import Orun
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Path:
-    root = tmp_path / "site"
-    root.mkdir()
-    (root / "index.html").write_text("<h1>cli</h1>")
-    return root
-
 
 async def test_no_server_is_a_clear_error(tmp_path):
     idle = Orun(tmp_path / "idle")
@@ -79,9 +72,9 @@ async def test_go_style_flags_and_relative_source(orun, http, site):
                              "site", "/rel", cwd=site.parent)).ok()
     assert "Stage: /rel_cl_stage" in result.out
     async with http.get(orun.url("/rel_cl_stage/")) as resp:
-        assert await resp.text() == "<h1>cli</h1>"
+        assert await resp.text() == "<h1>site</h1>"
     async with http.get(orun.url("/rel/")) as resp:
-        assert await resp.text() == "<h1>cli</h1>"
+        assert await resp.text() == "<h1>site</h1>"
 
 
 async def test_stage_app_at_stage_domain(orun, http, site):

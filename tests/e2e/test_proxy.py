@@ -139,6 +139,7 @@ async def test_large_bodies_stream_without_buffering(orun, upstream, http):
                 received += len(chunk)
         assert received == size
     growth_mib = (orun.rss_kib() - before) / 1024
+    print(f"orun RSS growth over 4 x 200 MiB transfers: {growth_mib:.1f} MiB")
     assert growth_mib < 50, f"orun RSS grew by {growth_mib:.1f} MiB"
 
 
@@ -257,3 +258,35 @@ async def test_custom_spec_can_keep_the_app_path(orun, upstream, http):
         data = await resp.json()
     assert data["path"] == "/echo/deeper?x=1"
     assert data["headers"]["X-Forwarded-Prefix"] == "/echo"
+
+
+async def test_malformed_upstream_response_is_a_short_502(orun, http):
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"NOT-HTTP " + b"z" * 100_000 + b"\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        await create_proxy(orun, f"http://127.0.0.1:{port}")
+        async with http.get(orun.url("/ext/x")) as resp:
+            assert resp.status == 502
+            text = await resp.text()
+        assert text.startswith(f"app /ext: upstream http://127.0.0.1:{port} failed:")
+        assert len(text) < 400
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_location_below_upstream_base_path_keeps_the_request_path(orun, upstream, http):
+    base, _ = upstream
+    # the upstream lives under /echo; its absolute redirects must map back under /ext
+    await create_proxy(orun, f"{base}/echo")
+    async with http.get(orun.url("/ext/x"), allow_redirects=False) as resp:
+        assert (await resp.json())["path"] == "/echo/x"
+    await create_proxy(orun, f"{base}/redirect", "/r")
+    async with http.get(orun.url("/r?to=path"), allow_redirects=False) as resp:
+        assert resp.headers["Location"] == "/r/target"

@@ -7,7 +7,6 @@ import json
 import signal
 import socket
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -18,13 +17,6 @@ from tests.upstream import make_upstream
 
 BASE_CONFIG = "http: {host: 127.0.0.1, port: 0}\nlog: {access_log: false}\n"
 
-
-@pytest.fixture
-def site(tmp_path: Path) -> Path:
-    root = tmp_path / "site"
-    root.mkdir()
-    (root / "index.html").write_text("<h1>up</h1>")
-    return root
 
 
 @pytest.fixture
@@ -128,7 +120,7 @@ async def test_kill_9_then_restart_serves_every_app(make_orun, site, upstream, h
     await server.start()
     assert await apps() == before
     async with http.get(server.url("/s/")) as resp:
-        assert await resp.text() == "<h1>up</h1>"
+        assert await resp.text() == "<h1>site</h1>"
     async with http.get(server.url("/echo"), headers={"Host": "api.localhost"}) as resp:
         assert (await resp.json())["path"] == "/echo"
     await server.stop()
