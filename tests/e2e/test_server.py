@@ -126,11 +126,17 @@ async def test_kill_9_then_restart_serves_every_app(make_orun, site, upstream, h
     await server.stop()
 
 
-async def test_sigterm_lets_in_flight_requests_finish(make_orun, upstream, http):
-    server = make_orun(BASE_CONFIG + "system: {shutdown_timeout_secs: 10}\n")
+async def _proxy_server(make_orun, upstream: str, *, shutdown_timeout: float) -> Orun:
+    """A started server whose `/p` proxies to `upstream`."""
+    server = make_orun(BASE_CONFIG + f"system: {{shutdown_timeout_secs: {shutdown_timeout}}}\n")
     await server.start()
     (await server.cli("app", "create", "--spec", "proxy", "-p", f"url={upstream}", "-",
                       "/p")).ok()
+    return server
+
+
+async def test_sigterm_lets_in_flight_requests_finish(make_orun, upstream, http):
+    server = await _proxy_server(make_orun, upstream, shutdown_timeout=10)
     slow = asyncio.create_task(http.get(server.url("/p/slow?secs=1.5")))
     await asyncio.sleep(0.4)
     started = time.monotonic()
@@ -146,10 +152,7 @@ async def test_sigterm_lets_in_flight_requests_finish(make_orun, upstream, http)
 
 
 async def test_sigterm_closes_websockets_with_1001(make_orun, upstream, http):
-    server = make_orun(BASE_CONFIG + "system: {shutdown_timeout_secs: 0.5}\n")
-    await server.start()
-    (await server.cli("app", "create", "--spec", "proxy", "-p", f"url={upstream}", "-",
-                      "/p")).ok()
+    server = await _proxy_server(make_orun, upstream, shutdown_timeout=0.5)
     async with http.ws_connect(server.url("/p/ws")) as ws:
         await ws.send_str("ping")
         assert (await ws.receive(timeout=5)).data == "ping"
@@ -161,10 +164,7 @@ async def test_sigterm_closes_websockets_with_1001(make_orun, upstream, http):
 
 
 async def test_second_signal_forces_exit(make_orun, upstream, http):
-    server = make_orun(BASE_CONFIG + "system: {shutdown_timeout_secs: 60}\n")
-    await server.start()
-    (await server.cli("app", "create", "--spec", "proxy", "-p", f"url={upstream}", "-",
-                      "/p")).ok()
+    server = await _proxy_server(make_orun, upstream, shutdown_timeout=60)
     slow = asyncio.create_task(http.get(server.url("/p/slow?secs=30")))
     await asyncio.sleep(0.4)
     server.signal(signal.SIGTERM)
