@@ -7,14 +7,17 @@ load a spec, which happens in a thread, once.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+
+from aiohttp import web
 
 from orun.control.model import App
 from orun.errors import OrunError, SpecError
+from orun.proxy.errors import error_response
 from orun.proxy.external import ExternalProxyTarget
 from orun.proxy.forward import Forwarder
 from orun.proxy.static import FileIndex, StaticTarget, pick_index
 from orun.proxy.target import Target
+from orun.routing.table import Route
 from orun.sources import SnapshotStore
 from orun.spec import Spec, load_spec_dir, resolve_params
 from orun.spec.model import SPEC_FILE
@@ -31,9 +34,8 @@ class UnavailableTarget:
         self.status = status
         self.message = message
 
-    async def serve(self, request: Any, route: Any, rest: str) -> Any:
-        from orun.proxy.errors import error_response
-
+    async def serve(self, request: web.BaseRequest, route: Route,
+                    rest: str) -> web.StreamResponse:
         return error_response(request, self.status, f"app {route.label}: {self.message}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -155,7 +156,8 @@ async def test_unsubscribe_stops_delivery(bus: EventBus) -> None:
     unsubscribe()  # a second call is harmless
 
 
-async def test_unsubscribe_while_handler_blocked_does_not_hang_drain(bus: EventBus) -> None:
+def _stuck_handler() -> tuple[Any, asyncio.Event, asyncio.Event]:
+    """A handler that blocks until cancelled, and events saying it started/was cancelled."""
     started = asyncio.Event()
     cancelled = asyncio.Event()
 
@@ -166,6 +168,12 @@ async def test_unsubscribe_while_handler_blocked_does_not_hang_drain(bus: EventB
         except asyncio.CancelledError:
             cancelled.set()
             raise
+
+    return stuck, started, cancelled
+
+
+async def test_unsubscribe_while_handler_blocked_does_not_hang_drain(bus: EventBus) -> None:
+    stuck, started, cancelled = _stuck_handler()
 
     unsubscribe = bus.subscribe("stuck", (Ping,), stuck)
     bus.publish(Ping(1))
@@ -281,17 +289,8 @@ async def test_drain_with_blocked_handler_waits() -> None:
 
 async def test_close_cancels_subscriber_tasks() -> None:
     bus = EventBus()
-    started = asyncio.Event()
-    cancelled = asyncio.Event()
+    stuck, started, cancelled = _stuck_handler()
     rec = Recorder()
-
-    async def stuck(event: Ping) -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
 
     bus.subscribe("stuck", (Ping,), stuck)
     bus.subscribe("idle", (Ping,), rec)
