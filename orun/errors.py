@@ -12,6 +12,8 @@ class OrunError(Exception):
     """Root of orun's user-facing errors. `status` is the HTTP status the API uses."""
 
     status: int = 400
+    #: supporting text shown after the message (a build or container log tail)
+    detail: str = ""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -48,3 +50,24 @@ class NotFoundError(OrunError):
     """The named app (or other object) does not exist."""
 
     status = 404
+
+
+class BuildError(OrunError):
+    """An image could not be built; `log_tail` holds the last lines of the build log."""
+
+    status = 500
+
+    def __init__(self, message: str, *, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+        self.detail = log_tail
+
+
+class ContainerConfigError(OrunError):
+    """A container option, volume or port setting is invalid or not allowed."""
+
+
+class EngineError(OrunError):
+    """The container engine is missing, unreachable, or refused an operation."""
+
+    status = 503

@@ -38,3 +38,56 @@ class RoutesSwapped(Event):
 
     version: int
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class BuildStarted(Event):
+    app_id: str
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildProgress(Event):
+    """One line of an app's build or start log (what the starting page shows)."""
+
+    app_id: str
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildFinished(Event):
+    """A build ended; `error` is empty on success."""
+
+    app_id: str
+    tag: str
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerHealthy(Event):
+    """The app's container answers its health check at `upstream`: route to it."""
+
+    app_id: str
+    container_id: str
+    upstream: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerUnhealthy(Event):
+    """A running container failed its health checks and was taken out of service."""
+
+    app_id: str
+    container_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerExited(Event):
+    """The app's container stopped: crashed, killed, idle-stopped or removed."""
+
+    app_id: str
+    container_id: str
+    reason: str
+    exit_code: int | None = None
+    expected: bool = False

@@ -36,6 +36,7 @@ from orun.proxy.forward import Forwarder
 from orun.proxy.handler import ProxyHandler
 from orun.routing.manager import RouteManager
 from orun.routing.targets import TargetFactory
+from orun.runtime.runtime import Runtime
 from orun.sources import SnapshotStore
 from orun.spec import SpecCatalog
 
@@ -69,9 +70,11 @@ class Server:
         self.snapshots = SnapshotStore(home / "snapshots")
         self.catalog = SpecCatalog(home / "specs")
         self.apps = AppService(self.store, self.snapshots, self.catalog, self.bus,
-                               lambda: self.config)
+                               lambda: self.config, home)
         self.forwarder: Forwarder | None = None
         self.routes: RouteManager | None = None
+        self.runtime: Runtime | None = None
+        self.targets: TargetFactory | None = None
         self.handler: ProxyHandler | None = None
         self._proxy_runner: web.ServerRunner | None = None
         self._proxy_site: web.TCPSite | None = None
@@ -99,6 +102,11 @@ class Server:
         self.forwarder = Forwarder(cfg.proxy, cfg.security.trusted_proxies)
         await self.forwarder.start()
         factory = TargetFactory(self.snapshots, self.forwarder)
+        self.runtime = Runtime(
+            self.home, self.bus, lambda: self.config, self.apps.all, self.apps.get,
+            factory.load_spec, self._source_dir, self._spec_dir, self._app_url)
+        factory.runtime = self.runtime
+        self.targets = factory
         self.routes = RouteManager(self.bus, factory, self.apps.all,
                                    lambda: self.config.system.default_domain)
         await self.routes.start()
@@ -113,6 +121,7 @@ class Server:
                                               shutdown_timeout=1.0)
         await self._proxy_runner.setup()
         await self._bind_http(cfg.http)
+        await self.runtime.start()
         await self._start_admin()
         await asyncio.to_thread(self._write_info)
         self._install_signals()
@@ -221,6 +230,8 @@ class Server:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.runtime is not None:
+            await self.runtime.stop()
         if self.routes is not None:
             await self.routes.stop()
         await self.bus.close()
@@ -282,6 +293,31 @@ class Server:
         if old_site is not None:
             await old_site.stop()
 
+    # -- what the runtime asks about an app --------------------------------------------
+
+    async def spec_kind(self, app: App) -> str:
+        assert self.targets is not None
+        return (await self.targets.load_spec(app)).kind
+
+    async def prepare_app(self, app: App) -> None:
+        """Bring a new version up before it is committed (container apps only)."""
+        if self.runtime is not None and await self.spec_kind(app) == "container":
+            await self.runtime.ensure(app)
+
+    def _source_dir(self, app: App) -> Path | None:
+        snap = self.snapshots.get(app.current.source_digest)
+        return snap.path if snap is not None else None
+
+    def _spec_dir(self, app: App) -> Path:
+        snap = self.snapshots.get(app.current.spec_digest)
+        if snap is None:
+            raise OrunError(f"spec snapshot {app.current.spec_digest[:12]} of app {app.path} "
+                            "is missing")
+        return snap.path
+
+    def _app_url(self, app: App) -> str:
+        return self.app_urls(app.path.domain, app.path.path).get("http", "")
+
     # -- views -------------------------------------------------------------------
 
     @property
@@ -301,6 +337,8 @@ class Server:
         data = app.to_json()
         data["urls"] = self.app_urls(app.path.domain, app.path.path)
         data["staged_changes"] = False
+        if self.runtime is not None and app.current.settings.spec:
+            data["runtime"] = self.runtime.status(app.id)
         linked = self.apps.get(app.linked_id or "")
         if app.kind == "prod" and linked is not None:
             data["staged_changes"] = linked.current.version != app.current.version

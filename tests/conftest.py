@@ -156,6 +156,8 @@ def make_orun(tmp_path: Path) -> Iterator[Any]:
         if s.proc is not None and s.proc.poll() is None:
             s.proc.kill()
             s.proc.wait()
+        if (s.home / "logs" / "apps").exists():  # it ran container apps
+            remove_containers(s.home)
 
 
 @pytest.fixture
@@ -185,3 +187,74 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+# -- container apps: a real Docker engine and the local base images ------------------------
+
+#: the base images scripts/base-images makes; tests point every spec at them
+BASE_IMAGES = {"PYTHON_IMAGE": "orun-test/python:3.11", "GO_IMAGE": "orun-test/go:1.19",
+               "RUNTIME_IMAGE": "orun-test/runtime:12"}
+_homes_with_images: list[str] = []
+
+
+def docker(*args: str, check: bool = True) -> str:
+    """Run the docker CLI (tests inspect the engine with it, independently of orun)."""
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def containers(home: Path, *, all_: bool = False, app_id: str = "") -> list[str]:
+    """Ids of the containers orun (with this home) made."""
+    args = ["ps", "-q", "--no-trunc", "--filter", f"label=orun.home={home}"]
+    if app_id:
+        args += ["--filter", f"label=orun.app.id={app_id}"]
+    if all_:
+        args.append("-a")
+    return docker(*args).split()
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    """A Docker engine answers and the base images exist (scripts/test prepares both)."""
+    if subprocess.run(["docker", "version"], capture_output=True).returncode != 0:
+        pytest.fail("no Docker engine answers: run scripts/docker-engine (scripts/test does)")
+    for image in ("orun-test/python:3.11",):
+        if subprocess.run(["docker", "image", "inspect", image],
+                          capture_output=True).returncode != 0:
+            pytest.fail(f"base image {image} is missing: run scripts/base-images")
+
+
+def container_config(extra: str = "") -> str:
+    args = ", ".join(f"{k}: {v}" for k, v in BASE_IMAGES.items())
+    return ("http: {host: 127.0.0.1, port: 0}\n"
+            f"builder: {{build_args: {{{args}}}}}\n" + extra)
+
+
+@pytest.fixture
+async def corun(tmp_path: Path, engine: None) -> AsyncIterator[Orun]:
+    """An orun server for container apps; its containers are removed afterwards."""
+    server = Orun(tmp_path / "home", container_config())
+    await server.start()
+    yield server
+    await server.stop()
+    remove_containers(server.home)
+
+
+def remove_containers(home: Path) -> None:
+    ids = containers(home, all_=True)
+    if ids:
+        docker("rm", "-f", "-v", *ids, check=False)
+    _homes_with_images.append(str(home))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_images() -> Iterator[None]:
+    """Images built by the session go at its end (kept until then: layer cache)."""
+    yield
+    for home in _homes_with_images:
+        images = docker("images", "-q", "--filter", f"label=orun.home={home}",
+                        check=False).split()
+        if images:
+            docker("rmi", "-f", *sorted(set(images)), check=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -36,8 +37,8 @@ class AdminClient:
         self.socket_path = socket_path
         self.timeout = timeout
 
-    def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
-                body: Any = None) -> Any:
+    def _open(self, method: str, path: str, query: dict[str, Any] | None,
+              body: Any) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         url = "/_orun" + path
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
@@ -49,27 +50,64 @@ class AdminClient:
             headers["Content-Type"] = "application/json"
         try:
             conn.request(method, url, body=payload, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise OrunError(
+            return conn, conn.getresponse()
+        except BaseException as exc:
+            conn.close()
+            raise self._transport_error(exc) from None
+
+    def _transport_error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
+            return OrunError(
                 f"cannot reach the orun server: no server is listening on {self.socket_path} "
                 "(start it with 'orun serve', or set ORUN_HOME to the server's home)"
-            ) from None
-        except TimeoutError:
-            raise OrunError(f"the orun server did not answer within {self.timeout:g}s") from None
-        except OSError as exc:
-            raise OrunError(f"cannot reach the orun server at {self.socket_path}: "
-                            f"{exc.strerror or exc}") from None
-        finally:
-            conn.close()
+            )
+        if isinstance(exc, TimeoutError):
+            return OrunError(f"the orun server did not answer within {self.timeout:g}s")
+        if isinstance(exc, OSError):
+            return OrunError(f"cannot reach the orun server at {self.socket_path}: "
+                             f"{exc.strerror or exc}")
+        return exc
+
+    @staticmethod
+    def _raise_for(resp: http.client.HTTPResponse, raw: bytes) -> Any:
         try:
             data = json.loads(raw) if raw else None
         except ValueError:
             data = None
         if resp.status >= 400:
             if isinstance(data, dict) and "message" in data:
-                raise OrunError(str(data["message"]), status=resp.status)
+                err = OrunError(str(data["message"]), status=resp.status)
+                err.detail = str(data.get("detail") or "")
+                raise err
             raise OrunError(raw.decode("utf-8", "replace").strip() or f"HTTP {resp.status}",
                             status=resp.status)
         return data
+
+    def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
+                body: Any = None) -> Any:
+        conn, resp = self._open(method, path, query, body)
+        try:
+            raw = resp.read()
+        except BaseException as exc:
+            raise self._transport_error(exc) from None
+        finally:
+            conn.close()
+        return self._raise_for(resp, raw)
+
+    def stream(self, method: str, path: str, *, query: dict[str, Any] | None = None,
+               body: Any = None) -> Iterator[str]:
+        """The response body line by line as the server writes it (logs, progress)."""
+        conn, resp = self._open(method, path, query, body)
+        try:
+            if resp.status >= 400:
+                self._raise_for(resp, resp.read())
+            while True:
+                try:
+                    line = resp.readline()
+                except BaseException as exc:
+                    raise self._transport_error(exc) from None
+                if not line:
+                    return
+                yield line.decode("utf-8", "replace").rstrip("\n")
+        finally:
+            conn.close()

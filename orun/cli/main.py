@@ -130,7 +130,29 @@ def cmd_app_create(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     if result.get("dry_run"):
         print(DRY_RUN_TRAILER)
+        return 0
+    if args.wait:
+        return _start_and_stream(app["app_path"])
     return 0
+
+
+def _start_and_stream(app_path: str) -> int:
+    """Build and start the app now, printing its progress as it happens."""
+    detail: list[str] = []
+    for line in _client().stream("POST", "/apps/start", query={"glob": app_path}):
+        if line.startswith("@@ready"):
+            url = line[len("@@ready"):].strip()
+            print(f"App is running{': ' + url if url else ''}")
+            return 0
+        if line.startswith("@@detail"):
+            detail.append(line[len("@@detail "):])
+        elif line.startswith("@@failed"):
+            if detail:
+                print("\n".join(detail), file=sys.stderr)
+            raise OrunError(line[len("@@failed"):].strip())
+        else:
+            print(line, flush=True)
+    raise OrunError("the server closed the connection before the app started")
 
 
 def _app_rows(apps: list[dict[str, Any]]) -> list[tuple[str, ...]]:
@@ -139,8 +161,12 @@ def _app_rows(apps: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         kind = {"prod": "PROD", "stage": "STG", "dev": "DEV"}[a["kind"]]
         if kind == "PROD" and a.get("staged_changes"):
             kind = "PROD*"
+        runtime = a.get("runtime") or {}
+        port = runtime.get("port") or ""
         rows.append((kind, str(a["current"]["version"]), a["current"]["settings"]["spec"],
-                     a["app_path"], a.get("urls", {}).get("http", ""), a["source"]))
+                     a["app_path"], runtime.get("state", "-"), runtime.get("image") or "-",
+                     str(port) if port else "-", a.get("urls", {}).get("http", ""),
+                     a["source"]))
     return rows
 
 
@@ -154,10 +180,40 @@ def cmd_app_list(args: argparse.Namespace) -> int:
         for app in apps:
             print(json.dumps(app))
     else:
-        fmt = "%-5s %4s %-16s %-32s %s"
-        print(fmt % ("Type", "Ver", "Spec", "AppPath", "Url"))
-        for kind, ver, spec, path, url, _src in _app_rows(apps):
-            print(fmt % (kind, ver, spec, path, url))
+        fmt = "%-5s %4s %-16s %-32s %-9s %-30s %5s  %s"
+        print(fmt % ("Type", "Ver", "Spec", "AppPath", "State", "Image", "Port", "Url"))
+        for kind, ver, spec, path, state, image, port, url, _src in _app_rows(apps):
+            print(fmt % (kind, ver, spec, path, state, image, port, url))
+        errors = [(a["app_path"], (a.get("runtime") or {}).get("error")) for a in apps]
+        for path, error in errors:
+            if error:
+                print(f"{path}: {error}")
+    return 0
+
+
+def cmd_app_logs(args: argparse.Namespace) -> int:
+    query = {"glob": args.app, "build": "true" if args.build else None,
+             "follow": "true" if args.follow else None, "lines": str(args.lines)}
+    client = _client()
+    if args.follow:
+        client.timeout = 24 * 3600.0
+    try:
+        for line in client.stream("GET", "/apps/logs", query=query):
+            print(line, flush=True)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def cmd_app_reload(args: argparse.Namespace) -> int:
+    result = _client().request("POST", "/apps/reload", query={
+        "glob": args.glob, "promote": "true" if args.promote else None})
+    if result["reloaded"]:
+        print("Reloaded apps: " + ", ".join(a["app_path"] for a in result["reloaded"]))
+    if result["promoted"]:
+        print("Promoted apps: " + ", ".join(a["app_path"] for a in result["promoted"]))
+    print(f"{len(result['reloaded'])} app(s) reloaded, {len(result['promoted'])} app(s) "
+          "promoted.")
     return 0
 
 
@@ -281,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--approve", "-a", action="store_true")
     create.add_argument("--stage-at", help="path, domain, or a staging domain")
     create.add_argument("--dry-run", action="store_true")
+    create.add_argument("--wait", "-w", action="store_true",
+                        help="build and start the app now, streaming the build log")
     create.set_defaults(func=cmd_app_create)
 
     lst = app_sub.add_parser("list", help="list apps")
@@ -288,6 +346,19 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--internal", "-i", action="store_true", help="include stage apps")
     lst.add_argument("--format", "-f", choices=("basic", "json", "jsonl"), default="basic")
     lst.set_defaults(func=cmd_app_list)
+
+    logs = app_sub.add_parser("logs", help="show an app's container output or build log")
+    logs.add_argument("app", help="the app path, e.g. /myapp or name.:/")
+    logs.add_argument("--build", action="store_true", help="the last build/start log")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
+    logs.add_argument("--lines", "-n", type=int, default=200, help="lines of history")
+    logs.set_defaults(func=cmd_app_logs)
+
+    reload_app = app_sub.add_parser(
+        "reload", help="fetch the source again into the stage app (and prod with --promote)")
+    reload_app.add_argument("glob")
+    reload_app.add_argument("--promote", "-p", action="store_true")
+    reload_app.set_defaults(func=cmd_app_reload)
 
     delete = app_sub.add_parser("delete", help="delete apps matching a glob")
     delete.add_argument("glob")
@@ -327,6 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(args_in)
         return int(args.func(args))
     except OrunError as exc:
+        if exc.detail:
+            print(exc.detail, file=sys.stderr)
         _print_error(str(exc))
         return 1
     except KeyboardInterrupt:

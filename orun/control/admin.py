@@ -6,16 +6,20 @@ API does, so the CLI can print the message as it is.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
 
 from orun.control.apps import CreateRequest
+from orun.control.model import App
 from orun.errors import OrunError
+from orun.runtime.logs import AppLogs, read_tail
 
 if TYPE_CHECKING:
     from orun.server import Server
@@ -25,8 +29,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SERVER_KEY: web.AppKey[Server] = web.AppKey("server")
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"message": message, "code": status}, status=status)
+def _error(status: int, message: str, detail: str = "") -> web.Response:
+    body: dict[str, Any] = {"message": message, "code": status}
+    if detail:
+        body["detail"] = detail
+    return web.json_response(body, status=status)
 
 
 @web.middleware
@@ -34,7 +41,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except OrunError as exc:
-        return _error(exc.status, exc.message)
+        return _error(exc.status, exc.message, exc.detail)
     except web.HTTPException:
         raise
     except Exception as exc:
@@ -105,6 +112,143 @@ async def reload_config(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+def _one_app(server: Server, glob: str) -> App:
+    if not glob:
+        raise OrunError("requires one argument: <appPath>")
+    apps = server.apps.match(glob, internal=True)
+    for exact in ([a for a in apps if str(a.path) == glob],
+                  [a for a in apps if a.path.path == glob and not a.path.domain]):
+        if len(exact) == 1:
+            return exact[0]
+    if len(apps) == 1:
+        return apps[0]
+    if not apps:
+        raise OrunError(f"no app found at {glob}", status=404)
+    raise OrunError(f"{glob} matches {len(apps)} apps; name one: "
+                    + ", ".join(str(a.path) for a in apps[:5]))
+
+
+async def reload_apps(request: web.Request) -> web.Response:
+    server = request.app[SERVER_KEY]
+    glob = request.query.get("glob", "")
+    if not glob:
+        raise OrunError("requires one argument: <appPathGlob>")
+    result = await server.apps.reload(glob, promote=_flag(request, "promote"),
+                                      prepare=server.prepare_app)
+    return web.json_response(result)
+
+
+async def start_app(request: web.Request) -> web.StreamResponse:
+    """Build and start an app now, streaming its progress; the last line says how it went:
+    `@@ready <url>` or `@@failed <message>`."""
+    server = request.app[SERVER_KEY]
+    app = _one_app(server, request.query.get("glob", ""))
+    if await server.spec_kind(app) != "container" or server.runtime is None:
+        raise OrunError(f"app {app.path} does not run a container; nothing to start")
+    runtime = server.runtime
+    operation = runtime.ensure(app)
+    rt = runtime.runtime_for(app)
+    queue = rt.progress.subscribe()
+    resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    await resp.prepare(request)
+    try:
+        while not operation.done() or not queue.empty():
+            getter: asyncio.Future[str | None] = asyncio.ensure_future(queue.get())
+            waiting: set[asyncio.Future[Any]] = {getter, operation}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                line = getter.result()
+                if line is not None:
+                    await resp.write(line.encode() + b"\n")
+            else:
+                getter.cancel()
+    finally:
+        rt.progress.unsubscribe(queue)
+    exc = operation.exception() if not operation.cancelled() else None
+    if exc is None and not operation.cancelled():
+        url = server.app_urls(app.path.domain, app.path.path).get("http", "")
+        await resp.write(f"@@ready {url}\n".encode())
+    else:
+        detail = getattr(exc, "detail", "")
+        message = getattr(exc, "message", str(exc) or "start cancelled")
+        if detail:
+            await resp.write(b"@@detail " + detail.replace("\n", "\n@@detail ").encode()
+                             + b"\n")
+        await resp.write(f"@@failed {message}\n".encode())
+    await resp.write_eof()
+    return resp
+
+
+async def app_logs(request: web.Request) -> web.StreamResponse:
+    """An app's build log (`build=1`) or container output, then new lines (`follow=1`)."""
+    server = request.app[SERVER_KEY]
+    app = _one_app(server, request.query.get("glob", ""))
+    logs = AppLogs(server.home / "logs" / "apps", app.id)
+    rt = server.runtime.get(app.id) if server.runtime else None
+    if rt is not None:
+        await rt.logs.flush()
+    path = logs.build.path if _flag(request, "build") else logs.container.path
+    note = ""
+    linked = server.apps.get(app.linked_id or "")
+    if _flag(request, "build") and linked is not None:
+        # prod and stage share builds: a reload builds the stage app first
+        other = AppLogs(server.home / "logs" / "apps", linked.id).build.path
+        if await asyncio.to_thread(_mtime, other) > await asyncio.to_thread(_mtime, path):
+            path = other
+            note = f"(the latest build of {app.path} ran for its linked app {linked.path})\n"
+    try:
+        lines = int(request.query.get("lines", "200"))
+    except ValueError:
+        raise OrunError("lines must be a number") from None
+    resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    await resp.prepare(request)
+    tail = await asyncio.to_thread(read_tail, path, lines)
+    if note:
+        await resp.write(note.encode())
+    if tail:
+        await resp.write(("\n".join(tail) + "\n").encode())
+    elif not _flag(request, "follow"):
+        what = "build log" if _flag(request, "build") else "container output"
+        await resp.write(f"(no {what} yet for {app.path}: it has not been started)\n".encode())
+    if _flag(request, "follow"):
+        offset = await asyncio.to_thread(_size, path)
+        while True:
+            await asyncio.sleep(0.25)
+            if rt is None and server.runtime is not None:
+                rt = server.runtime.get(app.id)
+            if rt is not None:
+                await rt.logs.flush()
+            size = await asyncio.to_thread(_size, path)
+            if size < offset:  # rotated or restarted
+                offset = 0
+            if size > offset:
+                chunk = await asyncio.to_thread(_read_from, path, offset)
+                offset += len(chunk)
+                await resp.write(chunk)
+    await resp.write_eof()
+    return resp
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    with path.open("rb") as f:
+        f.seek(offset)
+        return f.read(1024 * 1024)
+
+
 def make_admin_app(server: Server) -> web.Application:
     app = web.Application(middlewares=[errors_middleware])
     app[SERVER_KEY] = server
@@ -114,4 +258,7 @@ def make_admin_app(server: Server) -> web.Application:
     app.router.add_post("/_orun/app", create_app)
     app.router.add_delete("/_orun/apps", delete_apps)
     app.router.add_post("/_orun/config/reload", reload_config)
+    app.router.add_post("/_orun/apps/reload", reload_apps)
+    app.router.add_post("/_orun/apps/start", start_app)
+    app.router.add_get("/_orun/apps/logs", app_logs)
     return app

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -30,6 +31,9 @@ from orun.routing.paths import (
     paths_overlap,
     validate_for_create,
 )
+from orun.runtime.options import parse_container_options
+from orun.runtime.plan import app_run_dir
+from orun.runtime.volumes import parse_volumes
 from orun.sources import SnapshotStore, parse_source
 from orun.spec import Spec, SpecCatalog, resolve_params
 
@@ -69,7 +73,8 @@ def _overlaps(a: str, b: str) -> bool:
 
 class AppService:
     def __init__(self, store: Store, snapshots: SnapshotStore, catalog: SpecCatalog,
-                 bus: EventBus, config: Callable[[], Config]) -> None:
+                 bus: EventBus, config: Callable[[], Config], home: Path) -> None:
+        self._home = home
         self._store = store
         self._snapshots = snapshots
         self._catalog = catalog
@@ -141,7 +146,18 @@ class AppService:
         if spec.kind == "proxy":
             parse_upstream_url(str(params.get("url", "")))
 
+    def _validate_container(self, req: CreateRequest, source_dir: Path,
+                            main_id_hint: str) -> None:
+        """Refuse at create what would only fail at the first request: container options
+        and volumes that the server's security settings do not allow."""
+        config = self._config()
+        parse_container_options(req.container_options, config.security.allowed_container_args)
+        parse_volumes(req.container_volumes, app_id=main_id_hint,
+                      allowed_mounts=config.security.allowed_mounts, source_dir=source_dir,
+                      app_run_dir=app_run_dir(self._home, main_id_hint))
+
     async def create(self, req: CreateRequest) -> dict[str, Any]:
+        key_hint = "app_prd_" + "0" * 27
         config = self._config()
         path = parse_app_path(req.path, config.system.default_domain)
         validate_for_create(path)
@@ -164,6 +180,8 @@ class AppService:
         if spec.kind == "static" and params.get("single_file") and \
                 not (source.path / str(params.get("index", ""))).is_file():
             raise SpecError(f"index file {params.get('index')!r} not found in the source")
+        if spec.kind == "container":
+            self._validate_container(req, source.path, main_id_hint=key_hint)
         spec_snap = await self._snapshots.take(parse_source(str(spec.path)))
         now = time.time()
         settings = AppSettings(
@@ -203,6 +221,53 @@ class AppService:
         log.info("app_created", app=str(path), id=main.id, spec=spec.name)
         self._bus.publish(AppsChanged(tuple(a.id for a in apps), "create"))
         return result
+
+    # -- reload ------------------------------------------------------------------
+
+    async def reload(self, glob: str, *, promote: bool,
+                     prepare: Callable[[App], Awaitable[None]]) -> dict[str, Any]:
+        """Fetch each matching app's source again into a new stage version (and prod with
+        `promote`). `prepare` brings every new version up (build + healthy) before
+        anything is committed; any failure leaves every app as it was."""
+        mains = self.match(glob)
+        if not mains:
+            raise OrunError(f"no apps matched {glob}", status=404)
+        candidates: list[App] = []
+        now = time.time()
+        for main in mains:
+            settings = main.current.settings
+            ref = parse_source(main.source, branch=settings.branch, commit=settings.commit)
+            source = await self._snapshots.take(ref)
+            targets = [a for a in (self._apps.get(main.linked_id or ""),) if a is not None]
+            if promote or not targets:
+                targets.append(main)
+            for app in targets:
+                version = replace(
+                    app.current, version=await self._next_version(app),
+                    source_digest=source.digest, git_commit=source.git_commit,
+                    git_message=source.git_message, git_branch=source.git_branch, created=now)
+                candidates.append(app.with_version(version, now))
+        for candidate in candidates:
+            try:
+                await prepare(candidate)
+            except OrunError as exc:
+                err = OrunError(f"error reloading app {candidate.path}: {exc.message}",
+                                status=exc.status)
+                err.detail = getattr(exc, "detail", "")
+                raise err from exc
+        async with self._lock:
+            current = [a for a in candidates if a.id in self._apps]
+            await self._store.save(current, new_versions=True)
+            for app in current:
+                self._apps[app.id] = app
+        log.info("apps_reloaded", apps=[str(a.path) for a in current], promote=promote)
+        self._bus.publish(AppsChanged(tuple(a.id for a in current), "reload"))
+        return {"reloaded": [a.to_json() for a in current if a.kind == "stage"],
+                "promoted": [a.to_json() for a in current if a.kind != "stage"]}
+
+    async def _next_version(self, app: App) -> int:
+        versions = await self._store.versions(app.id)
+        return max([v.version for v in versions] + [app.current.version]) + 1
 
     # -- delete ------------------------------------------------------------------
 

@@ -86,14 +86,32 @@ class SystemConfig:
 
 @dataclass(frozen=True, slots=True)
 class BuilderConfig:
+    #: server-wide build args (e.g. PYTHON_IMAGE): override spec defaults, `--carg` wins
     build_args: dict[str, str] = field(default_factory=dict)
     max_concurrent_builds: int = field(default=1, metadata=check(_positive))
+    #: a build waiting longer than this for a slot fails (OpenRun: max_build_wait_secs)
+    max_build_wait_secs: float = field(default=600.0, metadata=check(_positive))
+    build_timeout_secs: float = field(default=1800.0, metadata=check(_positive))
+    #: superseded images kept per app for rollback (the newest ones)
+    retain_images: int = field(default=3, metadata=check(_non_negative))
 
 
 @dataclass(frozen=True, slots=True)
 class AppDefaults:
-    idle_shutdown_secs: int = field(default=180, metadata=check(_non_negative))
+    """Container-app defaults; an app overrides them with `--conf container.<key>=value`."""
+
+    #: no requests and no streamed traffic for this long -> container stopped (0 = never)
+    idle_shutdown_secs: float = field(default=180, metadata=check(_non_negative))
+    #: one health probe's timeout
     health_timeout_secs: float = field(default=5.0, metadata=check(_positive))
+    #: how long a starting container may take to answer its health check
+    startup_timeout_secs: float = field(default=120.0, metadata=check(_positive))
+    #: how long a request waits for a cold start (build included) before a 503
+    request_wait_secs: float = field(default=180.0, metadata=check(_positive))
+    #: period of the background health check of running containers
+    health_check_interval_secs: float = field(default=20.0, metadata=check(_positive))
+    #: consecutive failed background checks that take a container out of service
+    health_check_failures: int = field(default=3, metadata=check(_positive))
 
 
 @dataclass(frozen=True, slots=True)

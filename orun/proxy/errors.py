@@ -9,8 +9,12 @@ from aiohttp import web
 
 
 def error_response(request: web.BaseRequest, status: int, message: str,
-                   *, headers: dict[str, str] | None = None) -> web.Response:
-    """A page for browsers, JSON for API clients, one plain-text line otherwise."""
+                   *, headers: dict[str, str] | None = None, detail: str = "") -> web.Response:
+    """A page for browsers, JSON for API clients, one plain-text line otherwise.
+
+    `detail` (a build or container log tail) follows the message: a `<pre>` block, a
+    `log` JSON field, or the lines after a blank line.
+    """
     accept = request.headers.get("Accept", "")
     if "text/html" in accept:
         reason = web.Response(status=status).reason
@@ -25,7 +29,11 @@ def error_response(request: web.BaseRequest, status: int, message: str,
         return web.Response(status=status, text=page, content_type="text/html",
                             headers=headers)
     if "application/json" in accept:
-        body = json.dumps({"error": message, "status": status})
+        data: dict[str, object] = {"error": message, "status": status}
+        if detail:
+            data["log"] = detail
+        body = json.dumps(data)
         return web.Response(status=status, text=body, content_type="application/json",
                             headers=headers)
-    return web.Response(status=status, text=message + "\n", headers=headers)
+    text = message + "\n" + (f"\n{detail}\n" if detail else "")
+    return web.Response(status=status, text=text, headers=headers)

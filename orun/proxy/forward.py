@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from time import monotonic
 
 import aiohttp
 import structlog
@@ -17,6 +18,7 @@ from aiohttp import web
 from yarl import URL
 
 from orun.control.config import ProxyConfig
+from orun.proxy.activity import Activity
 from orun.proxy.errors import error_response
 from orun.proxy.headers import TrustedProxies, client_response_headers, upstream_request_headers
 from orun.proxy.websocket import WebSocketRelays
@@ -89,11 +91,13 @@ class Forwarder:
         preserve_host: bool = False,
         response_headers: Mapping[str, str] | None = None,
         base: URL | None = None,
+        activity: Activity | None = None,
     ) -> web.StreamResponse:
         """Proxy `request` to `upstream` (the full upstream URL, query included).
 
         `base` is the upstream's base address (origin plus base path) that `Location`
         headers are made public against; it defaults to the upstream's origin.
+        `activity`, when given, is touched as streamed chunks and websocket frames pass.
         """
         settings = self.settings
         websocket = request.headers.get("Upgrade", "").lower() == "websocket"
@@ -104,16 +108,18 @@ class Forwarder:
         )
         if websocket:
             return await self.websockets.relay(
-                request, route, upstream, headers, self.session, settings.connect_timeout
+                request, route, upstream, headers, self.session, settings.connect_timeout,
+                activity,
             )
         if headers.pop("Expect", "").lower() == "100-continue":
             await request.writer.write(_CONTINUE)
         return await self._http(request, route, upstream, headers, settings,
-                                response_headers, base or upstream.origin())
+                                response_headers, base or upstream.origin(), activity)
 
     async def _http(self, request: web.BaseRequest, route: Route, upstream: URL,
                     headers: Mapping[str, str], settings: ForwardSettings,
-                    extra: Mapping[str, str] | None, base: URL) -> web.StreamResponse:
+                    extra: Mapping[str, str] | None, base: URL,
+                    activity: Activity | None) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         deadline = asyncio.timeout(settings.read_timeout)
         data = None
@@ -142,13 +148,14 @@ class Forwarder:
                                   f"app {route.label}: upstream {upstream.origin()} failed: "
                                   f"{exc.__class__.__name__}: {detail}".rstrip(": "))
         try:
-            return await self._respond(request, route, base, upstream_resp, extra)
+            return await self._respond(request, route, base, upstream_resp, extra, activity)
         finally:
             upstream_resp.release()
 
     async def _respond(self, request: web.BaseRequest, route: Route, base: URL,
                        resp: aiohttp.ClientResponse,
-                       extra: Mapping[str, str] | None) -> web.StreamResponse:
+                       extra: Mapping[str, str] | None,
+                       activity: Activity | None) -> web.StreamResponse:
         headers = client_response_headers(resp.headers.items(), upstream_url=base,
                                           prefix=route.prefix, rewrite=True)
         if extra:
@@ -169,6 +176,8 @@ class Forwarder:
         try:
             async for chunk in resp.content.iter_any():
                 await out.write(chunk)
+                if activity is not None:
+                    activity.last = monotonic()
         except aiohttp.ClientPayloadError as exc:
             # The head is sent; the only honest signal left is a cut connection.
             log.warning("upstream_body_error", app=route.label, error=str(exc))

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
+from time import monotonic
 
 import aiohttp
 import structlog
 from aiohttp import WSMsgType, web
 from yarl import URL
 
+from orun.proxy.activity import Activity
 from orun.proxy.errors import error_response
 from orun.routing.table import Route
 
@@ -26,10 +28,12 @@ _WS = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 _UNSENDABLE = {1005: 1000, 1006: 1011, 1015: 1011}
 
 
-async def _pump(src: _WS, dst: _WS) -> tuple[int, str]:
+async def _pump(src: _WS, dst: _WS, activity: Activity | None) -> tuple[int, str]:
     """Copy frames from `src` to `dst` until `src` closes; return its close code/reason."""
     while True:
         msg = await src.receive()
+        if activity is not None:
+            activity.last = monotonic()
         kind = msg.type
         if kind is WSMsgType.TEXT:
             await dst.send_str(msg.data)
@@ -47,14 +51,15 @@ async def _pump(src: _WS, dst: _WS) -> tuple[int, str]:
 
 class _Relay:
     def __init__(self, client: web.WebSocketResponse,
-                 upstream: aiohttp.ClientWebSocketResponse) -> None:
+                 upstream: aiohttp.ClientWebSocketResponse, activity: Activity | None) -> None:
         self.client = client
         self.upstream = upstream
+        self.activity = activity
         self.tasks: tuple[asyncio.Task[tuple[int, str]], ...] = ()
 
     async def run(self) -> None:
-        to_upstream = asyncio.create_task(_pump(self.client, self.upstream))
-        to_client = asyncio.create_task(_pump(self.upstream, self.client))
+        to_upstream = asyncio.create_task(_pump(self.client, self.upstream, self.activity))
+        to_client = asyncio.create_task(_pump(self.upstream, self.client, self.activity))
         self.tasks = (to_upstream, to_client)
         try:
             done, _pending = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -99,7 +104,8 @@ class WebSocketRelays:
 
     async def relay(self, request: web.BaseRequest, route: Route, upstream: URL,
                     headers: Mapping[str, str], session: aiohttp.ClientSession,
-                    connect_timeout: float) -> web.StreamResponse:
+                    connect_timeout: float,
+                    activity: Activity | None = None) -> web.StreamResponse:
         protocols = [p.strip() for p in
                      request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         ws_url = upstream.with_scheme("wss" if upstream.scheme == "https" else "ws")
@@ -135,7 +141,7 @@ class WebSocketRelays:
         except BaseException:
             await up.close()
             raise
-        relay = _Relay(client, up)
+        relay = _Relay(client, up, activity)
         self._open.add(relay)
         try:
             await relay.run()

@@ -14,7 +14,15 @@ import structlog
 
 from orun.bus import EventBus, Unsubscribe
 from orun.control.model import App
-from orun.events import AppsChanged, ConfigReloaded, Event, RoutesSwapped
+from orun.events import (
+    AppsChanged,
+    ConfigReloaded,
+    ContainerExited,
+    ContainerHealthy,
+    ContainerUnhealthy,
+    Event,
+    RoutesSwapped,
+)
 from orun.routing.table import EMPTY_TABLE, Route, RouteTable
 from orun.routing.targets import TargetFactory
 
@@ -37,7 +45,9 @@ class RouteManager:
     async def start(self) -> None:
         await self.rebuild()
         self._unsubscribe = self._bus.subscribe(
-            "routes", (AppsChanged, ConfigReloaded), self._on_event
+            "routes",
+            (AppsChanged, ConfigReloaded, ContainerHealthy, ContainerUnhealthy, ContainerExited),
+            self._on_event,
         )
 
     async def stop(self) -> None:

@@ -7,11 +7,13 @@ load a spec, which happens in a thread, once.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from orun.control.model import App
 from orun.errors import OrunError, SpecError
+from orun.proxy.container import ContainerTarget
 from orun.proxy.errors import error_response
 from orun.proxy.external import ExternalProxyTarget
 from orun.proxy.forward import Forwarder
@@ -22,11 +24,14 @@ from orun.sources import SnapshotStore
 from orun.spec import Spec, load_spec_dir, resolve_params
 from orun.spec.model import SPEC_FILE
 
+if TYPE_CHECKING:
+    from orun.runtime.runtime import Runtime
+
 _CacheKey = tuple[str, int, str, str]
 
 
 class UnavailableTarget:
-    """An app that cannot serve (broken snapshot, spec kind not supported here yet)."""
+    """An app that cannot serve (broken snapshot, unloadable spec)."""
 
     kind = "unavailable"
 
@@ -40,9 +45,11 @@ class UnavailableTarget:
 
 
 class TargetFactory:
-    def __init__(self, snapshots: SnapshotStore, forwarder: Forwarder) -> None:
+    def __init__(self, snapshots: SnapshotStore, forwarder: Forwarder,
+                 runtime: Runtime | None = None) -> None:
         self.snapshots = snapshots
         self.forwarder = forwarder
+        self.runtime = runtime
         self._cache: dict[_CacheKey, Target] = {}
 
     def _key(self, app: App) -> _CacheKey:
@@ -92,7 +99,13 @@ class TargetFactory:
                 {str(k): str(v) for k, v in headers.items()},
                 strip_app=spec.routing.strip_app,
             )
-        return UnavailableTarget(
-            501, f"spec {app.spec} runs a container; container apps are not supported yet"
+        if self.runtime is None:
+            return UnavailableTarget(503, f"spec {app.spec} runs a container and this server "
+                                     "has no container runtime")
+        return ContainerTarget(
+            self.forwarder, self.runtime, self.runtime.runtime_for(app), app,
+            strip_app=spec.routing.strip_app,
+            preserve_host=bool(params.get("preserve_host", False)),
+            redirect_bare_path=spec.routing.redirect_bare_path,
         )
 

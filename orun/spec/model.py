@@ -56,12 +56,20 @@ class RoutingSpec:
 
 @dataclass(frozen=True, slots=True)
 class ContainerSpec:
-    """Container settings (used by the container-apps issue; accepted and kept now)."""
+    """How a `container` spec builds and runs its app.
+
+    `port` 0 means: the `port` param if set, else the container file's last `EXPOSE`.
+    `image_param` names the param holding a ready-made image (no build: the `image`
+    spec). `build_args` are the spec's defaults, overridden by the server's
+    `builder.build_args` and then the app's `--carg`.
+    """
 
     port: int = 0
     health: str = "/"
     dockerfile: str = ""
+    image_param: str = ""
     build_args: dict[str, str] = field(default_factory=dict)
+    volumes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Building images: container file facts, .dockerignore rules and the build context."""

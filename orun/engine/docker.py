@@ -1,0 +1,387 @@
+"""The container engine, behind one narrow interface. The only module that imports aiodocker.
+
+Docker and Podman (its Docker-compatible API) are both reached over their HTTP API on a
+unix socket (or `tcp://`). Everything the builder and runtime need is a method here, so
+the rest of orun never sees aiodocker's types or its exceptions: engine failures become
+`EngineError` with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import aiohttp
+from aiodocker.events import DockerEvents
+from aiodocker.exceptions import DockerError
+
+from orun.errors import BuildError, EngineError
+
+#: where engines listen when nothing says otherwise, in the order `auto` tries them
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+
+
+def podman_sockets() -> tuple[str, ...]:
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")
+    return (f"{runtime_dir}/podman/podman.sock", "/run/podman/podman.sock")
+
+
+NO_ENGINE_HELP = (
+    "no container engine found: install and start Docker (e.g. `apt-get install docker.io` "
+    "then start dockerd) or Podman (`podman system service --time=0`), or point "
+    "system.container_engine in orun.yaml (or DOCKER_HOST) at its socket"
+)
+
+
+def resolve_engine_url(setting: str) -> str | None:
+    """The API URL for `system.container_engine`; None when no engine is configured/found.
+
+    `auto`: DOCKER_HOST, else the Docker socket, else a Podman socket. `docker`/`podman`:
+    that engine's usual sockets. `unix:///path` or `tcp://host:port`: used as is.
+    `none` (or empty) disables containers.
+    """
+    value = setting.strip()
+    if value in ("", "none", "disabled"):
+        return None
+    if "://" in value:
+        return value
+    if value == "auto":
+        env = os.environ.get("DOCKER_HOST")
+        if env:
+            return env
+        candidates: tuple[str, ...] = DOCKER_SOCKETS + podman_sockets()
+    elif value == "docker":
+        candidates = DOCKER_SOCKETS
+    elif value == "podman":
+        candidates = podman_sockets()
+    elif value.startswith("/"):
+        candidates = (value,)
+    else:
+        raise EngineError(f"system.container_engine: {value!r} is not auto, docker, podman, "
+                          "none, a socket path or a unix:// or tcp:// URL")
+    for path in candidates:
+        if Path(path).is_socket():
+            return f"unix://{path}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    """What orun needs to know about one container."""
+
+    id: str
+    name: str
+    #: created, running, paused, restarting, removing, exited, dead
+    state: str
+    labels: Mapping[str, str]
+    image: str
+    #: host port on 127.0.0.1 the container port is published on, when running
+    host_port: int | None = None
+    exit_code: int | None = None
+    status: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    id: str
+    tags: tuple[str, ...]
+    labels: Mapping[str, str]
+    created: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineEvent:
+    """A container event: `action` is Docker's (start, die, stop, kill, oom, destroy...)."""
+
+    action: str
+    container_id: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    exit_code: int | None = None
+
+
+def _label_filter(labels: Mapping[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in labels.items()]
+
+
+def _first_line(exc: DockerError) -> str:
+    text = str(exc.message or "").strip()
+    return text.splitlines()[0] if text else f"engine error {exc.status}"
+
+
+class Engine:
+    """A connected engine. Create with `Engine.connect()`; close with `close()`."""
+
+    def __init__(self, client: aiodocker.Docker, url: str, kind: str, version: str) -> None:
+        self._client = client
+        self.url = url
+        #: "docker" or "podman" (decides which `--copt engine.<flag>` options apply)
+        self.kind = kind
+        self.version = version
+
+    @classmethod
+    async def connect(cls, setting: str) -> Engine:
+        url = resolve_engine_url(setting)
+        if url is None:
+            raise EngineError(NO_ENGINE_HELP)
+        if url.startswith("ssh://"):
+            raise EngineError(f"container engine {url}: ssh:// engines are not supported yet; "
+                              "forward the remote socket and use unix://")
+        try:
+            client = aiodocker.Docker(url=url)
+        except (ValueError, DockerError) as exc:
+            raise EngineError(f"container engine {url}: {exc}") from None
+        try:
+            info = await client.version()
+        except (DockerError, aiohttp.ClientError, OSError) as exc:
+            await client.close()
+            raise EngineError(f"container engine at {url} does not answer ({exc}); "
+                              "is it running? " + NO_ENGINE_HELP) from None
+        names = " ".join(str(c.get("Name", "")) for c in info.get("Components") or [])
+        kind = "podman" if "podman" in names.lower() else "docker"
+        return cls(client, url, kind, str(info.get("Version", "")))
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def ping(self) -> None:
+        try:
+            await self._client.version()
+        except (DockerError, aiohttp.ClientError, OSError) as exc:
+            raise EngineError(f"container engine at {self.url} does not answer: {exc}") from None
+
+    # -- images ----------------------------------------------------------------
+
+    async def image_exists(self, ref: str) -> bool:
+        try:
+            await self._client.images.inspect(ref)
+        except DockerError as exc:
+            if exc.status == 404:
+                return False
+            raise EngineError(f"cannot inspect image {ref}: {_first_line(exc)}") from None
+        return True
+
+    async def pull(self, ref: str, on_line: Callable[[str], None]) -> None:
+        """Pull an image from its registry (used for image-spec apps whose image is absent)."""
+        try:
+            async for item in self._client.images.pull(ref, stream=True):
+                if "error" in item:
+                    raise EngineError(f"error pulling image {ref}: {item['error']}")
+                status = item.get("status")
+                if status and "id" not in item:
+                    on_line(str(status))
+        except DockerError as exc:
+            raise EngineError(f"error pulling image {ref}: {_first_line(exc)}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise EngineError(f"error pulling image {ref}: {exc}") from None
+
+    async def build(self, context_tar: Path, *, tag: str, dockerfile: str,
+                    build_args: Mapping[str, str], labels: Mapping[str, str],
+                    on_line: Callable[[str], None]) -> None:
+        """Build `context_tar` into `tag` with the classic builder, streaming the log.
+
+        The engine reports a failed step inside the stream, not as an HTTP error, so the
+        stream is read to its end and an `error` item becomes a `BuildError` carrying the
+        last lines of the log.
+        """
+        tail: list[str] = []
+
+        def emit(text: str) -> None:
+            for line in text.splitlines():
+                on_line(line)
+                tail.append(line)
+                if len(tail) > 60:
+                    del tail[:20]
+
+        error: str | None = None
+        try:
+            with context_tar.open("rb") as fileobj:
+                stream = self._client.images.build(
+                    fileobj=fileobj, path_dockerfile=dockerfile, tag=tag,
+                    buildargs=dict(build_args), labels=dict(labels), rm=True, forcerm=True,
+                    stream=True, encoding="identity",
+                )
+                async for item in stream:
+                    if "stream" in item:
+                        emit(str(item["stream"]).rstrip("\n"))
+                    elif "status" in item:
+                        emit(str(item["status"]))
+                    if "error" in item or "errorDetail" in item:
+                        detail = item.get("errorDetail") or {}
+                        error = str(item.get("error") or detail.get("message") or "build failed")
+                        emit(error)
+        except DockerError as exc:
+            error = _first_line(exc)
+            emit(error)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise EngineError(f"lost the container engine during the build: {exc}") from None
+        if error is not None:
+            raise BuildError(f"error building image: {error}", log_tail="\n".join(tail[-40:]))
+
+    async def list_images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
+        try:
+            items = await self._client.images.list(
+                filters=json.dumps({"label": _label_filter(labels)}))
+        except DockerError as exc:
+            raise EngineError(f"cannot list images: {_first_line(exc)}") from None
+        return [ImageInfo(str(i["Id"]), tuple(i.get("RepoTags") or ()),
+                          dict(i.get("Labels") or {}), int(i.get("Created", 0)),
+                          int(i.get("Size", 0))) for i in items]
+
+    async def remove_image(self, ref: str) -> bool:
+        """Remove an image; False when it is in use or already gone."""
+        try:
+            await self._client.images.delete(ref, force=False, noprune=False)
+        except DockerError as exc:
+            if exc.status in (404, 409):
+                return False
+            raise EngineError(f"cannot remove image {ref}: {_first_line(exc)}") from None
+        return True
+
+    # -- volumes ---------------------------------------------------------------
+
+    async def ensure_volume(self, name: str, labels: Mapping[str, str]) -> bool:
+        """Create the named volume if missing; True when it already existed."""
+        try:
+            await self._client.volumes.get(name)  # type: ignore[no-untyped-call]
+            return True
+        except DockerError as exc:
+            if exc.status != 404:
+                raise EngineError(f"cannot inspect volume {name}: {_first_line(exc)}") from None
+        try:
+            await self._client.volumes.create({"Name": name, "Labels": dict(labels)})  # type: ignore[no-untyped-call]
+        except DockerError as exc:
+            raise EngineError(f"cannot create volume {name}: {_first_line(exc)}") from None
+        return False
+
+    # -- containers --------------------------------------------------------------
+
+    async def create_container(self, name: str, body: Mapping[str, Any]) -> str:
+        try:
+            container = await self._client.containers.create(dict(body), name=name)
+        except DockerError as exc:
+            raise EngineError(f"cannot create container {name}: {_first_line(exc)}") from None
+        return str(container.id)
+
+    async def start(self, container_id: str) -> None:
+        try:
+            await self._client.containers.container(container_id).start()
+        except DockerError as exc:
+            raise EngineError(f"cannot start container {container_id[:12]}: "
+                              f"{_first_line(exc)}") from None
+
+    async def stop(self, container_id: str, timeout: int = 5) -> None:
+        try:
+            await self._client.containers.container(container_id).stop(t=timeout)
+        except DockerError as exc:
+            if exc.status in (304, 404):
+                return
+            raise EngineError(f"cannot stop container {container_id[:12]}: "
+                              f"{_first_line(exc)}") from None
+
+    async def remove(self, container_id: str) -> None:
+        try:
+            await self._client.containers.container(container_id).delete(force=True, v=False)
+        except DockerError as exc:
+            if exc.status in (404, 409):
+                return
+            raise EngineError(f"cannot remove container {container_id[:12]}: "
+                              f"{_first_line(exc)}") from None
+
+    async def inspect(self, ref: str) -> ContainerInfo | None:
+        try:
+            data = await self._client.containers.container(ref).show()
+        except DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise EngineError(f"cannot inspect container {ref}: {_first_line(exc)}") from None
+        return _container_info(data)
+
+    async def list_containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        """Every container (running or not) carrying all of `labels`, fully inspected."""
+        try:
+            items = await self._client.containers.list(
+                all=True, filters=json.dumps({"label": _label_filter(labels)}))
+        except DockerError as exc:
+            raise EngineError(f"cannot list containers: {_first_line(exc)}") from None
+        infos = await asyncio.gather(*(self.inspect(c.id) for c in items))
+        return [i for i in infos if i is not None]
+
+    async def logs(self, container_id: str, *, since: float = 0,
+                   follow: bool = True) -> AsyncIterator[str]:
+        """Container output (stdout and stderr), line by line, following by default."""
+        container = self._client.containers.container(container_id)
+        try:
+            if follow:
+                async for chunk in container.log(stdout=True, stderr=True, follow=True,
+                                                 since=f"{since:.6f}"):
+                    yield chunk
+            else:
+                for chunk in await container.log(stdout=True, stderr=True,
+                                                 since=f"{since:.6f}"):
+                    yield chunk
+        except DockerError as exc:
+            if exc.status == 404:
+                return
+            raise EngineError(f"cannot read logs of {container_id[:12]}: "
+                              f"{_first_line(exc)}") from None
+
+    async def events(self, labels: Mapping[str, str]) -> AsyncIterator[EngineEvent]:
+        """Container events for containers with `labels`, until the stream drops.
+
+        The caller reconnects (with backoff) and resynchronises by listing containers,
+        because events that happened while disconnected are not replayed.
+        """
+        events = DockerEvents(self._client)  # type: ignore[no-untyped-call]
+        subscriber = events.subscribe(filters=json.dumps(  # type: ignore[no-untyped-call]
+            {"type": ["container"], "label": _label_filter(labels)}))
+        try:
+            while True:
+                item = await subscriber.get()
+                if item is None:
+                    return
+                actor = item.get("Actor") or {}
+                attributes = dict(actor.get("Attributes") or {})
+                code = attributes.get("exitCode")
+                yield EngineEvent(
+                    action=str(item.get("Action") or item.get("status") or "").split(":")[0],
+                    container_id=str(actor.get("ID") or item.get("id") or ""),
+                    labels=attributes,
+                    exit_code=int(code) if code is not None and str(code).isdigit() else None,
+                )
+        finally:
+            await events.stop()  # type: ignore[no-untyped-call]
+
+
+def _container_info(data: Mapping[str, Any]) -> ContainerInfo:
+    state = data.get("State") or {}
+    config = data.get("Config") or {}
+    ports = (data.get("NetworkSettings") or {}).get("Ports") or {}
+    host_port: int | None = None
+    for bindings in ports.values():
+        for binding in bindings or ():
+            port = str(binding.get("HostPort") or "")
+            if port.isdigit():
+                host_port = int(port)
+                break
+        if host_port is not None:
+            break
+    status = str(state.get("Status") or "")
+    exit_code = state.get("ExitCode")
+    return ContainerInfo(
+        id=str(data.get("Id", "")), name=str(data.get("Name", "")).lstrip("/"),
+        state=status, labels=dict(config.get("Labels") or {}),
+        image=str(config.get("Image", "")), host_port=host_port,
+        exit_code=int(exit_code) if isinstance(exit_code, int) else None,
+        status=f"{status} ({exit_code})" if status == "exited" else status,
+    )

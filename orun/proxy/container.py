@@ -1,0 +1,200 @@
+"""Container apps: forward to the app's healthy container, or start it first.
+
+Warm path: one attribute read for the serving instance, then the forwarder. Cold path:
+the runtime's single-flight start is awaited up to `app_defaults.request_wait_secs`
+(then 503 + Retry-After); a browser gets, after a short grace, a "starting" page that
+streams the build log live and reloads into the app once it is healthy.
+Under the app path, `/_orun_app/` is orun's own: `progress` (SSE) and `status` (JSON).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from dataclasses import dataclass
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from yarl import URL
+
+from orun.control.model import App
+from orun.errors import EngineError, OrunError
+from orun.proxy.errors import error_response
+from orun.proxy.forward import Forwarder
+from orun.routing.table import Route
+
+if TYPE_CHECKING:
+    from orun.runtime.app import AppRuntime, Instance
+    from orun.runtime.runtime import Runtime
+
+INTERNAL = "/_orun_app/"
+#: how long a browser's first request waits before it gets the starting page instead
+BROWSER_GRACE = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerTarget:
+    forwarder: Forwarder
+    runtime: Runtime
+    rt: AppRuntime
+    app: App
+    strip_app: bool
+    preserve_host: bool
+    redirect_bare_path: bool
+    kind: str = "container"
+
+    async def serve(self, request: web.BaseRequest, route: Route, rest: str) -> web.StreamResponse:
+        if rest.startswith(INTERNAL):
+            return await self._internal(request, route, rest)
+        if not rest and self.redirect_bare_path and route.prefix:
+            query = request.raw_path.partition("?")[2]
+            raise web.HTTPTemporaryRedirect(route.prefix + "/" + (f"?{query}" if query else ""))
+        inst = self.rt.instance
+        if inst is None:
+            found = await self._cold(request, route)
+            if isinstance(found, web.StreamResponse):
+                return found
+            inst = found
+        path = (rest if self.strip_app else route.prefix + rest) or "/"
+        query = request.raw_path.partition("?")[2]
+        upstream = URL(inst.upstream + path + (f"?{query}" if query else ""), encoded=True)
+        activity = self.rt.activity
+        if "Upgrade" in request.headers:
+            activity.last = monotonic()
+            return await self.forwarder.forward(
+                request, route, upstream, preserve_host=self.preserve_host,
+                base=URL(inst.upstream), activity=activity)
+        activity.open += 1
+        activity.last = monotonic()
+        try:
+            return await self.forwarder.forward(
+                request, route, upstream, preserve_host=self.preserve_host,
+                base=URL(inst.upstream), activity=activity)
+        finally:
+            activity.open -= 1
+            activity.last = monotonic()
+
+    async def _cold(self, request: web.BaseRequest,
+                    route: Route) -> Instance | web.StreamResponse:
+        try:
+            operation = self.runtime.ensure(self.app)
+        except EngineError as exc:
+            return error_response(request, 503, f"app {route.label}: {exc.message}",
+                                  headers={"Retry-After": "5"})
+        browser = request.method == "GET" and "text/html" in request.headers.get("Accept", "")
+        limit = self.runtime.request_wait()
+        wait = min(BROWSER_GRACE, limit) if browser else limit
+        try:
+            async with asyncio.timeout(wait):
+                return await asyncio.shield(operation)
+        except TimeoutError:
+            if browser:
+                return self._starting_page(route)
+            return error_response(
+                request, 503, f"app {route.label} is still starting ({self.rt.state}); "
+                f"retry shortly, or follow it with: orun app logs --build --follow "
+                f"{route.label}", headers={"Retry-After": "5"})
+        except OrunError as exc:
+            headers = None
+            retry = getattr(exc, "retry_after", None)
+            if retry:
+                headers = {"Retry-After": str(max(1, int(retry + 0.999)))}
+            elif exc.status == 503:
+                headers = {"Retry-After": "5"}
+            return error_response(request, exc.status, f"app {route.label}: {exc.message}",
+                                  headers=headers, detail=getattr(exc, "detail", ""))
+
+    def _starting_page(self, route: Route) -> web.Response:
+        base = route.prefix
+        lines = "\n".join(self.rt.progress.lines)
+        page = _STARTING_PAGE.replace("{label}", html.escape(route.label)) \
+            .replace("{progress_url}", html.escape(base + INTERNAL + "progress")) \
+            .replace("{lines}", html.escape(lines))
+        return web.Response(status=503, text=page, content_type="text/html",
+                            headers={"Retry-After": "2", "Cache-Control": "no-store"})
+
+    async def _internal(self, request: web.BaseRequest, route: Route,
+                        rest: str) -> web.StreamResponse:
+        name = rest[len(INTERNAL):]
+        if name == "status":
+            return web.json_response({"app": route.label, **self.runtime.status(self.app.id)})
+        if name == "progress":
+            return await self._progress(request, route)
+        return error_response(request, 404, f"no orun endpoint {INTERNAL}{name}")
+
+    async def _progress(self, request: web.BaseRequest, route: Route) -> web.StreamResponse:
+        """Server-sent events: `log` lines of the start, then `ready` or `failed`."""
+        rt = self.rt
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-store"})
+        await resp.prepare(request)
+
+        async def send(event: str, data: str) -> None:
+            payload = "".join(f"data: {line}\n" for line in data.split("\n"))
+            await resp.write(f"event: {event}\n{payload}\n".encode())
+
+        queue = rt.progress.subscribe()
+        try:
+            if rt.instance is None and (rt.operation is None or rt.operation.done()):
+                try:
+                    self.runtime.ensure(self.app)
+                except EngineError as exc:
+                    await send("failed", exc.message)
+                    return resp
+            while True:
+                if rt.instance is not None and (rt.operation is None or rt.operation.done()):
+                    await send("ready", route.label)
+                    break
+                if rt.operation is not None and rt.operation.done():
+                    if rt.instance is not None:
+                        await send("ready", route.label)
+                    else:
+                        await send("failed", rt.error + ("\n" + rt.error_detail
+                                                         if rt.error_detail else ""))
+                    break
+                try:
+                    async with asyncio.timeout(15):
+                        line = await queue.get()
+                except TimeoutError:
+                    await resp.write(b": keep-alive\n\n")
+                    continue
+                if line is not None:
+                    await send("log", line)
+        finally:
+            rt.progress.unsubscribe(queue)
+        return resp
+
+
+_STARTING_PAGE = """<!doctype html><html><head><meta charset=utf-8>
+<title>Starting {label}</title>
+<noscript><meta http-equiv=refresh content=5></noscript>
+<style>
+body{font:16px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}
+pre{background:#111;color:#ddd;padding:1em;height:60vh;overflow:auto;font-size:13px}
+.err{color:#b00020}
+</style></head><body>
+<h1 id=title>Starting {label}&hellip;</h1>
+<p id=note>orun is building and starting this app; the page switches to it when it is
+healthy.</p>
+<pre id=log>{lines}</pre>
+<script>
+(function () {
+  var log = document.getElementById("log");
+  log.textContent = "";
+  var es = new EventSource("{progress_url}");
+  function add(text) { log.textContent += text + "\\n"; log.scrollTop = log.scrollHeight; }
+  es.addEventListener("log", function (e) { add(e.data); });
+  es.addEventListener("ready", function () { es.close(); location.reload(); });
+  es.addEventListener("failed", function (e) {
+    es.close();
+    document.getElementById("title").textContent = "{label} failed to start";
+    document.getElementById("title").className = "err";
+    document.getElementById("note").textContent = "Fix the problem, then reload this page.";
+    add(e.data);
+  });
+  es.onerror = function () { setTimeout(function () { location.reload(); }, 3000); };
+})();
+</script></body></html>
+"""
+

@@ -1,0 +1,1 @@
+"""Running app containers: plans, container options, volumes, health and logs."""

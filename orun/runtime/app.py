@@ -1,0 +1,106 @@
+"""The runtime state of one container app: its serving instance, activity and progress.
+
+An `AppRuntime` is owned by the `Runtime`; the proxy reads `instance` and `activity`
+(plain attribute reads on the hot path) and asks the runtime to bring the app up when
+there is no instance. All mutation happens on the loop, in the runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from dataclasses import dataclass
+
+from orun.proxy.activity import Activity
+from orun.runtime.logs import AppLogs
+
+#: lines of the current start operation kept for the starting page
+PROGRESS_LINES = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A running, healthy container the app's requests go to."""
+
+    container_id: str
+    name: str
+    host_port: int
+    identity: str
+    version: int
+    image: str
+    port: int
+    health_path: str
+    started: float
+
+    @property
+    def upstream(self) -> str:
+        return f"http://127.0.0.1:{self.host_port}"
+
+
+class Progress:
+    """The lines of the current (or last) start operation, with live subscribers."""
+
+    def __init__(self) -> None:
+        self.lines: collections.deque[str] = collections.deque(maxlen=PROGRESS_LINES)
+        self._subscribers: set[asyncio.Queue[str | None]] = set()
+        self.generation = 0
+
+    def reset(self) -> None:
+        self.lines.clear()
+        self.generation += 1
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        for queue in self._subscribers:
+            if queue.qsize() < 1000:
+                queue.put_nowait(line)
+
+    def subscribe(self) -> asyncio.Queue[str | None]:
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        for line in self.lines:
+            queue.put_nowait(line)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[str | None]) -> None:
+        self._subscribers.discard(queue)
+
+    def finish(self) -> None:
+        """Wake every subscriber: the operation ended (they re-read the state)."""
+        for queue in self._subscribers:
+            queue.put_nowait(None)
+
+
+class AppRuntime:
+    def __init__(self, app_id: str, label: str, logs: AppLogs) -> None:
+        self.app_id = app_id
+        self.label = label
+        #: stopped, building, starting, running, failed, crashed, unhealthy
+        self.state = "stopped"
+        self.instance: Instance | None = None
+        self.operation: asyncio.Task[Instance] | None = None
+        #: the last failure, shown to requests and in `app list` (with the log tail)
+        self.error = ""
+        self.error_detail = ""
+        self.image = ""
+        self.port = 0
+        self.crashes: collections.deque[float] = collections.deque(maxlen=10)
+        self.health_failures = 0
+        self.activity = Activity()
+        self.progress = Progress()
+        self.logs = logs
+        self.log_follower: asyncio.Task[None] | None = None
+        #: container ids orun itself is stopping (their exit is not a crash)
+        self.expected_exits: set[str] = set()
+
+    def status(self) -> dict[str, object]:
+        inst = self.instance
+        return {
+            "state": self.state,
+            "image": inst.image if inst else self.image,
+            "port": inst.port if inst else self.port,
+            "upstream": inst.upstream if inst else "",
+            "container": inst.name if inst else "",
+            "version_running": inst.version if inst else None,
+            "error": self.error,
+        }

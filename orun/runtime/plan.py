@@ -1,0 +1,262 @@
+"""From an app version to a container plan: image inputs, env, port, mounts, options.
+
+Planning reads snapshots and hashes the build context, so it runs in a thread
+(`plan_container` is blocking). The plan is immutable and fully determines the
+container: its `identity` hash names the container, so an unchanged plan finds and
+reuses the container it made before (after an idle stop or an orun restart), and any
+change to image, env, options or mounts makes a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orun.build.context import BuildContext, compose
+from orun.build.dockerfile import parse_containerfile
+from orun.control.config import Config
+from orun.control.model import App
+from orun.errors import ContainerConfigError
+from orun.runtime.options import ContainerOptions, parse_container_options
+from orun.runtime.volumes import VolumeMount, parse_volumes, render_template, volume_name
+from orun.spec import Spec, env_value, resolve_params
+from orun.spec.model import SPEC_FILE
+
+#: container and image labels; `orun.home` scopes everything to one orun installation
+LABEL_HOME = "orun.home"
+LABEL_APP_ID = "orun.app.id"
+LABEL_APP_KEY = "orun.app.key"
+LABEL_APP_PATH = "orun.app.path"
+LABEL_VERSION = "orun.version"
+LABEL_IDENTITY = "orun.identity"
+LABEL_PORT = "orun.port"
+LABEL_HEALTH = "orun.health"
+
+#: params that never reach the container's environment
+_NOT_ENV = frozenset({"secrets"})
+
+
+@dataclass(frozen=True, slots=True)
+class BuildPlan:
+    """What to build: the composed context, the merged build args and the image tag."""
+
+    context: BuildContext
+    build_args: Mapping[str, str]
+    tag: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerPlan:
+    app_id: str
+    app_label: str
+    version: int
+    image: str
+    build: BuildPlan | None
+    port: int
+    env: Mapping[str, str]
+    health_path: str
+    mounts: tuple[VolumeMount, ...]
+    options: ContainerOptions
+    identity: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    #: rendered secret files: host path -> content (written before the container starts)
+    secret_files: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"orun-{self.app_id}-{self.identity[:12]}"
+
+    def create_body(self, engine_kind: str) -> dict[str, Any]:
+        """The Engine API body for `POST /containers/create`."""
+        port_key = f"{self.port}/tcp"
+        mounts: list[dict[str, Any]] = []
+        for m in self.mounts:
+            if m.kind == "volume":
+                mounts.append({"Type": "volume", "Source": m.source, "Target": m.target,
+                               "ReadOnly": m.read_only})
+            else:
+                mounts.append({"Type": "bind", "Source": m.source, "Target": m.target,
+                               "ReadOnly": m.read_only})
+        host_config: dict[str, Any] = {
+            "PortBindings": {port_key: [{"HostIp": "127.0.0.1", "HostPort": ""}]},
+            "Mounts": mounts,
+        }
+        if engine_kind == "docker":
+            host_config["ExtraHosts"] = ["host.docker.internal:host-gateway"]
+        for key, value in self.options.host_config.items():
+            if key == "ExtraHosts":
+                host_config["ExtraHosts"] = [*host_config.get("ExtraHosts", []), *value]
+            else:
+                host_config[key] = value
+        body: dict[str, Any] = {
+            "Image": self.image,
+            "Env": [f"{k}={v}" for k, v in sorted(self.env.items())],
+            "Labels": dict(self.labels),
+            "ExposedPorts": {port_key: {}},
+            "HostConfig": host_config,
+        }
+        body.update(self.options.config)
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class PlanInputs:
+    """Everything a plan depends on, gathered on the loop and handed to the thread."""
+
+    app: App
+    spec: Spec
+    source_dir: Path | None
+    spec_dir: Path
+    config: Config
+    home: Path
+    app_url: str
+    engine_kind: str
+
+
+def _hash_map(values: Mapping[str, str]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(values):
+        h.update(k.encode() + b"\0" + values[k].encode() + b"\0")
+    return h.hexdigest()
+
+
+def image_repository(app_id: str) -> str:
+    """Images are named per app key, so an app's prod and stage share built images."""
+    return "orun-" + app_id.split("_", 2)[-1]
+
+
+def app_run_dir(home: Path, app_id: str) -> Path:
+    return home / "run" / "app" / app_id
+
+
+def merged_build_args(spec: Spec, config: Config, app_args: Mapping[str, str]) -> dict[str, str]:
+    """Spec defaults < server `builder.build_args` < the app's `--carg`."""
+    return {**spec.container.build_args, **config.builder.build_args, **app_args}
+
+
+def _port(spec: Spec, params: Mapping[str, Any], exposed: int | None, containerfile: str) -> int:
+    raw = params.get("port")
+    if raw not in (None, "", 0, "0"):
+        try:
+            port = int(raw)
+        except (TypeError, ValueError):
+            raise ContainerConfigError(f"param port: {raw!r} is not a port number") from None
+        if not 0 < port < 65536:
+            raise ContainerConfigError(f"param port: {port} is not a port number (1-65535)")
+        return port
+    if spec.container.port:
+        return spec.container.port
+    if exposed:
+        return exposed
+    raise ContainerConfigError(
+        f"port not specified in app config and in container file {containerfile or 'image'}. "
+        "Either add a EXPOSE directive in the container file or add the port number "
+        "with --param port=N")
+
+
+def plan_container(inputs: PlanInputs) -> ContainerPlan:
+    """Compute the container plan (blocking: reads and hashes the build context)."""
+    app, spec, config = inputs.app, inputs.spec, inputs.config
+    settings = app.current.settings
+    params = resolve_params(spec.params, settings.params)
+    build: BuildPlan | None = None
+    exposed: int | None = None
+    containerfile = ""
+    if spec.container.image_param:
+        image = str(params.get(spec.container.image_param) or "").strip()
+        if not image:
+            raise ContainerConfigError(f"param {spec.container.image_param}: an image is "
+                                       "required")
+    else:
+        context = compose(inputs.source_dir, inputs.spec_dir,
+                          containerfile=spec.container.dockerfile, exclude_spec=(SPEC_FILE,))
+        args = merged_build_args(spec, config, settings.container_args)
+        digest = context.digest(args)
+        image = f"{image_repository(app.id)}:{digest[:16]}"
+        build = BuildPlan(context, args, image, digest)
+        parsed = parse_containerfile(context.containerfile_text, args)
+        exposed = parsed.exposed_port
+        containerfile = context.containerfile
+    port = _port(spec, params, exposed, containerfile)
+
+    env = {k: env_value(v) for k, v in params.items() if k not in _NOT_ENV}
+    app_path = app.path.path
+    env["PORT"] = str(port)
+    env["CL_APP_PATH"] = "" if app_path == "/" else app_path
+    env["CL_APP_URL"] = inputs.app_url
+
+    run_dir = app_run_dir(inputs.home, app.id)
+    volume_entries = [*spec.container.volumes, *settings.container_volumes]
+    if build is not None:
+        volume_entries = [*parsed.volumes, *volume_entries]
+    mounts = parse_volumes(volume_entries, app_id=app.id,
+                           allowed_mounts=config.security.allowed_mounts,
+                           source_dir=inputs.source_dir, app_run_dir=run_dir)
+    secret_files: dict[str, str] = {}
+    resolved: list[VolumeMount] = []
+    for m in mounts:
+        if m.kind == "secret":
+            secret_files.update(_render_secret(m, inputs, params, run_dir))
+            resolved.append(VolumeMount("bind", str(run_dir / (Path(m.source).name + ".gen")),
+                                        m.target, True))
+        else:
+            resolved.append(m)
+    options = parse_container_options(settings.container_options,
+                                      config.security.allowed_container_args,
+                                      inputs.engine_kind)
+    health = spec.container.health or "/"
+    if not health.startswith("/"):
+        health = "/" + health
+    health_conf = settings.app_config.get("container.health_url")
+    if health_conf:
+        health = health_conf if health_conf.startswith("/") else "/" + health_conf
+    if not spec.routing.strip_app and app_path != "/":
+        health = app_path + health
+
+    h = hashlib.sha256()
+    for part in (image, build.digest if build else "", _hash_map(env),
+                 json.dumps(options.host_config, sort_keys=True, default=str),
+                 json.dumps(options.config, sort_keys=True, default=str),
+                 json.dumps([(m.kind, m.source, m.target, m.read_only) for m in resolved]),
+                 _hash_map(secret_files), str(port)):
+        h.update(part.encode() + b"\0")
+    identity = h.hexdigest()
+    labels = {
+        LABEL_HOME: str(inputs.home), LABEL_APP_ID: app.id,
+        LABEL_APP_KEY: app.id.split("_", 2)[-1], LABEL_APP_PATH: str(app.path),
+        LABEL_VERSION: str(app.current.version), LABEL_IDENTITY: identity,
+        LABEL_PORT: str(port), LABEL_HEALTH: health,
+    }
+    return ContainerPlan(
+        app_id=app.id, app_label=str(app.path), version=app.current.version, image=image,
+        build=build, port=port, env=env, health_path=health, mounts=tuple(resolved),
+        options=options, identity=identity, labels=labels, secret_files=secret_files,
+    )
+
+
+def _render_secret(mount: VolumeMount, inputs: PlanInputs, params: Mapping[str, Any],
+                   run_dir: Path) -> dict[str, str]:
+    base = inputs.source_dir
+    candidates = [p for p in (base / mount.source if base else None,
+                              inputs.spec_dir / mount.source) if p is not None]
+    for path in candidates:
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            rendered = render_template(
+                text, {k: env_value(v) for k, v in params.items() if k not in _NOT_ENV},
+                name=mount.source)
+            return {str(run_dir / (Path(mount.source).name + ".gen")): rendered}
+    raise ContainerConfigError(f"cl_secret template {mount.source} not found in the source "
+                               "or the spec")
+
+
+def named_volumes(plan: ContainerPlan) -> list[str]:
+    return [m.source for m in plan.mounts if m.kind == "volume"]
+
+
+__all__ = ["ContainerPlan", "PlanInputs", "plan_container", "volume_name"]

@@ -1,0 +1,689 @@
+"""The runtime: brings container apps up on demand, watches them, stops them when idle.
+
+- `ensure(app)` is single-flight per app: concurrent cold requests share one
+  build + create + start + health-wait operation.
+- A version change of an app with a running container rolls out in the background:
+  the new container must be healthy before it replaces the old one; if it fails, the
+  old one keeps serving and the failure is shown.
+- The engine's event stream is watched (reconnect with backoff, full resync after):
+  a crashed container leaves the routing table within about a second.
+- A periodic task health-checks running containers and stops idle ones.
+- On start, orun's labelled containers are adopted, so a restart of orun (even after
+  `kill -9`) creates no duplicates.
+
+Every outcome is published on the bus; the route manager rebuilds the table from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from orun.build.builder import Builder
+from orun.bus import EventBus, Unsubscribe
+from orun.control.config import Config
+from orun.control.model import App
+from orun.engine.docker import ContainerInfo, Engine
+from orun.errors import BuildError, EngineError, OrunError
+from orun.events import (
+    AppsChanged,
+    BuildFinished,
+    BuildProgress,
+    BuildStarted,
+    ConfigReloaded,
+    ContainerExited,
+    ContainerHealthy,
+    ContainerUnhealthy,
+    Event,
+)
+from orun.runtime.app import AppRuntime, Instance
+from orun.runtime.health import HealthError, HealthProber
+from orun.runtime.logs import AppLogs, read_tail, stamp
+from orun.runtime.plan import (
+    LABEL_APP_ID,
+    LABEL_APP_KEY,
+    LABEL_HEALTH,
+    LABEL_HOME,
+    LABEL_IDENTITY,
+    LABEL_PORT,
+    LABEL_VERSION,
+    ContainerPlan,
+    PlanInputs,
+    plan_container,
+)
+from orun.spec import Spec
+
+log = structlog.get_logger("orun.runtime")
+
+#: exits within this window count towards crash-loop backoff
+CRASH_WINDOW = 300.0
+MAX_BACKOFF = 60.0
+#: container log lines appended to a start failure
+FAILURE_LOG_LINES = 40
+
+
+class StartError(OrunError):
+    """An app could not be brought up; `detail` holds the build or container log tail."""
+
+    status = 500
+
+    def __init__(self, message: str, detail: str = "", *, status: int = 500,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, status=status)
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class Runtime:
+    def __init__(self, home: Path, bus: EventBus, config: Callable[[], Config],
+                 apps: Callable[[], list[App]], get_app: Callable[[str], App | None],
+                 load_spec: Callable[[App], Awaitable[Spec]],
+                 source_dir: Callable[[App], Path | None], spec_dir: Callable[[App], Path],
+                 app_url: Callable[[App], str]) -> None:
+        self.home = home
+        self._bus = bus
+        self._config = config
+        self._apps = apps
+        self._get_app = get_app
+        self._load_spec = load_spec
+        self._source_dir = source_dir
+        self._spec_dir = spec_dir
+        self._app_url = app_url
+        cfg = config()
+        self.builder = Builder(home, cfg.builder.max_concurrent_builds,
+                               cfg.builder.max_build_wait_secs, cfg.builder.build_timeout_secs)
+        self.prober = HealthProber()
+        self._engine: Engine | None = None
+        self._engine_error = ""
+        self._engine_checked = 0.0
+        self._engine_lock = asyncio.Lock()
+        self._runtimes: dict[str, AppRuntime] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._unsubscribe: Unsubscribe | None = None
+        self._labels = {LABEL_HOME: str(home)}
+        self._watching = asyncio.Event()
+        self._housekeeping_wake = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.prober.start()
+        try:
+            engine = await self.engine()
+        except EngineError as exc:
+            log.warning("container_engine_unavailable", error=exc.message)
+        else:
+            log.info("container_engine", url=engine.url, kind=engine.kind,
+                     version=engine.version)
+            await self._adopt(engine)
+        self._spawn(self._watch_events(), "orun.runtime.events")
+        self._spawn(self._housekeeping(), "orun.runtime.housekeeping")
+        self._unsubscribe = self._bus.subscribe(
+            "runtime", (AppsChanged, ConfigReloaded), self._on_event)
+
+    async def stop(self) -> None:
+        """Stop watching; containers keep running and are adopted by the next start."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for rt in self._runtimes.values():
+            if rt.log_follower is not None:
+                rt.log_follower.cancel()
+                self._tasks.add(rt.log_follower)
+            if rt.operation is not None:
+                rt.operation.cancel()
+                self._tasks.add(rt.operation)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for rt in self._runtimes.values():
+            await rt.logs.flush()
+        await self.prober.close()
+        if self._engine is not None:
+            await self._engine.close()
+            self._engine = None
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def engine(self) -> Engine:
+        """The connected engine; (re)connects at most once a second when there is none."""
+        if self._engine is not None:
+            return self._engine
+        async with self._engine_lock:
+            connected = self._connected()
+            if connected is not None:  # another caller connected while we waited
+                return connected
+            now = time.monotonic()
+            if self._engine_error and now - self._engine_checked < 1.0:
+                raise EngineError(self._engine_error)
+            self._engine_checked = now
+            try:
+                self._engine = await Engine.connect(self._config().system.container_engine)
+            except EngineError as exc:
+                self._engine_error = exc.message
+                raise
+            self._engine_error = ""
+            self._watching.set()
+            return self._engine
+
+    def _connected(self) -> Engine | None:
+        return self._engine
+
+    def get(self, app_id: str) -> AppRuntime | None:
+        return self._runtimes.get(app_id)
+
+    def runtime_for(self, app: App) -> AppRuntime:
+        rt = self._runtimes.get(app.id)
+        if rt is None:
+            rt = AppRuntime(app.id, str(app.path), AppLogs(self.home / "logs" / "apps", app.id))
+            self._runtimes[app.id] = rt
+        return rt
+
+    # -- bringing an app up ----------------------------------------------------------
+
+    def ensure(self, app: App) -> asyncio.Future[Instance]:
+        """The single-flight operation that makes `app` serve; shared by every caller."""
+        rt = self.runtime_for(app)
+        if rt.operation is not None and not rt.operation.done():
+            return rt.operation
+        inst = rt.instance
+        if inst is not None and inst.version == app.current.version:
+            done: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
+            done.set_result(inst)
+            return done
+        wait = self._crash_backoff(rt)
+        if wait > 0:
+            err = StartError(
+                f"app {rt.label} keeps crashing ({len(rt.crashes)} exits in "
+                f"{CRASH_WINDOW / 60:g} minutes); next start in {wait:.0f}s: {rt.error}",
+                rt.error_detail, status=503, retry_after=wait)
+            failed: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
+            failed.set_exception(err)
+            return failed
+        rt.operation = self._spawn(self._bring_up(app, rt), f"orun.start.{app.id}")
+        return rt.operation
+
+    def _crash_backoff(self, rt: AppRuntime) -> float:
+        if rt.state != "crashed" or not rt.crashes:
+            return 0.0
+        now = time.monotonic()
+        recent = [t for t in rt.crashes if now - t < CRASH_WINDOW]
+        if len(recent) <= 1:
+            return 0.0
+        delay = min(2.0 ** (len(recent) - 2), MAX_BACKOFF)
+        return max(0.0, recent[-1] + delay - now)
+
+    async def _bring_up(self, app: App, rt: AppRuntime) -> Instance:
+        rt.progress.reset()
+        previous_state = rt.state
+        await rt.logs.build.restart()
+
+        def say(line: str) -> None:
+            rt.progress.add(line)
+            rt.logs.build.write(line)
+            self._bus.publish(BuildProgress(app.id, line))
+
+        say(f"{stamp()} starting {rt.label} (version {app.current.version})")
+        try:
+            inst = await self._start_instance(app, rt, say)
+        except asyncio.CancelledError:
+            rt.state = previous_state if rt.instance else "stopped"
+            raise
+        except (OrunError, HealthError) as exc:
+            message = exc.message if isinstance(exc, OrunError) else str(exc)
+            detail = exc.log_tail if isinstance(exc, BuildError) else \
+                exc.detail if isinstance(exc, StartError) else ""
+            say(f"error: {message}")
+            rt.error, rt.error_detail = message, detail
+            rt.state = "running" if rt.instance is not None else "failed"
+            log.warning("app_start_failed", app=rt.label, error=message)
+            rt.progress.finish()
+            await rt.logs.build.flush()
+            if isinstance(exc, StartError):
+                raise
+            status = exc.status if isinstance(exc, OrunError) else 500
+            raise StartError(message, detail, status=status) from None
+        rt.progress.finish()
+        await rt.logs.build.flush()
+        return inst
+
+    async def _start_instance(self, app: App, rt: AppRuntime,
+                              say: Callable[[str], None]) -> Instance:
+        engine = await self.engine()
+        spec = await self._load_spec(app)
+        inputs = PlanInputs(app=app, spec=spec, source_dir=self._source_dir(app),
+                            spec_dir=self._spec_dir(app), config=self._config(),
+                            home=self.home, app_url=self._app_url(app),
+                            engine_kind=engine.kind)
+        plan = await asyncio.to_thread(plan_container, inputs)
+        rt.image, rt.port = plan.image, plan.port
+        if rt.instance is not None and rt.instance.identity == plan.identity:
+            return rt.instance
+        existing = await engine.inspect(plan.name)
+        if existing is None:
+            if plan.build is not None:
+                rt.state = "building"
+                self._bus.publish(BuildStarted(app.id, plan.image))
+                try:
+                    await self.builder.ensure_image(engine, plan.build,
+                                                    app.id.split("_", 2)[-1], say)
+                except BuildError as exc:
+                    self._bus.publish(BuildFinished(app.id, plan.image, exc.message))
+                    raise
+                self._bus.publish(BuildFinished(app.id, plan.image))
+            elif not await engine.image_exists(plan.image):
+                say(f"image {plan.image} is not present: pulling it")
+                try:
+                    await engine.pull(plan.image, say)
+                except EngineError as exc:
+                    raise StartError(
+                        f"{exc.message} (image {plan.image} is not present locally; load "
+                        "it with `docker load` or make its registry reachable)") from None
+            rt.state = "starting"
+            await self._prepare_mounts(engine, plan, say)
+            say(f"creating container {plan.name} (port {plan.port})")
+            container_id = await engine.create_container(plan.name, plan.create_body(engine.kind))
+        else:
+            container_id = existing.id
+            rt.state = "starting"
+            say(f"reusing container {plan.name} ({existing.state})")
+        info = existing
+        if existing is None or not existing.running:
+            started_at = time.time()
+            await engine.start(container_id)
+            self._follow_logs(engine, rt, container_id, started_at)
+            info = await engine.inspect(container_id)
+        elif rt.log_follower is None or rt.log_follower.done():
+            self._follow_logs(engine, rt, container_id, time.time())
+        if info is None or info.host_port is None:
+            raise StartError(f"container {plan.name} has no published port "
+                             f"(state {info.status if info else 'gone'})")
+        say(f"waiting for {plan.health_path} on 127.0.0.1:{info.host_port} to answer 200")
+
+        async def alive() -> str | None:
+            now = await engine.inspect(container_id)
+            if now is None:
+                return f"container {plan.name} was removed"
+            if not now.running:
+                return f"container {plan.name} exited ({now.status})"
+            return None
+
+        cfg = self._config().app_defaults
+        started = time.monotonic()
+        try:
+            await self.prober.wait_healthy(
+                info.host_port, plan.health_path, probe_timeout=cfg.health_timeout_secs,
+                budget=_conf_float(app, "container.startup_timeout_secs",
+                                   cfg.startup_timeout_secs), alive=alive)
+        except HealthError as exc:
+            tail = await self._container_tail(engine, container_id)
+            rt.expected_exits.add(container_id)
+            with contextlib.suppress(EngineError):
+                await engine.stop(container_id, timeout=1)
+            raise StartError(f"error waiting for health: {exc}", tail) from None
+        say(f"healthy after {time.monotonic() - started:.2f}s: serving "
+            f"{rt.label} from {plan.name}")
+        inst = Instance(container_id=container_id, name=plan.name, host_port=info.host_port,
+                        identity=plan.identity, version=plan.version, image=plan.image,
+                        port=plan.port, health_path=plan.health_path, started=time.time())
+        old = rt.instance
+        self._serve(rt, inst)
+        if old is not None and old.container_id != inst.container_id:
+            self._spawn(self._retire(engine, rt, old), f"orun.retire.{old.name}")
+        self._spawn(self._cleanup_app(engine, app, keep={inst.container_id}),
+                    f"orun.cleanup.{app.id}")
+        return inst
+
+    def _serve(self, rt: AppRuntime, inst: Instance) -> None:
+        rt.instance = inst
+        rt.state = "running"
+        rt.error = rt.error_detail = ""
+        rt.health_failures = 0
+        rt.activity.touch()
+        self._housekeeping_wake.set()
+        log.info("app_serving", app=rt.label, container=inst.name, port=inst.host_port)
+        self._bus.publish(ContainerHealthy(rt.app_id, inst.container_id, inst.upstream,
+                                           inst.version))
+
+    async def _prepare_mounts(self, engine: Engine, plan: ContainerPlan,
+                              say: Callable[[str], None]) -> None:
+        labels = {**self._labels, LABEL_APP_ID: plan.app_id}
+        for m in plan.mounts:
+            if m.kind == "volume" and await engine.ensure_volume(m.source, labels):
+                say(f"reusing volume {m.source} for {m.target} (its data is kept)")
+        if plan.secret_files:
+            await asyncio.to_thread(_write_secret_files, dict(plan.secret_files))
+
+    async def _retire(self, engine: Engine, rt: AppRuntime, old: Instance) -> None:
+        """Stop a superseded container once requests have moved to the new one."""
+        await asyncio.sleep(2.0)
+        rt.expected_exits.add(old.container_id)
+        with contextlib.suppress(EngineError):
+            await engine.stop(old.container_id, timeout=5)
+        log.info("container_retired", app=rt.label, container=old.name)
+
+    async def _cleanup_app(self, engine: Engine, app: App, keep: set[str]) -> None:
+        """Remove the app's stopped containers of other identities and its oldest
+        images (keeping `builder.retain_images` newest for rollback)."""
+        with contextlib.suppress(EngineError):
+            for info in await engine.list_containers({**self._labels, LABEL_APP_ID: app.id}):
+                if info.id not in keep and not info.running:
+                    await engine.remove(info.id)
+            key = app.id.split("_", 2)[-1]
+            images = await engine.list_images({**self._labels, LABEL_APP_KEY: key})
+            images.sort(key=lambda i: i.created, reverse=True)
+            for image in images[self._config().builder.retain_images + 1:]:
+                for tag in image.tags:
+                    await engine.remove_image(tag)
+
+    def _follow_logs(self, engine: Engine, rt: AppRuntime, container_id: str,
+                     since: float) -> None:
+        if rt.log_follower is not None:
+            rt.log_follower.cancel()
+
+        async def follow() -> None:
+            rt.logs.container.write(f"{stamp()} ---- container {container_id[:12]} started")
+            pending = ""
+            try:
+                async for chunk in engine.logs(container_id, since=since):
+                    pending += chunk
+                    *lines, pending = pending.split("\n")
+                    for line in lines:
+                        rt.logs.container.write(line)
+            except EngineError as exc:
+                rt.logs.container.write(f"(log stream ended: {exc.message})")
+            if pending:
+                rt.logs.container.write(pending)
+
+        rt.log_follower = self._spawn(follow(), f"orun.logs.{rt.app_id}")
+
+    async def _container_tail(self, engine: Engine, container_id: str) -> str:
+        await asyncio.sleep(0.2)
+        lines: list[str] = []
+        with contextlib.suppress(EngineError):
+            text = ""
+            async for chunk in engine.logs(container_id, follow=False):
+                text += chunk
+            lines = text.splitlines()[-FAILURE_LOG_LINES:]
+        return "\n".join(lines)
+
+    # -- stopping ------------------------------------------------------------------
+
+    async def stop_app(self, rt: AppRuntime, reason: str, *, state: str = "stopped") -> None:
+        inst = rt.instance
+        if inst is None:
+            return
+        rt.instance = None
+        rt.state = state
+        rt.expected_exits.add(inst.container_id)
+        self._bus.publish(ContainerExited(rt.app_id, inst.container_id, reason, expected=True))
+        log.info("app_stopped", app=rt.label, container=inst.name, reason=reason)
+        try:
+            engine = await self.engine()
+            await engine.stop(inst.container_id, timeout=5)
+        except EngineError as exc:
+            log.warning("app_stop_failed", app=rt.label, error=exc.message)
+
+    async def teardown(self, app_id: str) -> None:
+        """The app was deleted: stop and remove its containers (volumes are kept)."""
+        rt = self._runtimes.pop(app_id, None)
+        if rt is not None:
+            if rt.operation is not None:
+                rt.operation.cancel()
+            if rt.instance is not None:
+                self._bus.publish(ContainerExited(app_id, rt.instance.container_id,
+                                                  "deleted", expected=True))
+                rt.expected_exits.add(rt.instance.container_id)
+            rt.instance = None
+        try:
+            engine = await self.engine()
+            for info in await engine.list_containers({**self._labels, LABEL_APP_ID: app_id}):
+                await engine.remove(info.id)
+                log.info("container_removed", app_id=app_id, container=info.name)
+        except EngineError as exc:
+            log.warning("teardown_failed", app_id=app_id, error=exc.message)
+
+    # -- events ---------------------------------------------------------------------
+
+    async def _on_event(self, event: Event) -> None:
+        if isinstance(event, ConfigReloaded):
+            cfg = event.config
+            self.builder.resize(cfg.builder.max_concurrent_builds)
+            self.builder.max_wait_secs = cfg.builder.max_build_wait_secs
+            self.builder.timeout_secs = cfg.builder.build_timeout_secs
+            return
+        if not isinstance(event, AppsChanged):
+            return
+        for app_id in event.app_ids:
+            app = self._get_app(app_id)
+            if app is None:
+                await self.teardown(app_id)
+                continue
+            rt = self._runtimes.get(app_id)
+            if rt is not None:
+                rt.label = str(app.path)
+                if rt.instance is not None and rt.instance.version != app.current.version:
+                    # Roll out in the background; the old container serves until then.
+                    self.ensure(app)
+
+    async def _watch_events(self) -> None:
+        """Follow the engine's container events; reconnect with backoff, then resync."""
+        delay = 0.5
+        while True:
+            await self._watching.wait()
+            try:
+                engine = await self.engine()
+                await self._resync(engine)
+                async for ev in engine.events(self._labels):
+                    delay = 0.5
+                    self._on_engine_event(ev.action, ev.container_id, ev.labels, ev.exit_code)
+                log.warning("engine_events_ended")
+            except EngineError as exc:
+                log.warning("engine_events_failed", error=exc.message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the watcher must survive anything the stream does
+                log.error("engine_events_error", error=repr(exc))
+            if self._engine is not None:
+                with contextlib.suppress(EngineError):
+                    await self._engine.ping()
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
+                with contextlib.suppress(Exception):
+                    await self._engine.close()
+                self._engine = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            with contextlib.suppress(EngineError):
+                await self.engine()
+
+    def _on_engine_event(self, action: str, container_id: str, labels: dict[str, str] | Any,
+                         exit_code: int | None) -> None:
+        if action not in ("die", "stop", "kill", "oom", "destroy"):
+            return
+        app_id = str(labels.get(LABEL_APP_ID, ""))
+        rt = self._runtimes.get(app_id)
+        if rt is None or rt.instance is None or rt.instance.container_id != container_id:
+            return
+        if action == "kill":
+            return  # a `die` follows when the container actually stops
+        self._lost(rt, f"container {action}" + (f" (exit code {exit_code})"
+                                                 if exit_code is not None else ""), exit_code)
+
+    def _lost(self, rt: AppRuntime, reason: str, exit_code: int | None) -> None:
+        inst = rt.instance
+        if inst is None:
+            return
+        expected = inst.container_id in rt.expected_exits
+        rt.instance = None
+        if expected:
+            rt.expected_exits.discard(inst.container_id)
+            rt.state = "stopped"
+        else:
+            rt.state = "crashed"
+            rt.crashes.append(time.monotonic())
+            rt.error = f"container {inst.name} stopped unexpectedly: {reason}"
+            rt.error_detail = "\n".join(read_tail(rt.logs.container.path, FAILURE_LOG_LINES))
+            log.warning("container_crashed", app=rt.label, container=inst.name, reason=reason)
+        self._bus.publish(ContainerExited(rt.app_id, inst.container_id, reason, exit_code,
+                                          expected))
+
+    async def _resync(self, engine: Engine) -> None:
+        """After (re)connecting: any serving container that is no longer running is lost."""
+        infos = {i.id: i for i in await engine.list_containers(self._labels)}
+        for rt in list(self._runtimes.values()):
+            inst = rt.instance
+            if inst is None:
+                continue
+            info = infos.get(inst.container_id)
+            if info is None or not info.running:
+                self._lost(rt, "container is gone" if info is None else info.status,
+                           info.exit_code if info else None)
+
+    # -- adoption ------------------------------------------------------------------
+
+    async def _adopt(self, engine: Engine) -> None:
+        """Reuse running containers of the current app versions; stop duplicates and
+        remove containers of apps that no longer exist."""
+        try:
+            infos = await engine.list_containers(self._labels)
+        except EngineError as exc:
+            log.warning("adopt_failed", error=exc.message)
+            return
+        by_app: dict[str, list[ContainerInfo]] = {}
+        for info in infos:
+            by_app.setdefault(str(info.labels.get(LABEL_APP_ID, "")), []).append(info)
+        adopted = 0
+        for app_id, containers in by_app.items():
+            app = self._get_app(app_id)
+            if app is None:
+                for info in containers:
+                    await engine.remove(info.id)
+                    log.info("container_removed", reason="app deleted", container=info.name)
+                continue
+            current = [c for c in containers if c.running and c.host_port
+                       and c.labels.get(LABEL_VERSION) == str(app.current.version)]
+            keep = current[0] if current else None
+            for info in containers:
+                if info.running and info is not keep:
+                    await engine.stop(info.id, timeout=5)
+                    log.info("container_stopped", reason="superseded", container=info.name)
+            if keep is None or keep.host_port is None:
+                continue
+            rt = self.runtime_for(app)
+            spec_port = int(keep.labels.get(LABEL_PORT, "0") or 0)
+            inst = Instance(container_id=keep.id, name=keep.name, host_port=keep.host_port,
+                            identity=str(keep.labels.get(LABEL_IDENTITY, "")),
+                            version=app.current.version, image=keep.image, port=spec_port,
+                            health_path=str(keep.labels.get(LABEL_HEALTH, "/")),
+                            started=time.time())
+            rt.image, rt.port = keep.image, spec_port
+            self._follow_logs(engine, rt, keep.id, time.time())
+            self._serve(rt, inst)
+            adopted += 1
+        if infos:
+            log.info("containers_adopted", adopted=adopted, seen=len(infos))
+
+    # -- housekeeping: health checks and idle stop -------------------------------------
+
+    async def _housekeeping(self) -> None:
+        last_health = time.monotonic()
+        while True:
+            cfg = self._config().app_defaults
+            tick = min(cfg.health_check_interval_secs, _idle_tick(cfg.idle_shutdown_secs))
+            for rt in self._runtimes.values():
+                app = self._get_app(rt.app_id)
+                if app is not None and rt.instance is not None:
+                    tick = min(tick, _idle_tick(_conf_float(
+                        app, "container.idle_shutdown_secs", cfg.idle_shutdown_secs)))
+            self._housekeeping_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                # a newly served app may need a shorter tick: it wakes us up
+                await asyncio.wait_for(self._housekeeping_wake.wait(), max(0.2, tick))
+            now = time.monotonic()
+            for rt in list(self._runtimes.values()):
+                app = self._get_app(rt.app_id)
+                if app is None or rt.instance is None:
+                    continue
+                if rt.operation is not None and not rt.operation.done():
+                    continue
+                idle = _conf_float(app, "container.idle_shutdown_secs", cfg.idle_shutdown_secs)
+                act = rt.activity
+                if idle > 0 and act.open == 0 and now - act.last >= idle:
+                    await self.stop_app(rt, f"idle for {now - act.last:.0f}s")
+            if now - last_health >= cfg.health_check_interval_secs:
+                last_health = now
+                await self._check_health(cfg.health_timeout_secs, cfg.health_check_failures)
+
+    async def _check_health(self, timeout: float, failures: int) -> None:
+        running = [rt for rt in self._runtimes.values() if rt.instance is not None
+                   and (rt.operation is None or rt.operation.done())]
+        results = await asyncio.gather(*(
+            self.prober.probe(rt.instance.host_port, rt.instance.health_path, timeout)
+            for rt in running if rt.instance is not None))
+        for rt, problem in zip(running, results, strict=True):
+            if problem is None:
+                rt.health_failures = 0
+                continue
+            rt.health_failures += 1
+            log.warning("health_check_failed", app=rt.label, problem=problem,
+                        failures=rt.health_failures)
+            if rt.health_failures >= failures and rt.instance is not None:
+                inst = rt.instance
+                rt.error = f"taken out of service: {problem} ({failures} checks in a row)"
+                self._bus.publish(ContainerUnhealthy(rt.app_id, inst.container_id, problem))
+                await self.stop_app(rt, "unhealthy", state="unhealthy")
+
+    def status(self, app_id: str) -> dict[str, object]:
+        rt = self._runtimes.get(app_id)
+        if rt is None:
+            return {"state": "stopped", "image": "", "port": 0, "upstream": "",
+                    "container": "", "version_running": None, "error": ""}
+        data = rt.status()
+        if rt.operation is not None and not rt.operation.done() and rt.state == "running":
+            data["state"] = "updating"
+        return data
+
+    def request_wait(self) -> float:
+        return self._config().app_defaults.request_wait_secs
+
+    @property
+    def engine_error(self) -> str:
+        return self._engine_error
+
+
+def _idle_tick(idle_secs: float) -> float:
+    return 15.0 if idle_secs <= 0 else max(0.2, min(idle_secs / 4, 15.0))
+
+
+def _conf_float(app: App, key: str, default: float) -> float:
+    raw = app.current.settings.app_config.get(key)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        return default
+
+
+def _write_secret_files(files: dict[str, str]) -> None:
+    for path_str, content in files.items():
+        path = Path(path_str)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(content)
+        tmp.replace(path)

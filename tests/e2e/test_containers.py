@@ -1,0 +1,446 @@
+"""Container apps end to end on the real Docker engine: build, start, route, recover.
+
+Every test runs a real `orun serve`, creates apps with the real CLI from the sample apps
+in tests/apps, and checks what the container saw and what the engine holds (through
+the docker CLI, independently of orun).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import Orun, containers, docker
+
+APPS = Path(__file__).resolve().parent.parent / "apps"
+pytestmark = pytest.mark.timeout(600)
+
+
+def copy_app(name: str, tmp_path: Path) -> Path:
+    dest = tmp_path / name
+    shutil.copytree(APPS / name, dest)
+    return dest
+
+
+async def get(http: aiohttp.ClientSession, url: str, **kw: Any) -> tuple[int, str]:
+    async with http.get(url, **kw) as resp:
+        return resp.status, await resp.text()
+
+
+async def get_json(http: aiohttp.ClientSession, url: str, **kw: Any) -> Any:
+    status, text = await get(http, url, **kw)
+    assert status == 200, f"{url}: {status} {text[:2000]}"
+    return json.loads(text)
+
+
+async def app_id(orun: Orun, path: str) -> str:
+    result = (await orun.cli("app", "list", "-i", "-f", "json")).ok()
+    for app in json.loads(result.out):
+        if app["app_path"] == path:
+            return str(app["id"])
+    raise AssertionError(f"no app {path} in {result.out}")
+
+
+async def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# -- each spec, at a path and at a domain --------------------------------------------------
+
+
+async def test_container_spec_at_path_and_domain(corun: Orun, http: aiohttp.ClientSession,
+                                                 tmp_path: Path) -> None:
+    src = copy_app("container_app", tmp_path)
+    (await corun.cli("app", "create", "--spec", "container", "--param", "MESSAGE=hi there",
+                     str(src), "/c")).ok()
+    data = await get_json(http, corun.url("/c/some/where?q=1"))
+    assert data["path"] == "/some/where?q=1"  # app path stripped, query kept
+    assert data["message"] == "hi there"  # a param overrides the Dockerfile's ENV
+    assert data["user"] == 1000  # the Dockerfile's non-root user
+    (await corun.cli("app", "create", "--spec", "container", str(src), "cdom.:")).ok()
+    data = await get_json(http, corun.url("/x"), headers={"Host": f"cdom.localhost:{corun.port}"})
+    assert data["path"] == "/x"
+    env = await get_json(http, corun.url("/c/env"))
+    assert env["PORT"] == "8080"  # from EXPOSE
+    assert env["CL_APP_PATH"] == "/c"
+    assert env["CL_APP_URL"] == f"http://localhost:{corun.port}/c"
+    env = await get_json(http, corun.url("/env"), headers={"Host": f"cdom.localhost:{corun.port}"})
+    assert env["CL_APP_PATH"] == ""
+    assert env["CL_APP_URL"] == f"http://cdom.localhost:{corun.port}/"
+    listing = (await corun.cli("app", "list")).ok().out
+    line = next(ln for ln in listing.splitlines() if " /c " in ln)
+    assert "running" in line and "8080" in line and "orun-" in line
+
+
+async def test_flask_spec_params_as_env(corun: Orun, http: aiohttp.ClientSession,
+                                        tmp_path: Path) -> None:
+    src = copy_app("flask_app", tmp_path)
+    (await corun.cli("app", "create", "--spec", "python-flask", "-p", "greeting=hello",
+                     "--stage-at", "path", str(src), "/flask")).ok()
+    status, text = await get(http, corun.url("/flask/"))
+    assert (status, text) == (200, "flask app ok\n")
+    env = await get_json(http, corun.url("/flask/env"))
+    assert env["greeting"] == "hello"
+    assert env["port"] == "5000" and env["PORT"] == "5000"
+    assert env["app_name"] == "Flask App"  # a spec default reaches the env too
+    assert env["CL_APP_PATH"] == "/flask"
+    where = await get_json(http, corun.url("/flask/where"))
+    assert where["path"] == "/where" and where["forwarded_prefix"] == "/flask"
+    # the stage app is a separate container from the same image
+    stage = await get_json(http, corun.url("/flask_cl_stage/env"))
+    assert stage["CL_APP_PATH"] == "/flask_cl_stage"
+    assert len(containers(corun.home)) == 2
+    images = {docker("inspect", "-f", "{{.Image}}", c).strip() for c in containers(corun.home)}
+    assert len(images) == 1
+    (await corun.cli("app", "create", "--spec", "python-flask", str(src), "fl.:")).ok()
+    status, text = await get(http, corun.url("/"), headers={"Host": f"fl.localhost:{corun.port}"})
+    assert (status, text) == (200, "flask app ok\n")
+
+
+async def test_wsgi_spec_script_name(corun: Orun, http: aiohttp.ClientSession,
+                                     tmp_path: Path) -> None:
+    src = copy_app("wsgi_app", tmp_path)
+    (await corun.cli("app", "create", "--spec", "python-wsgi", str(src), "/w")).ok()
+    data = await get_json(http, corun.url("/w/a/b"))
+    assert data == {"app": "wsgi", "script_name": "/w", "path_info": "/a/b", "user": 999}
+    (await corun.cli("app", "create", "--spec", "python-wsgi", str(src), "wsgi.:")).ok()
+    data = await get_json(http, corun.url("/a"), headers={"Host": f"wsgi.localhost:{corun.port}"})
+    assert data["script_name"] == "" and data["path_info"] == "/a"
+    env = await get_json(http, corun.url("/w/env"))
+    assert env["APP_MODULE"] == "app:app" and env["WORKERS"] == "2" and env["PORT"] == "8000"
+
+
+async def test_asgi_spec_root_path(corun: Orun, http: aiohttp.ClientSession,
+                                   tmp_path: Path) -> None:
+    src = copy_app("asgi_app", tmp_path)
+    (await corun.cli("app", "create", "--spec", "python-asgi", "-p", "WORKERS=1",
+                     str(src), "/api/v1")).ok()
+    data = await get_json(http, corun.url("/api/v1/items"))
+    assert data["root_path"] == "/api/v1" and data["path"].endswith("/items")
+    assert data["user"] == 999
+    (await corun.cli("app", "create", "--spec", "python-asgi", "-p", "WORKERS=1",
+                     str(src), "asgi.:")).ok()
+    data = await get_json(http, corun.url("/items"),
+                          headers={"Host": f"asgi.localhost:{corun.port}"})
+    assert data["root_path"] == "" and data["path"] == "/items"
+
+
+async def test_image_spec_at_path_and_domain(corun: Orun, http: aiohttp.ClientSession,
+                                             tmp_path: Path) -> None:
+    # a ready-made image, built here with the docker CLI (no registry is reachable)
+    tag = f"orun-test/echo:{tmp_path.name[-12:].lower().replace('_', '-')}"
+    docker("build", "-q", "-t", tag, "--label", f"orun.home={corun.home}",
+           "--build-arg", "PYTHON_IMAGE=orun-test/python:3.11", str(APPS / "container_app"))
+    try:
+        missing = await corun.cli("app", "create", "--spec", "image", "-", "/img")
+        assert missing.code == 1
+        assert "param image is a required param, a value has to be provided" in missing.err
+        (await corun.cli("app", "create", "--spec", "image", "-p", f"image={tag}",
+                         "-p", "port=8080", "-", "/img")).ok()
+        data = await get_json(http, corun.url("/img/p"))
+        assert data["path"] == "/p" and data["message"] == "from the dockerfile"
+        (await corun.cli("app", "create", "--spec", "image", "-p", f"image={tag}",
+                         "-p", "port=8080", "-", "img.:")).ok()
+        data = await get_json(http, corun.url("/q"),
+                              headers={"Host": f"img.localhost:{corun.port}"})
+        assert data["path"] == "/q"
+        # an image that does not exist anywhere: a clear error, not a hang
+        (await corun.cli("app", "create", "--spec", "image", "-p", "image=orun-test/nope:1",
+                         "-p", "port=80", "-", "/nope")).ok()
+        status, text = await get(http, corun.url("/nope/"))
+        assert status == 500
+        assert "orun-test/nope:1" in text and "not present locally" in text
+    finally:
+        remove = list(containers(corun.home, all_=True))
+        if remove:
+            docker("rm", "-f", *remove, check=False)
+        docker("rmi", "-f", tag, check=False)
+
+
+# -- lazy start, single flight, idle stop ----------------------------------------------------
+
+
+async def test_concurrent_cold_requests_share_one_start(corun: Orun, http: aiohttp.ClientSession,
+                                                        tmp_path: Path) -> None:
+    src = copy_app("container_app", tmp_path)
+    (src / "extra.txt").write_text(f"unique {tmp_path}")  # a fresh image: a real build
+    (await corun.cli("app", "create", "--spec", "container", str(src), "/cold")).ok()
+    results = await asyncio.gather(*(get(http, corun.url(f"/cold/{i}")) for i in range(20)))
+    assert [s for s, _ in results] == [200] * 20
+    prod = await app_id(corun, "/cold")
+    assert len(containers(corun.home, all_=True, app_id=prod)) == 1
+    built = [e for e in corun.log_events() if e.get("event") == "image_built"]
+    assert len(built) == 1, built
+    build_log = (await corun.cli("app", "logs", "--build", "/cold")).ok().out
+    assert "healthy after" in build_log
+
+
+async def test_idle_stop_then_wake(corun: Orun, http: aiohttp.ClientSession,
+                                   tmp_path: Path) -> None:
+    src = copy_app("container_app", tmp_path)
+    (await corun.cli("app", "create", "--spec", "container",
+                     "--conf", "container.idle_shutdown_secs=2", str(src), "/idle")).ok()
+    assert (await get(http, corun.url("/idle/")))[0] == 200
+    prod = await app_id(corun, "/idle")
+    assert len(containers(corun.home, app_id=prod)) == 1
+
+    async def stopped() -> bool:
+        return not containers(corun.home, app_id=prod)
+
+    await wait_for(stopped, 15, "the idle container to stop")
+    assert "stopped" in (await corun.cli("app", "list")).ok().out
+    assert any(e.get("event") == "app_stopped" and "idle" in e.get("reason", "")
+               for e in corun.log_events())
+    status, _text = await get(http, corun.url("/idle/again"))
+    assert status == 200
+    # the same container was started again, not a new one
+    assert len(containers(corun.home, all_=True, app_id=prod)) == 1
+
+
+async def test_websocket_traffic_keeps_app_awake(corun: Orun, http: aiohttp.ClientSession,
+                                                 tmp_path: Path) -> None:
+    """An open websocket with traffic counts as activity; after it closes, idle applies."""
+    src = copy_app("ws_app", tmp_path)
+    (await corun.cli("app", "create", "--spec", "container",
+                     "--conf", "container.idle_shutdown_secs=2", str(src), "/ws")).ok()
+    prod = await app_id(corun, "/ws")
+    async with http.ws_connect(corun.url("/ws/socket")) as ws:
+        for i in range(12):  # 6 s of traffic, three idle periods
+            await ws.send_str(f"m{i}")
+            assert (await ws.receive(timeout=5)).data == f"echo m{i}"
+            await asyncio.sleep(0.5)
+        assert len(containers(corun.home, app_id=prod)) == 1
+
+    async def stopped() -> bool:
+        return not containers(corun.home, app_id=prod)
+
+    await wait_for(stopped, 15, "the idle container to stop after the websocket closed")
+
+
+
+
+# -- failures and recovery -------------------------------------------------------------------
+
+
+async def test_killed_container_recovers(corun: Orun, http: aiohttp.ClientSession,
+                                         tmp_path: Path) -> None:
+    src = copy_app("container_app", tmp_path)
+    (await corun.cli("app", "create", "--spec", "container", str(src), "/k")).ok()
+    assert (await get(http, corun.url("/k/")))[0] == 200
+    prod = await app_id(corun, "/k")
+    (cid,) = containers(corun.home, app_id=prod)
+    docker("kill", cid)
+    # the crash is noticed within seconds (OpenRun: about 90 s) ...
+    await wait_for(lambda: _async(any(e.get("event") == "container_crashed"
+                                      for e in corun.log_events())), 5, "crash noticed")
+    # ... and the next requests recover with no operator action
+    statuses = [(await get(http, corun.url(f"/k/{i}")))[0] for i in range(5)]
+    assert statuses == [200] * 5
+    assert len(containers(corun.home, app_id=prod)) == 1
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def test_crash_loop_backs_off(corun: Orun, http: aiohttp.ClientSession,
+                                    tmp_path: Path) -> None:
+    src = copy_app("container_app", tmp_path)
+    (await corun.cli("app", "create", "--spec", "container", str(src), "/loop")).ok()
+    prod = await app_id(corun, "/loop")
+    for _ in range(2):
+        assert (await get(http, corun.url("/loop/")))[0] == 200
+        (cid,) = containers(corun.home, app_id=prod)
+        docker("kill", cid)
+        await wait_for(lambda: _async(not containers(corun.home, app_id=prod)), 5, "exit")
+        await asyncio.sleep(0.5)
+    async with http.get(corun.url("/loop/")) as resp:
+        assert resp.status == 503
+        assert int(resp.headers["Retry-After"]) >= 1
+        assert "keeps crashing" in await resp.text()
+
+
+async def test_kill9_orun_restart_adopts_containers(make_orun: Any, http: aiohttp.ClientSession,
+                                                    tmp_path: Path, engine: None) -> None:
+    from tests.conftest import container_config
+
+    server = make_orun(container_config())
+    await server.start()
+    src = copy_app("container_app", tmp_path)
+    (await server.cli("app", "create", "--spec", "container", "--stage-at", "path",
+                      str(src), "/adopt")).ok()
+    assert (await get(http, server.url("/adopt/")))[0] == 200
+    assert (await get(http, server.url("/adopt_cl_stage/")))[0] == 200
+    before = sorted(containers(server.home, all_=True))
+    assert len(before) == 2
+    server.kill9()
+    await server.start()
+    assert (await get(http, server.url("/adopt/")))[0] == 200
+    assert (await get(http, server.url("/adopt_cl_stage/")))[0] == 200
+    assert sorted(containers(server.home, all_=True)) == before
+    assert sorted(containers(server.home)) == before  # both still running
+    adopted = [e for e in server.log_events() if e.get("event") == "containers_adopted"]
+    assert adopted and adopted[-1]["adopted"] == 2
+    await server.stop()
+
+
+async def test_failed_build_shows_pip_error_and_keeps_old_version(
+        corun: Orun, http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    src = copy_app("flask_app", tmp_path)
+    (await corun.cli("app", "create", "--spec", "python-flask", str(src), "/keep")).ok()
+    assert await get(http, corun.url("/keep/")) == (200, "flask app ok\n")
+    (src / "app.py").write_text((src / "app.py").read_text().replace("flask app ok",
+                                                                    "flask app v2"))
+    (src / "requirements.txt").write_text("flask\norun-no-such-package-xyz==1.0\n")
+    result = await corun.cli("app", "reload", "--promote", "/keep")
+    assert result.code == 1
+    assert "No matching distribution found for orun-no-such-package-xyz" in result.err
+    assert result.err.rstrip().splitlines()[-1].startswith("error: error reloading app")
+    # the working version keeps serving
+    assert await get(http, corun.url("/keep/")) == (200, "flask app ok\n")
+    build_log = (await corun.cli("app", "logs", "--build", "/keep")).ok().out
+    assert "No matching distribution found for orun-no-such-package-xyz" in build_log
+    # a new app whose first build fails: the response itself carries the pip error
+    bad = copy_app("flask_app", tmp_path / "bad")
+    (bad / "requirements.txt").write_text("orun-no-such-package-xyz==1.0\n")
+    (await corun.cli("app", "create", "--spec", "python-flask", str(bad), "/bad")).ok()
+    status, text = await get(http, corun.url("/bad/"))
+    assert status == 500
+    assert "error building image" in text
+    assert "No matching distribution found for orun-no-such-package-xyz" in text
+    # fixing the source and reloading brings the new version up
+    (src / "requirements.txt").write_text("flask\n")
+    (await corun.cli("app", "reload", "--promote", "/keep")).ok()
+    assert await get(http, corun.url("/keep/")) == (200, "flask app v2\n")
+
+
+async def test_forbidden_mount_and_copt_are_refused(corun: Orun, tmp_path: Path) -> None:
+    src = copy_app("container_app", tmp_path)
+    result = await corun.cli("app", "create", "--spec", "container", "--cvol", "/etc:/x",
+                             str(src), "/m")
+    assert result.code == 1
+    assert "bind volume source /etc is not allowed" in result.err
+    result = await corun.cli("app", "create", "--spec", "container",
+                             "--copt", "docker.privileged", str(src), "/m")
+    assert result.code == 1
+    assert 'container argument "privileged" is not allowed' in result.err
+    result = await corun.cli("app", "create", "--spec", "container", "--copt", "memory=lots",
+                             str(src), "/m")
+    assert result.code == 1
+    assert 'error parsing memory value "lots"' in result.err
+    assert "/m" not in (await corun.cli("app", "list")).ok().out
+
+
+async def test_volume_and_limits_reach_the_container(corun: Orun, http: aiohttp.ClientSession,
+                                                     tmp_path: Path) -> None:
+    src = copy_app("container_app", tmp_path)
+    (await corun.cli("app", "create", "--spec", "container", "--cvol", "data:/data",
+                     "--copt", "memory=256m", "--copt", "cpus=0.5", str(src), "/vol")).ok()
+    assert (await get(http, corun.url("/vol/")))[0] == 200
+    prod = await app_id(corun, "/vol")
+    (cid,) = containers(corun.home, app_id=prod)
+    info = json.loads(docker("inspect", cid))[0]
+    assert info["HostConfig"]["Memory"] == 256 * 1024 * 1024
+    assert info["HostConfig"]["NanoCpus"] == 500_000_000
+    mounts = {m["Destination"]: m for m in info["Mounts"]}
+    assert mounts["/data"]["Type"] == "volume" and prod in mounts["/data"]["Name"]
+    ports = info["NetworkSettings"]["Ports"]["8080/tcp"]
+    assert ports[0]["HostIp"] == "127.0.0.1"
+    assert info["Config"]["Labels"]["orun.home"] == str(corun.home)
+    docker("volume", "rm", "-f", mounts["/data"]["Name"], check=False)
+
+
+async def test_browser_gets_starting_page_with_live_log(corun: Orun, http: aiohttp.ClientSession,
+                                                        tmp_path: Path) -> None:
+    src = copy_app("container_app", tmp_path)
+    # a slow step makes the start outlast the browser's grace period
+    (src / "Dockerfile").write_text((src / "Dockerfile").read_text().replace(
+        "COPY server.py .", f"COPY server.py .\nRUN echo {tmp_path.name} && sleep 4"))
+    (await corun.cli("app", "create", "--spec", "container", str(src), "/slow")).ok()
+    async with http.get(corun.url("/slow/"), headers={"Accept": "text/html"}) as resp:
+        assert resp.status == 503
+        page = await resp.text()
+        assert "Starting /slow" in page and "/slow/_orun_app/progress" in page
+    events: list[str] = []
+    async with http.get(corun.url("/slow/_orun_app/progress")) as resp:
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        async for raw in resp.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                events.append(line[7:])
+            if line.startswith("data: ") and events and events[-1] == "ready":
+                break
+    assert "log" in events and events[-1] == "ready"
+    async with http.get(corun.url("/slow/"), headers={"Accept": "text/html"}) as resp:
+        assert resp.status == 200
+    status = await get_json(http, corun.url("/slow/_orun_app/status"))
+    assert status["state"] == "running"
+
+
+async def test_create_wait_streams_build_log(corun: Orun, tmp_path: Path) -> None:
+    src = copy_app("container_app", tmp_path)
+    result = (await corun.cli("app", "create", "--wait", "--spec", "container",
+                              str(src), "/waited")).ok()
+    assert "App created." in result.out
+    assert "healthy after" in result.out
+    assert f"App is running: http://localhost:{corun.port}/waited" in result.out
+
+
+async def test_delete_removes_containers(corun: Orun, http: aiohttp.ClientSession,
+                                         tmp_path: Path) -> None:
+    src = copy_app("container_app", tmp_path)
+    (await corun.cli("app", "create", "--spec", "container", "--stage-at", "path",
+                     str(src), "/del")).ok()
+    assert (await get(http, corun.url("/del/")))[0] == 200
+    assert (await get(http, corun.url("/del_cl_stage/")))[0] == 200
+    assert len(containers(corun.home, all_=True)) == 2
+    (await corun.cli("app", "delete", "/del")).ok()
+    await wait_for(lambda: _async(not containers(corun.home, all_=True)), 10, "removal")
+    assert (await get(http, corun.url("/del/")))[0] == 404
+
+
+async def test_app_logs_keep_container_output_across_restarts(
+        corun: Orun, http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    src = copy_app("container_app", tmp_path)
+    (await corun.cli("app", "create", "--spec", "container", str(src), "/logs")).ok()
+    assert (await get(http, corun.url("/logs/first")))[0] == 200
+    prod = await app_id(corun, "/logs")
+    (cid,) = containers(corun.home, app_id=prod)
+    docker("kill", cid)
+    await wait_for(lambda: _async(not containers(corun.home, app_id=prod)), 5, "exit")
+    assert (await get(http, corun.url("/logs/second")))[0] == 200
+    await asyncio.sleep(0.5)
+    out = (await corun.cli("app", "logs", "/logs")).ok().out
+    assert out.count("container app listening on 8080") == 2
+    assert "GET /first" in out and "GET /second" in out
+
+
+async def test_no_engine_clear_error_static_still_works(make_orun: Any,
+                                                        http: aiohttp.ClientSession,
+                                                        tmp_path: Path, site: Path) -> None:
+    server = make_orun("http: {host: 127.0.0.1, port: 0}\n"
+                       "system: {container_engine: unix:///nonexistent/docker.sock}\n")
+    await server.start()
+    src = copy_app("container_app", tmp_path)
+    (await server.cli("app", "create", "--spec", "container", str(src), "/c")).ok()
+    (await server.cli("app", "create", "--spec", "static", str(site), "/s")).ok()
+    async with http.get(server.url("/c/")) as resp:
+        assert resp.status == 503
+        text = await resp.text()
+        assert "does not answer" in text and "container_engine" in text
+        assert resp.headers["Retry-After"]
+    status, text = await get(http, server.url("/s/"))
+    assert status == 200 and "site" in text
+    await server.stop()
