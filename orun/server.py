@@ -337,7 +337,8 @@ class Server:
         data = app.to_json()
         data["urls"] = self.app_urls(app.path.domain, app.path.path)
         data["staged_changes"] = False
-        if self.runtime is not None and app.current.settings.spec:
+        if self.runtime is not None and self.targets is not None \
+                and self.targets.kind_of(app) == "container":
             data["runtime"] = self.runtime.status(app.id)
         linked = self.apps.get(app.linked_id or "")
         if app.kind == "prod" and linked is not None:

@@ -67,6 +67,11 @@ class TargetFactory:
             self._cache[key] = target
         return target
 
+    def kind_of(self, app: App) -> str | None:
+        """The kind of the app's current target (static, proxy, container...), if built."""
+        target = self._cache.get(self._key(app))
+        return target.kind if target is not None else None
+
     def retain(self, apps: list[App]) -> None:
         """Forget targets of versions no longer routed."""
         keep = {self._key(a) for a in apps}

@@ -75,6 +75,8 @@ class ContainerSpec:
 @dataclass(frozen=True, slots=True)
 class SpecFile:
     description: str = ""
+    #: a command that deploys an app with this spec (shown in `spec show` and the README)
+    example: str = ""
     kind: SpecKind = "container"
     params: dict[str, ParamSpec] = field(default_factory=dict)
     routing: RoutingSpec = field(default_factory=RoutingSpec)
@@ -94,6 +96,7 @@ class Spec:
     container: ContainerSpec
     #: template files relative to `path` (everything but spec.yaml)
     files: tuple[str, ...]
+    example: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -109,6 +112,7 @@ class Spec:
                         "redirect_bare_path": self.routing.redirect_bare_path,
                         "path_routing": self.routing.path_routing},
             "files": list(self.files),
+            "example": self.example,
         }
 
 
@@ -158,4 +162,5 @@ def load_spec_dir(name: str, path: Path) -> Spec:
     ))
     return Spec(name=name, path=path, description=parsed.description, kind=parsed.kind,
                 params=dict(parsed.params), routing=parsed.routing,
-                container=parsed.container, files=files)
+                container=parsed.container, files=files,
+                example=parsed.example or f"orun app create --spec {name} ./src /app")

@@ -6,11 +6,6 @@ import json
 
 from orun.spec.model import Spec
 
-_EXAMPLES = {
-    "static": "orun app create --spec static ./site /docs",
-    "static_single": "orun app create --spec static_single --param index=report.html ./out /report",
-    "proxy": "orun app create --spec proxy --param url=https://example.com - /ext",
-}
 
 
 def _param_cell(spec: Spec) -> str:
@@ -31,7 +26,7 @@ def markdown_table(specs: list[Spec]) -> str:
         "|---|---|---|---|---|",
     ]
     for spec in specs:
-        example = _EXAMPLES.get(spec.name, f"orun app create --spec {spec.name} ./src /app")
+        example = spec.example
         routing = "yes" if spec.routing.path_routing else "domain root only"
         lines.append(f"| `{spec.name}` | {spec.kind} | {_param_cell(spec)} | {routing} | "
                      f"`{example}` |")

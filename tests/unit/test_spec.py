@@ -298,7 +298,7 @@ def test_unknown_key(tmp_path: Path) -> None:
     message = load_error(tmp_path, "kind: static\nkinds: proxy\n")
     assert message.startswith("spec bad (")
     assert "is invalid: " in message
-    assert "kinds: unknown key (known keys: container, description, kind, params, routing)" \
+    assert "kinds: unknown key (known keys: container, description, example, kind, params, routing)" \
         in message
 
 
