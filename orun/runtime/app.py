@@ -90,6 +90,8 @@ class AppRuntime:
         self.progress = Progress()
         self.logs = logs
         self.log_follower: asyncio.Task[None] | None = None
+        #: the stop of the last container, while it runs (a restart waits for it)
+        self.stopping: asyncio.Task[None] | None = None
         #: container ids orun itself is stopping (their exit is not a crash)
         self.expected_exits: set[str] = set()
 

@@ -261,6 +261,9 @@ class Runtime:
     async def _start_instance(self, app: App, rt: AppRuntime,
                               say: Callable[[str], None]) -> Instance:
         engine = await self.engine()
+        if rt.stopping is not None and not rt.stopping.done():
+            say("waiting for the previous container to stop")
+            await asyncio.shield(rt.stopping)
         spec = await self._load_spec(app)
         inputs = PlanInputs(app=app, spec=spec, source_dir=self._source_dir(app),
                             spec_dir=self._spec_dir(app), config=self._config(),
@@ -420,7 +423,10 @@ class Runtime:
 
     # -- stopping ------------------------------------------------------------------
 
-    async def stop_app(self, rt: AppRuntime, reason: str, *, state: str = "stopped") -> None:
+    async def stop_app(self, rt: AppRuntime, reason: str, *, state: str = "stopped",
+                       timeout: int = 5) -> None:
+        """Take the app out of service now and stop its container; a start that comes in
+        meanwhile waits for the stop to finish before it reuses the container."""
         inst = rt.instance
         if inst is None:
             return
@@ -429,11 +435,16 @@ class Runtime:
         rt.expected_exits.add(inst.container_id)
         self._bus.publish(ContainerExited(rt.app_id, inst.container_id, reason, expected=True))
         log.info("app_stopped", app=rt.label, container=inst.name, reason=reason)
-        try:
-            engine = await self.engine()
-            await engine.stop(inst.container_id, timeout=5)
-        except EngineError as exc:
-            log.warning("app_stop_failed", app=rt.label, error=exc.message)
+
+        async def stop() -> None:
+            try:
+                engine = await self.engine()
+                await engine.stop(inst.container_id, timeout=timeout)
+            except EngineError as exc:
+                log.warning("app_stop_failed", app=rt.label, error=exc.message)
+
+        rt.stopping = self._spawn(stop(), f"orun.stop.{rt.app_id}")
+        await asyncio.shield(rt.stopping)
 
     async def teardown(self, app_id: str) -> None:
         """The app was deleted: stop and remove its containers (volumes are kept)."""
@@ -644,7 +655,7 @@ class Runtime:
                 inst = rt.instance
                 rt.error = f"taken out of service: {problem} ({failures} checks in a row)"
                 self._bus.publish(ContainerUnhealthy(rt.app_id, inst.container_id, problem))
-                await self.stop_app(rt, "unhealthy", state="unhealthy")
+                await self.stop_app(rt, "unhealthy", state="unhealthy", timeout=1)
 
     def status(self, app_id: str) -> dict[str, object]:
         rt = self._runtimes.get(app_id)

@@ -7,7 +7,6 @@ import json
 from orun.spec.model import Spec
 
 
-
 def _param_cell(spec: Spec) -> str:
     parts = []
     for name, p in spec.params.items():

@@ -179,3 +179,14 @@ async def test_python_dash_m_is_the_same_program(tmp_path):
                                 check=True)
     assert via_module.stdout == via_script.stdout
     assert via_module.stdout.startswith("orun ")
+
+
+async def test_readme_config_example_is_valid(orun):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("- Config (`orun.yaml`")
+    block = readme[start:].split("\n\n")[1]
+    text = "\n".join(line[6:] for line in block.splitlines())
+    path = orun.home / "readme.yaml"
+    path.write_text(text)
+    result = (await orun.cli("config", "check", str(path))).ok()
+    assert result.out.startswith("config OK")

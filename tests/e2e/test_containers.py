@@ -444,3 +444,79 @@ async def test_no_engine_clear_error_static_still_works(make_orun: Any,
     status, text = await get(http, server.url("/s/"))
     assert status == 200 and "site" in text
     await server.stop()
+
+
+async def test_unhealthy_container_is_replaced(make_orun: Any, http: aiohttp.ClientSession,
+                                               tmp_path: Path, engine: None) -> None:
+    from tests.conftest import container_config
+
+    server = make_orun(container_config(
+        "app_defaults: {health_check_interval_secs: 0.5, health_check_failures: 2}\n"))
+    await server.start()
+    src = copy_app("container_app", tmp_path)
+    (await server.cli("app", "create", "--spec", "container", str(src), "/hc")).ok()
+    assert await get(http, server.url("/hc/sick")) == (200, "sick now")
+
+    async def taken_out() -> bool:
+        return any(e.get("event") == "app_stopped" and e.get("reason") == "unhealthy"
+                   for e in server.log_events())
+
+    await wait_for(taken_out, 10, "the unhealthy container to be taken out of service")
+    assert "health_check_failed" in {e.get("event") for e in server.log_events()}
+    # the next request starts it again, healthy
+    status, text = await get(http, server.url("/hc/"))
+    assert status == 200 and '"app": "container"' in text
+    await server.stop()
+
+
+async def test_request_wait_limit_answers_503_then_serves(
+        make_orun: Any, http: aiohttp.ClientSession, tmp_path: Path, engine: None) -> None:
+    from tests.conftest import container_config
+
+    server = make_orun(container_config("app_defaults: {request_wait_secs: 1}\n"))
+    await server.start()
+    src = copy_app("container_app", tmp_path)
+    (src / "Dockerfile").write_text((src / "Dockerfile").read_text().replace(
+        "COPY server.py .", f"COPY server.py .\nRUN echo {tmp_path.name} && sleep 3"))
+    (await server.cli("app", "create", "--spec", "container", str(src), "/wait")).ok()
+    async with http.get(server.url("/wait/"), headers={"Accept": "application/json"}) as resp:
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "5"
+        body = await resp.json()
+        assert "still starting" in body["error"]
+
+    async def up() -> bool:
+        return (await get(http, server.url("/wait/")))[0] == 200
+
+    await wait_for(up, 60, "the app to come up")
+    await server.stop()
+
+
+async def test_secret_template_and_build_arg_precedence(
+        make_orun: Any, http: aiohttp.ClientSession, tmp_path: Path, engine: None) -> None:
+    from tests.conftest import container_config
+
+    server = make_orun(container_config().replace(
+        "build_args: {", "build_args: {GREETING: from-config, "))
+    await server.start()
+    src = copy_app("container_app", tmp_path)
+    (src / "Dockerfile").write_text((src / "Dockerfile").read_text().replace(
+        "USER web", "ARG GREETING=from-dockerfile\nENV BUILT_GREETING=${GREETING}\nUSER web"))
+    (src / "config.tmpl").write_text(
+        'greeting = "{{ .params.greeting }}"\n'
+        '{{range $k, $v := .params}}{{$k}}={{$v}};{{end}}\n')
+    (await server.cli("app", "create", "--spec", "container", "-p", "greeting=hi",
+                      "--cvol", "cl_secret:./config.tmpl:/etc/appconf/config.toml",
+                      str(src), "/sec")).ok()
+    status, text = await get(http, server.url("/sec/file?path=/etc/appconf/config.toml"))
+    assert status == 200, text
+    lines = text.splitlines()
+    assert lines[0] == 'greeting = "hi"'
+    assert "greeting=hi;" in lines[1] and "app_name=App;" in lines[1]
+    env = await get_json(http, server.url("/sec/env"))
+    assert env["BUILT_GREETING"] == "from-config"  # server build_args beat the Dockerfile
+    (await server.cli("app", "create", "--spec", "container", "--carg", "GREETING=from-app",
+                      str(src), "/sec2")).ok()
+    env = await get_json(http, server.url("/sec2/env"))
+    assert env["BUILT_GREETING"] == "from-app"  # --carg beats the server's build_args
+    await server.stop()

@@ -1,20 +1,41 @@
-"""`container` spec test app: a stdlib HTTP server built from its own Dockerfile."""
+"""`container` spec test app: a stdlib HTTP server built from its own Dockerfile.
+
+GET /env shows the environment, /file?path=P a file's text (volumes, secrets), /sick
+makes / answer 500 from then on (health-check tests); anything else echoes the path.
+"""
 
 import json
 import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+STATE = {"sick": False}
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        if self.path == "/env":
+        url = urlsplit(self.path)
+        status = 200
+        if url.path == "/env":
             body = json.dumps(dict(os.environ))
+        elif url.path == "/file":
+            path = parse_qs(url.query)["path"][0]
+            try:
+                with open(path, encoding="utf-8") as f:
+                    body = f.read()
+            except OSError as exc:
+                status, body = 404, str(exc)
+        elif url.path == "/sick":
+            STATE["sick"] = True
+            body = "sick now"
+        elif url.path == "/" and STATE["sick"]:
+            status, body = 500, "sick"
         else:
             body = json.dumps({"app": "container", "path": self.path, "user": os.getuid(),
                                "message": os.environ.get("MESSAGE", "")})
         data = body.encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
