@@ -120,8 +120,8 @@ class Server:
         self._proxy_runner = web.ServerRunner(proxy_server, handle_signals=False,
                                               shutdown_timeout=1.0)
         await self._proxy_runner.setup()
-        await self._bind_http(cfg.http)
         await self.runtime.start()
+        await self._bind_http(cfg.http)
         await self._start_admin()
         await asyncio.to_thread(self._write_info)
         self._install_signals()
@@ -294,6 +294,12 @@ class Server:
             await old_site.stop()
 
     # -- what the runtime asks about an app --------------------------------------------
+
+    async def sync_routes(self) -> None:
+        """Rebuild the routing table now, so a change is live when the API call returns
+        (the bus would do it a moment later)."""
+        if self.routes is not None:
+            await self.routes.rebuild()
 
     async def spec_kind(self, app: App) -> str:
         assert self.targets is not None

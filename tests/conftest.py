@@ -44,12 +44,15 @@ class Orun:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = home / "server.log"
         self.port = 0
+        #: extra environment for the server process (e.g. DOCKER_HOST)
+        self.extra_env: dict[str, str] = {}
 
     @property
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["ORUN_HOME"] = str(self.home)
         env.pop("NO_COLOR", None)
+        env.update(self.extra_env)
         return env
 
     def write_config(self, text: str) -> None:

@@ -89,6 +89,7 @@ async def create_app(request: web.Request) -> web.Response:
     except TypeError as exc:
         raise OrunError(f"bad create request: {exc}") from None
     result = await server.apps.create(req)
+    await server.sync_routes()  # the app answers as soon as the CLI returns
     result["urls"] = server.app_urls(result["app"]["domain"], result["app"]["path"])
     if result["stage"]:
         st = result["stage"]
@@ -102,6 +103,7 @@ async def delete_apps(request: web.Request) -> web.Response:
     if not glob:
         raise OrunError("requires one argument: <appPathGlob>")
     deleted = await server.apps.delete(glob, dry_run=_flag(request, "dryRun"))
+    await server.sync_routes()
     return web.json_response({"deleted": [server.describe(a) for a in deleted],
                               "dry_run": _flag(request, "dryRun")})
 
@@ -135,6 +137,7 @@ async def reload_apps(request: web.Request) -> web.Response:
         raise OrunError("requires one argument: <appPathGlob>")
     result = await server.apps.reload(glob, promote=_flag(request, "promote"),
                                       prepare=server.prepare_app)
+    await server.sync_routes()
     return web.json_response(result)
 
 

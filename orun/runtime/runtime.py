@@ -122,7 +122,7 @@ class Runtime:
         else:
             log.info("container_engine", url=engine.url, kind=engine.kind,
                      version=engine.version)
-            await self._adopt(engine)
+            await self._adopt(engine)  # before the listener serves: no cold-start races
         self._spawn(self._watch_events(), "orun.runtime.events")
         self._spawn(self._housekeeping(), "orun.runtime.housekeeping")
         self._unsubscribe = self._bus.subscribe(
@@ -374,6 +374,7 @@ class Runtime:
         rt.expected_exits.add(old.container_id)
         with contextlib.suppress(EngineError):
             await engine.stop(old.container_id, timeout=5)
+            await engine.remove(old.container_id)
         log.info("container_retired", app=rt.label, container=old.name)
 
     async def _cleanup_app(self, engine: Engine, app: App, keep: set[str]) -> None:
@@ -391,12 +392,13 @@ class Runtime:
                     await engine.remove_image(tag)
 
     def _follow_logs(self, engine: Engine, rt: AppRuntime, container_id: str,
-                     since: float) -> None:
+                     since: float, *, adopted: bool = False) -> None:
         if rt.log_follower is not None:
             rt.log_follower.cancel()
 
         async def follow() -> None:
-            rt.logs.container.write(f"{stamp()} ---- container {container_id[:12]} started")
+            what = "adopted (orun restarted)" if adopted else "started"
+            rt.logs.container.write(f"{stamp()} ---- container {container_id[:12]} {what}")
             pending = ""
             try:
                 async for chunk in engine.logs(container_id, since=since):
@@ -552,7 +554,8 @@ class Runtime:
                                           expected))
 
     async def _resync(self, engine: Engine) -> None:
-        """After (re)connecting: any serving container that is no longer running is lost."""
+        """After (re)connecting: any serving container that is no longer running is lost,
+        and running containers nobody serves from are adopted."""
         infos = {i.id: i for i in await engine.list_containers(self._labels)}
         for rt in list(self._runtimes.values()):
             inst = rt.instance
@@ -562,12 +565,17 @@ class Runtime:
             if info is None or not info.running:
                 self._lost(rt, "container is gone" if info is None else info.status,
                            info.exit_code if info else None)
+        await self._adopt(engine)
 
     # -- adoption ------------------------------------------------------------------
 
     async def _adopt(self, engine: Engine) -> None:
         """Reuse running containers of the current app versions; stop duplicates and
-        remove containers of apps that no longer exist."""
+        remove containers of apps that no longer exist.
+
+        Idempotent, so it runs at start and after every reconnect to the engine: apps
+        already serving, or in the middle of a start, are left alone.
+        """
         try:
             infos = await engine.list_containers(self._labels)
         except EngineError as exc:
@@ -577,17 +585,21 @@ class Runtime:
         for info in infos:
             by_app.setdefault(str(info.labels.get(LABEL_APP_ID, "")), []).append(info)
         adopted = 0
-        for app_id, containers in by_app.items():
+        for app_id, found in by_app.items():
             app = self._get_app(app_id)
             if app is None:
-                for info in containers:
+                for info in found:
                     await engine.remove(info.id)
                     log.info("container_removed", reason="app deleted", container=info.name)
                 continue
-            current = [c for c in containers if c.running and c.host_port
+            rt = self._runtimes.get(app_id)
+            if rt is not None and (rt.instance is not None or (
+                    rt.operation is not None and not rt.operation.done())):
+                continue
+            current = [c for c in found if c.running and c.host_port
                        and c.labels.get(LABEL_VERSION) == str(app.current.version)]
             keep = current[0] if current else None
-            for info in containers:
+            for info in found:
                 if info.running and info is not keep:
                     await engine.stop(info.id, timeout=5)
                     log.info("container_stopped", reason="superseded", container=info.name)
@@ -601,10 +613,10 @@ class Runtime:
                             health_path=str(keep.labels.get(LABEL_HEALTH, "/")),
                             started=time.time())
             rt.image, rt.port = keep.image, spec_port
-            self._follow_logs(engine, rt, keep.id, time.time())
+            self._follow_logs(engine, rt, keep.id, time.time(), adopted=True)
             self._serve(rt, inst)
             adopted += 1
-        if infos:
+        if adopted:
             log.info("containers_adopted", adopted=adopted, seen=len(infos))
 
     # -- housekeeping: health checks and idle stop -------------------------------------

@@ -520,3 +520,24 @@ async def test_secret_template_and_build_arg_precedence(
     env = await get_json(http, server.url("/sec2/env"))
     assert env["BUILT_GREETING"] == "from-app"  # --carg beats the server's build_args
     await server.stop()
+
+
+async def test_docker_host_env_selects_the_engine(make_orun: Any, http: aiohttp.ClientSession,
+                                                  tmp_path: Path, engine: None) -> None:
+    from tests.conftest import container_config
+
+    src = copy_app("container_app", tmp_path)
+    wrong = make_orun(container_config(), name="wrong")
+    wrong.extra_env["DOCKER_HOST"] = f"unix://{tmp_path}/no-engine.sock"
+    await wrong.start()
+    (await wrong.cli("app", "create", "--spec", "container", str(src), "/c")).ok()
+    async with http.get(wrong.url("/c/")) as resp:
+        assert resp.status == 503
+        assert f"unix://{tmp_path}/no-engine.sock does not answer" in await resp.text()
+    await wrong.stop()
+    right = make_orun(container_config(), name="right")
+    right.extra_env["DOCKER_HOST"] = "unix:///var/run/docker.sock"
+    await right.start()
+    (await right.cli("app", "create", "--spec", "container", str(src), "/c")).ok()
+    assert (await get(http, right.url("/c/")))[0] == 200
+    await right.stop()
