@@ -82,6 +82,10 @@ class AppRuntime:
         #: the last failure, shown to requests and in `app list` (with the log tail)
         self.error = ""
         self.error_detail = ""
+        #: which version failed to start, when, and how (answers repeats from memory)
+        self.failed_version = -1
+        self.failed_at = 0.0
+        self.failed_status = 500
         self.image = ""
         self.port = 0
         self.crashes: collections.deque[float] = collections.deque(maxlen=10)

@@ -67,6 +67,8 @@ CRASH_WINDOW = 300.0
 MAX_BACKOFF = 60.0
 #: container log lines appended to a start failure
 FAILURE_LOG_LINES = 40
+#: a failed start of an unchanged version is answered from memory for this long
+FAILED_RETRY_SECS = 5.0
 
 
 class StartError(OrunError):
@@ -202,6 +204,15 @@ class Runtime:
             done: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
             done.set_result(inst)
             return done
+        if rt.state == "failed" and rt.failed_version == app.current.version:
+            since = time.monotonic() - rt.failed_at
+            if since < FAILED_RETRY_SECS:
+                # a refresh storm on a broken app must not rebuild it on every request
+                err = StartError(rt.error, rt.error_detail, status=rt.failed_status,
+                                 retry_after=FAILED_RETRY_SECS - since)
+                again: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
+                again.set_exception(err)
+                return again
         wait = self._crash_backoff(rt)
         if wait > 0:
             err = StartError(
@@ -247,6 +258,8 @@ class Runtime:
             say(f"error: {message}")
             rt.error, rt.error_detail = message, detail
             rt.state = "running" if rt.instance is not None else "failed"
+            rt.failed_version, rt.failed_at = app.current.version, time.monotonic()
+            rt.failed_status = exc.status if isinstance(exc, OrunError) else 500
             log.warning("app_start_failed", app=rt.label, error=message)
             rt.progress.finish()
             await rt.logs.build.flush()

@@ -320,6 +320,13 @@ async def test_failed_build_shows_pip_error_and_keeps_old_version(
     assert status == 500
     assert "error building image" in text
     assert "No matching distribution found for orun-no-such-package-xyz" in text
+    # a refresh right after is answered from memory, not with another build
+    async with http.get(corun.url("/bad/")) as resp:
+        assert resp.status == 500 and "Retry-After" in resp.headers
+        assert "No matching distribution found" in await resp.text()
+    failures = [e for e in corun.log_events()
+                if e.get("event") == "app_start_failed" and e.get("app") == "/bad"]
+    assert len(failures) == 1
     # fixing the source and reloading brings the new version up
     (src / "requirements.txt").write_text("flask\n")
     (await corun.cli("app", "reload", "--promote", "/keep")).ok()
