@@ -89,6 +89,8 @@ class AppRuntime:
         self.image = ""
         self.port = 0
         self.crashes: collections.deque[float] = collections.deque(maxlen=10)
+        #: the container that last left service (an outside `docker stop` names it)
+        self.lost_container = ""
         self.health_failures = 0
         self.activity = Activity()
         self.progress = Progress()

@@ -2,8 +2,8 @@
 
 A probe is `GET http://127.0.0.1:<host port><path>` with Host `127.0.0.1:<port>`,
 redirects followed, and only status 200 counts (as OpenRun). At startup the probe polls
-fast (50 ms, growing to 250 ms) so an app that is up in 300 ms is routed in about
-that time, not after a multi-second sleep.
+fast (every 10 ms for the first second, growing to 250 ms) so an app that is up in
+300 ms is routed in about that time, not after a multi-second sleep.
 """
 
 from __future__ import annotations
@@ -13,8 +13,16 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-#: delays between startup probes, then the last one repeats
-STARTUP_DELAYS = (0.05, 0.05, 0.1, 0.1, 0.15, 0.2, 0.25)
+#: (elapsed seconds, delay) steps for startup probes: a failed probe on loopback costs
+#: about a millisecond, so the first second polls every 10 ms
+STARTUP_DELAYS = ((1.0, 0.01), (3.0, 0.05), (10.0, 0.1), (float("inf"), 0.25))
+
+
+def startup_delay(elapsed: float) -> float:
+    for limit, delay in STARTUP_DELAYS:
+        if elapsed < limit:
+            return delay
+    return STARTUP_DELAYS[-1][1]
 
 
 class HealthError(Exception):
@@ -62,8 +70,8 @@ class HealthProber:
         """Poll until healthy; raise `HealthError` when the budget is spent or the
         container dies (`alive()` returns why it is not running, else None)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + budget
-        attempt = 0
+        started = loop.time()
+        deadline = started + budget
         last = "no health check completed"
         next_alive_check = loop.time() + 0.5
         while True:
@@ -79,5 +87,4 @@ class HealthProber:
                 if dead is not None:
                     raise HealthError(dead)
                 next_alive_check = loop.time() + 0.5
-            await asyncio.sleep(STARTUP_DELAYS[min(attempt, len(STARTUP_DELAYS) - 1)])
-            attempt += 1
+            await asyncio.sleep(startup_delay(loop.time() - started))

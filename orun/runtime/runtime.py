@@ -107,6 +107,7 @@ class Runtime:
         self._engine_checked = 0.0
         self._engine_lock = asyncio.Lock()
         self._runtimes: dict[str, AppRuntime] = {}
+        self._plans: dict[str, tuple[Config, tuple[object, ...], ContainerPlan]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: Unsubscribe | None = None
         self._labels = {LABEL_HOME: str(home)}
@@ -262,13 +263,11 @@ class Runtime:
             rt.failed_status = exc.status if isinstance(exc, OrunError) else 500
             log.warning("app_start_failed", app=rt.label, error=message)
             rt.progress.finish()
-            await rt.logs.build.flush()
             if isinstance(exc, StartError):
                 raise
             status = exc.status if isinstance(exc, OrunError) else 500
             raise StartError(message, detail, status=status) from None
         rt.progress.finish()
-        await rt.logs.build.flush()
         return inst
 
     async def _start_instance(self, app: App, rt: AppRuntime,
@@ -277,12 +276,7 @@ class Runtime:
         if rt.stopping is not None and not rt.stopping.done():
             say("waiting for the previous container to stop")
             await asyncio.shield(rt.stopping)
-        spec = await self._load_spec(app)
-        inputs = PlanInputs(app=app, spec=spec, source_dir=self._source_dir(app),
-                            spec_dir=self._spec_dir(app), config=self._config(),
-                            home=self.home, app_url=self._app_url(app),
-                            engine_kind=engine.kind)
-        plan = await asyncio.to_thread(plan_container, inputs)
+        plan = await self._plan(app, engine)
         rt.image, rt.port = plan.image, plan.port
         if rt.instance is not None and rt.instance.identity == plan.identity:
             return rt.instance
@@ -360,6 +354,23 @@ class Runtime:
         self._spawn(self._cleanup_app(engine, app, keep={inst.container_id}),
                     f"orun.cleanup.{app.id}")
         return inst
+
+    async def _plan(self, app: App, engine: Engine) -> ContainerPlan:
+        """The app's container plan, computed once per version, config and URL (planning
+        reads and hashes the whole build context, which a cold start should not pay)."""
+        config, url = self._config(), self._app_url(app)
+        key = (app.current.version, app.current.source_digest, app.current.spec_digest,
+               url, engine.kind)
+        cached = self._plans.get(app.id)
+        if cached is not None and cached[0] is config and cached[1] == key:
+            return cached[2]
+        spec = await self._load_spec(app)
+        inputs = PlanInputs(app=app, spec=spec, source_dir=self._source_dir(app),
+                            spec_dir=self._spec_dir(app), config=config, home=self.home,
+                            app_url=url, engine_kind=engine.kind)
+        plan = await asyncio.to_thread(plan_container, inputs)
+        self._plans[app.id] = (config, key, plan)
+        return plan
 
     def _serve(self, rt: AppRuntime, inst: Instance) -> None:
         rt.instance = inst
@@ -464,6 +475,7 @@ class Runtime:
     async def teardown(self, app_id: str) -> None:
         """The app was deleted: stop and remove its containers (volumes are kept)."""
         rt = self._runtimes.pop(app_id, None)
+        self._plans.pop(app_id, None)
         if rt is not None:
             if rt.operation is not None:
                 rt.operation.cancel()
@@ -541,6 +553,14 @@ class Runtime:
             return
         app_id = str(labels.get(LABEL_APP_ID, ""))
         rt = self._runtimes.get(app_id)
+        if action == "stop" and rt is not None and rt.state == "crashed" \
+                and rt.lost_container == container_id:
+            # `docker stop` by someone else: a `die` came first, but it is no crash
+            rt.state = "stopped"
+            if rt.crashes:
+                rt.crashes.pop()
+            log.info("container_stopped_outside", app=rt.label)
+            return
         if rt is None or rt.instance is None or rt.instance.container_id != container_id:
             return
         if action == "kill":
@@ -554,6 +574,7 @@ class Runtime:
             return
         expected = inst.container_id in rt.expected_exits
         rt.instance = None
+        rt.lost_container = inst.container_id
         if expected:
             rt.expected_exits.discard(inst.container_id)
             rt.state = "stopped"
@@ -672,6 +693,9 @@ class Runtime:
         for rt, problem in zip(running, results, strict=True):
             if problem is None:
                 rt.health_failures = 0
+                if rt.crashes and rt.instance is not None \
+                        and time.time() - rt.instance.started > CRASH_WINDOW / 5:
+                    rt.crashes.clear()  # healthy for a while: forgive earlier crashes
                 continue
             rt.health_failures += 1
             log.warning("health_check_failed", app=rt.label, problem=problem,
