@@ -11,6 +11,7 @@ import asyncio
 import collections
 from dataclasses import dataclass
 
+from orun.control.model import App
 from orun.proxy.activity import Activity
 from orun.runtime.logs import AppLogs
 
@@ -112,3 +113,14 @@ class AppRuntime:
             "version_running": inst.version if inst else None,
             "error": self.error,
         }
+
+
+def app_setting(app: App, key: str, default: float) -> float:
+    """A numeric per-app override from `--conf key=value`, else `default`."""
+    raw = app.current.settings.app_config.get(key)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        return default

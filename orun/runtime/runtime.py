@@ -30,7 +30,7 @@ from orun.build.builder import Builder
 from orun.bus import EventBus, Unsubscribe
 from orun.control.config import Config
 from orun.control.model import App
-from orun.engine.docker import ContainerInfo, Engine
+from orun.engine.docker import Engine
 from orun.errors import BuildError, EngineError, OrunError
 from orun.events import (
     AppsChanged,
@@ -40,24 +40,21 @@ from orun.events import (
     ConfigReloaded,
     ContainerExited,
     ContainerHealthy,
-    ContainerUnhealthy,
     Event,
 )
-from orun.runtime.app import AppRuntime, Instance
+from orun.runtime.app import AppRuntime, Instance, app_setting
 from orun.runtime.health import HealthError, HealthProber
+from orun.runtime.housekeeping import Housekeeper
 from orun.runtime.logs import AppLogs, read_tail, stamp
 from orun.runtime.plan import (
     LABEL_APP_ID,
     LABEL_APP_KEY,
-    LABEL_HEALTH,
     LABEL_HOME,
-    LABEL_IDENTITY,
-    LABEL_PORT,
-    LABEL_VERSION,
     ContainerPlan,
     PlanInputs,
     plan_container,
 )
+from orun.runtime.watcher import EngineWatcher
 from orun.spec import Spec
 
 log = structlog.get_logger("orun.runtime")
@@ -110,9 +107,11 @@ class Runtime:
         self._plans: dict[str, tuple[Config, tuple[object, ...], ContainerPlan]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: Unsubscribe | None = None
-        self._labels = {LABEL_HOME: str(home)}
-        self._watching = asyncio.Event()
-        self._housekeeping_wake = asyncio.Event()
+        #: set once an engine is connected: the watcher starts following its events
+        self.watching = asyncio.Event()
+        self.labels = {LABEL_HOME: str(home)}
+        self.watcher = EngineWatcher(self)
+        self.housekeeper = Housekeeper(self)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -125,9 +124,9 @@ class Runtime:
         else:
             log.info("container_engine", url=engine.url, kind=engine.kind,
                      version=engine.version)
-            await self._adopt(engine)  # before the listener serves: no cold-start races
-        self._spawn(self._watch_events(), "orun.runtime.events")
-        self._spawn(self._housekeeping(), "orun.runtime.housekeeping")
+            await self.watcher.adopt(engine)  # before the listener serves: no start races
+        self._spawn(self.watcher.run(), "orun.runtime.events")
+        self._spawn(self.housekeeper.run(), "orun.runtime.housekeeping")
         self._unsubscribe = self._bus.subscribe(
             "runtime", (AppsChanged, ConfigReloaded), self._on_event)
 
@@ -177,7 +176,7 @@ class Runtime:
                 self._engine_error = exc.message
                 raise
             self._engine_error = ""
-            self._watching.set()
+            self.watching.set()
             return self._engine
 
     def _connected(self) -> Engine | None:
@@ -312,10 +311,10 @@ class Runtime:
         if existing is None or not existing.running:
             started_at = time.time()
             await engine.start(container_id)
-            self._follow_logs(engine, rt, container_id, started_at)
+            self.follow_logs(engine, rt, container_id, started_at)
             info = await engine.inspect(container_id)
         elif rt.log_follower is None or rt.log_follower.done():
-            self._follow_logs(engine, rt, container_id, time.time())
+            self.follow_logs(engine, rt, container_id, time.time())
         if info is None or info.host_port is None:
             raise StartError(f"container {plan.name} has no published port "
                              f"(state {info.status if info else 'gone'})")
@@ -334,7 +333,7 @@ class Runtime:
         try:
             await self.prober.wait_healthy(
                 info.host_port, plan.health_path, probe_timeout=cfg.health_timeout_secs,
-                budget=_conf_float(app, "container.startup_timeout_secs",
+                budget=app_setting(app, "container.startup_timeout_secs",
                                    cfg.startup_timeout_secs), alive=alive)
         except HealthError as exc:
             tail = await self._container_tail(engine, container_id)
@@ -348,7 +347,7 @@ class Runtime:
                         identity=plan.identity, version=plan.version, image=plan.image,
                         port=plan.port, health_path=plan.health_path, started=time.time())
         old = rt.instance
-        self._serve(rt, inst)
+        self.serve(rt, inst)
         if old is not None and old.container_id != inst.container_id:
             self._spawn(self._retire(engine, rt, old), f"orun.retire.{old.name}")
         self._spawn(self._cleanup_app(engine, app, keep={inst.container_id}),
@@ -372,20 +371,20 @@ class Runtime:
         self._plans[app.id] = (config, key, plan)
         return plan
 
-    def _serve(self, rt: AppRuntime, inst: Instance) -> None:
+    def serve(self, rt: AppRuntime, inst: Instance) -> None:
         rt.instance = inst
         rt.state = "running"
         rt.error = rt.error_detail = ""
         rt.health_failures = 0
         rt.activity.touch()
-        self._housekeeping_wake.set()
+        self.housekeeper.wake()
         log.info("app_serving", app=rt.label, container=inst.name, port=inst.host_port)
         self._bus.publish(ContainerHealthy(rt.app_id, inst.container_id, inst.upstream,
                                            inst.version))
 
     async def _prepare_mounts(self, engine: Engine, plan: ContainerPlan,
                               say: Callable[[str], None]) -> None:
-        labels = {**self._labels, LABEL_APP_ID: plan.app_id}
+        labels = {**self.labels, LABEL_APP_ID: plan.app_id}
         for m in plan.mounts:
             if m.kind == "volume" and await engine.ensure_volume(m.source, labels):
                 say(f"reusing volume {m.source} for {m.target} (its data is kept)")
@@ -405,17 +404,17 @@ class Runtime:
         """Remove the app's stopped containers of other identities and its oldest
         images (keeping `builder.retain_images` newest for rollback)."""
         with contextlib.suppress(EngineError):
-            for info in await engine.list_containers({**self._labels, LABEL_APP_ID: app.id}):
+            for info in await engine.list_containers({**self.labels, LABEL_APP_ID: app.id}):
                 if info.id not in keep and not info.running:
                     await engine.remove(info.id)
             key = app.id.split("_", 2)[-1]
-            images = await engine.list_images({**self._labels, LABEL_APP_KEY: key})
+            images = await engine.list_images({**self.labels, LABEL_APP_KEY: key})
             images.sort(key=lambda i: i.created, reverse=True)
             for image in images[self._config().builder.retain_images + 1:]:
                 for tag in image.tags:
                     await engine.remove_image(tag)
 
-    def _follow_logs(self, engine: Engine, rt: AppRuntime, container_id: str,
+    def follow_logs(self, engine: Engine, rt: AppRuntime, container_id: str,
                      since: float, *, adopted: bool = False) -> None:
         if rt.log_follower is not None:
             rt.log_follower.cancel()
@@ -486,7 +485,7 @@ class Runtime:
             rt.instance = None
         try:
             engine = await self.engine()
-            for info in await engine.list_containers({**self._labels, LABEL_APP_ID: app_id}):
+            for info in await engine.list_containers({**self.labels, LABEL_APP_ID: app_id}):
                 await engine.remove(info.id)
                 log.info("container_removed", app_id=app_id, container=info.name)
         except EngineError as exc:
@@ -515,60 +514,8 @@ class Runtime:
                     # Roll out in the background; the old container serves until then.
                     self.ensure(app)
 
-    async def _watch_events(self) -> None:
-        """Follow the engine's container events; reconnect with backoff, then resync."""
-        delay = 0.5
-        while True:
-            await self._watching.wait()
-            try:
-                engine = await self.engine()
-                await self._resync(engine)
-                async for ev in engine.events(self._labels):
-                    delay = 0.5
-                    self._on_engine_event(ev.action, ev.container_id, ev.labels, ev.exit_code)
-                log.warning("engine_events_ended")
-            except EngineError as exc:
-                log.warning("engine_events_failed", error=exc.message)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the watcher must survive anything the stream does
-                log.error("engine_events_error", error=repr(exc))
-            if self._engine is not None:
-                with contextlib.suppress(EngineError):
-                    await self._engine.ping()
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                    continue
-                with contextlib.suppress(Exception):
-                    await self._engine.close()
-                self._engine = None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-            with contextlib.suppress(EngineError):
-                await self.engine()
-
-    def _on_engine_event(self, action: str, container_id: str, labels: dict[str, str] | Any,
-                         exit_code: int | None) -> None:
-        if action not in ("die", "stop", "kill", "oom", "destroy"):
-            return
-        app_id = str(labels.get(LABEL_APP_ID, ""))
-        rt = self._runtimes.get(app_id)
-        if action == "stop" and rt is not None and rt.state == "crashed" \
-                and rt.lost_container == container_id:
-            # `docker stop` by someone else: a `die` came first, but it is no crash
-            rt.state = "stopped"
-            if rt.crashes:
-                rt.crashes.pop()
-            log.info("container_stopped_outside", app=rt.label)
-            return
-        if rt is None or rt.instance is None or rt.instance.container_id != container_id:
-            return
-        if action == "kill":
-            return  # a `die` follows when the container actually stops
-        self._lost(rt, f"container {action}" + (f" (exit code {exit_code})"
-                                                 if exit_code is not None else ""), exit_code)
-
-    def _lost(self, rt: AppRuntime, reason: str, exit_code: int | None) -> None:
+    def lost(self, rt: AppRuntime, reason: str, exit_code: int | None) -> None:
+        """The app's serving container stopped (seen in engine events or a resync)."""
         inst = rt.instance
         if inst is None:
             return
@@ -587,124 +534,24 @@ class Runtime:
         self._bus.publish(ContainerExited(rt.app_id, inst.container_id, reason, exit_code,
                                           expected))
 
-    async def _resync(self, engine: Engine) -> None:
-        """After (re)connecting: any serving container that is no longer running is lost,
-        and running containers nobody serves from are adopted."""
-        infos = {i.id: i for i in await engine.list_containers(self._labels)}
-        for rt in list(self._runtimes.values()):
-            inst = rt.instance
-            if inst is None:
-                continue
-            info = infos.get(inst.container_id)
-            if info is None or not info.running:
-                self._lost(rt, "container is gone" if info is None else info.status,
-                           info.exit_code if info else None)
-        await self._adopt(engine)
+    async def drop_engine(self) -> None:
+        """Forget a connection that stopped answering; the next use reconnects."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            with contextlib.suppress(Exception):
+                await engine.close()
 
-    # -- adoption ------------------------------------------------------------------
+    def publish(self, event: Event) -> None:
+        self._bus.publish(event)
 
-    async def _adopt(self, engine: Engine) -> None:
-        """Reuse running containers of the current app versions; stop duplicates and
-        remove containers of apps that no longer exist.
+    def runtimes(self) -> list[AppRuntime]:
+        return list(self._runtimes.values())
 
-        Idempotent, so it runs at start and after every reconnect to the engine: apps
-        already serving, or in the middle of a start, are left alone.
-        """
-        try:
-            infos = await engine.list_containers(self._labels)
-        except EngineError as exc:
-            log.warning("adopt_failed", error=exc.message)
-            return
-        by_app: dict[str, list[ContainerInfo]] = {}
-        for info in infos:
-            by_app.setdefault(str(info.labels.get(LABEL_APP_ID, "")), []).append(info)
-        adopted = 0
-        for app_id, found in by_app.items():
-            app = self._get_app(app_id)
-            if app is None:
-                for info in found:
-                    await engine.remove(info.id)
-                    log.info("container_removed", reason="app deleted", container=info.name)
-                continue
-            rt = self._runtimes.get(app_id)
-            if rt is not None and (rt.instance is not None or (
-                    rt.operation is not None and not rt.operation.done())):
-                continue
-            current = [c for c in found if c.running and c.host_port
-                       and c.labels.get(LABEL_VERSION) == str(app.current.version)]
-            keep = current[0] if current else None
-            for info in found:
-                if info.running and info is not keep:
-                    await engine.stop(info.id, timeout=5)
-                    log.info("container_stopped", reason="superseded", container=info.name)
-            if keep is None or keep.host_port is None:
-                continue
-            rt = self.runtime_for(app)
-            spec_port = int(keep.labels.get(LABEL_PORT, "0") or 0)
-            inst = Instance(container_id=keep.id, name=keep.name, host_port=keep.host_port,
-                            identity=str(keep.labels.get(LABEL_IDENTITY, "")),
-                            version=app.current.version, image=keep.image, port=spec_port,
-                            health_path=str(keep.labels.get(LABEL_HEALTH, "/")),
-                            started=time.time())
-            rt.image, rt.port = keep.image, spec_port
-            self._follow_logs(engine, rt, keep.id, time.time(), adopted=True)
-            self._serve(rt, inst)
-            adopted += 1
-        if adopted:
-            log.info("containers_adopted", adopted=adopted, seen=len(infos))
+    def app(self, app_id: str) -> App | None:
+        return self._get_app(app_id)
 
-    # -- housekeeping: health checks and idle stop -------------------------------------
-
-    async def _housekeeping(self) -> None:
-        last_health = time.monotonic()
-        while True:
-            cfg = self._config().app_defaults
-            tick = min(cfg.health_check_interval_secs, _idle_tick(cfg.idle_shutdown_secs))
-            for rt in self._runtimes.values():
-                app = self._get_app(rt.app_id)
-                if app is not None and rt.instance is not None:
-                    tick = min(tick, _idle_tick(_conf_float(
-                        app, "container.idle_shutdown_secs", cfg.idle_shutdown_secs)))
-            self._housekeeping_wake.clear()
-            with contextlib.suppress(TimeoutError):
-                # a newly served app may need a shorter tick: it wakes us up
-                await asyncio.wait_for(self._housekeeping_wake.wait(), max(0.2, tick))
-            now = time.monotonic()
-            for rt in list(self._runtimes.values()):
-                app = self._get_app(rt.app_id)
-                if app is None or rt.instance is None:
-                    continue
-                if rt.operation is not None and not rt.operation.done():
-                    continue
-                idle = _conf_float(app, "container.idle_shutdown_secs", cfg.idle_shutdown_secs)
-                act = rt.activity
-                if idle > 0 and act.open == 0 and now - act.last >= idle:
-                    await self.stop_app(rt, f"idle for {now - act.last:.0f}s")
-            if now - last_health >= cfg.health_check_interval_secs:
-                last_health = now
-                await self._check_health(cfg.health_timeout_secs, cfg.health_check_failures)
-
-    async def _check_health(self, timeout: float, failures: int) -> None:
-        running = [rt for rt in self._runtimes.values() if rt.instance is not None
-                   and (rt.operation is None or rt.operation.done())]
-        results = await asyncio.gather(*(
-            self.prober.probe(rt.instance.host_port, rt.instance.health_path, timeout)
-            for rt in running if rt.instance is not None))
-        for rt, problem in zip(running, results, strict=True):
-            if problem is None:
-                rt.health_failures = 0
-                if rt.crashes and rt.instance is not None \
-                        and time.time() - rt.instance.started > CRASH_WINDOW / 5:
-                    rt.crashes.clear()  # healthy for a while: forgive earlier crashes
-                continue
-            rt.health_failures += 1
-            log.warning("health_check_failed", app=rt.label, problem=problem,
-                        failures=rt.health_failures)
-            if rt.health_failures >= failures and rt.instance is not None:
-                inst = rt.instance
-                rt.error = f"taken out of service: {problem} ({failures} checks in a row)"
-                self._bus.publish(ContainerUnhealthy(rt.app_id, inst.container_id, problem))
-                await self.stop_app(rt, "unhealthy", state="unhealthy", timeout=1)
+    def config(self) -> Config:
+        return self._config()
 
     def status(self, app_id: str) -> dict[str, object]:
         rt = self._runtimes.get(app_id)
@@ -722,20 +569,6 @@ class Runtime:
     @property
     def engine_error(self) -> str:
         return self._engine_error
-
-
-def _idle_tick(idle_secs: float) -> float:
-    return 15.0 if idle_secs <= 0 else max(0.2, min(idle_secs / 4, 15.0))
-
-
-def _conf_float(app: App, key: str, default: float) -> float:
-    raw = app.current.settings.app_config.get(key)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        return default
 
 
 def _write_secret_files(files: dict[str, str]) -> None:

@@ -1,0 +1,92 @@
+"""Housekeeping of running apps: periodic health checks and idle stop.
+
+One task for all apps. Its tick follows the shortest idle timeout among running apps
+(a quarter of it, at most 15 s), so an app with `--conf container.idle_shutdown_secs=2`
+stops about 2 s after its last traffic; a newly served app wakes the task up so its
+timeout is taken into account at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+
+from orun.events import ContainerUnhealthy
+from orun.runtime.app import app_setting
+
+if TYPE_CHECKING:
+    from orun.runtime.runtime import Runtime
+
+log = structlog.get_logger("orun.runtime")
+
+#: a container healthy for this long has its earlier crashes forgiven
+FORGIVE_AFTER_SECS = 60.0
+
+
+def idle_tick(idle_secs: float) -> float:
+    return 15.0 if idle_secs <= 0 else max(0.2, min(idle_secs / 4, 15.0))
+
+
+class Housekeeper:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        last_health = time.monotonic()
+        while True:
+            cfg = self._runtime.config().app_defaults
+            tick = min(cfg.health_check_interval_secs, idle_tick(cfg.idle_shutdown_secs))
+            for rt in self._runtime.runtimes():
+                app = self._runtime.app(rt.app_id)
+                if app is not None and rt.instance is not None:
+                    tick = min(tick, idle_tick(app_setting(
+                        app, "container.idle_shutdown_secs", cfg.idle_shutdown_secs)))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                # a newly served app may need a shorter tick: it wakes us up
+                await asyncio.wait_for(self._wake.wait(), max(0.2, tick))
+            now = time.monotonic()
+            for rt in self._runtime.runtimes():
+                app = self._runtime.app(rt.app_id)
+                if app is None or rt.instance is None:
+                    continue
+                if rt.operation is not None and not rt.operation.done():
+                    continue
+                idle = app_setting(app, "container.idle_shutdown_secs", cfg.idle_shutdown_secs)
+                act = rt.activity
+                if idle > 0 and act.open == 0 and now - act.last >= idle:
+                    await self._runtime.stop_app(rt, f"idle for {now - act.last:.0f}s")
+            if now - last_health >= cfg.health_check_interval_secs:
+                last_health = now
+                await self.check_health(cfg.health_timeout_secs, cfg.health_check_failures)
+
+    async def check_health(self, timeout: float, failures: int) -> None:
+        running = [rt for rt in self._runtime.runtimes() if rt.instance is not None
+                   and (rt.operation is None or rt.operation.done())]
+        results = await asyncio.gather(*(
+            self._runtime.prober.probe(rt.instance.host_port, rt.instance.health_path, timeout)
+            for rt in running if rt.instance is not None))
+        for rt, problem in zip(running, results, strict=True):
+            if problem is None:
+                rt.health_failures = 0
+                if rt.crashes and rt.instance is not None \
+                        and time.time() - rt.instance.started > FORGIVE_AFTER_SECS:
+                    rt.crashes.clear()  # healthy for a while: forgive earlier crashes
+                continue
+            rt.health_failures += 1
+            log.warning("health_check_failed", app=rt.label, problem=problem,
+                        failures=rt.health_failures)
+            if rt.health_failures >= failures and rt.instance is not None:
+                inst = rt.instance
+                rt.error = f"taken out of service: {problem} ({failures} checks in a row)"
+                self._runtime.publish(ContainerUnhealthy(rt.app_id, inst.container_id, problem))
+                await self._runtime.stop_app(rt, "unhealthy", state="unhealthy", timeout=1)
+
