@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 from dataclasses import dataclass
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from yarl import URL
@@ -109,7 +110,8 @@ class ContainerTarget:
         base = route.prefix
         lines = "\n".join(self.rt.progress.lines)
         page = _STARTING_PAGE.replace("{label}", html.escape(route.label)) \
-            .replace("{progress_url}", html.escape(base + INTERNAL + "progress")) \
+            .replace("{label_js}", _js_string(route.label)) \
+            .replace("{progress_url_js}", _js_string(base + INTERNAL + "progress")) \
             .replace("{lines}", html.escape(lines))
         return web.Response(status=503, text=page, content_type="text/html",
                             headers={"Retry-After": "2", "Cache-Control": "no-store"})
@@ -124,7 +126,10 @@ class ContainerTarget:
         return error_response(request, 404, f"no orun endpoint {INTERNAL}{name}")
 
     async def _progress(self, request: web.BaseRequest, route: Route) -> web.StreamResponse:
-        """Server-sent events: `log` lines of the start, then `ready` or `failed`."""
+        """Server-sent events: `log` lines of the start, then `ready` or `failed`.
+
+        Opening it never rebuilds a version that just failed: that failure is reported.
+        """
         rt = self.rt
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-store"})
@@ -134,33 +139,45 @@ class ContainerTarget:
             payload = "".join(f"data: {line}\n" for line in data.split("\n"))
             await resp.write(f"event: {event}\n{payload}\n".encode())
 
+        def failure() -> str:
+            return rt.error + ("\n" + rt.error_detail if rt.error_detail else "")
+
+        idle = rt.operation is None or rt.operation.done()
+        if rt.instance is not None and idle:
+            await send("ready", route.label)
+            return resp
+        if idle and rt.state == "failed" and rt.failed_version == self.app.current.version:
+            await send("failed", failure())
+            return resp
         queue = rt.progress.subscribe()
         try:
-            if rt.instance is None and (rt.operation is None or rt.operation.done()):
-                try:
-                    self.runtime.ensure(self.app)
-                except EngineError as exc:
-                    await send("failed", exc.message)
-                    return resp
+            try:
+                operation = self.runtime.ensure(self.app)
+            except EngineError as exc:
+                await send("failed", exc.message)
+                return resp
             while True:
-                if rt.instance is not None and (rt.operation is None or rt.operation.done()):
-                    await send("ready", route.label)
-                    break
-                if rt.operation is not None and rt.operation.done():
-                    if rt.instance is not None:
+                getter = asyncio.ensure_future(queue.get())
+                waiting: set[asyncio.Future[Any]] = {getter, operation}
+                done, _ = await asyncio.wait(waiting, timeout=15,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    line = getter.result()
+                    if line is not None:
+                        await send("log", line)
+                    continue
+                getter.cancel()
+                if operation in done:
+                    while not queue.empty():  # lines logged just before the end
+                        line = queue.get_nowait()
+                        if line is not None:
+                            await send("log", line)
+                    if not operation.cancelled() and operation.exception() is None:
                         await send("ready", route.label)
                     else:
-                        await send("failed", rt.error + ("\n" + rt.error_detail
-                                                         if rt.error_detail else ""))
+                        await send("failed", failure() or "the start was cancelled")
                     break
-                try:
-                    async with asyncio.timeout(15):
-                        line = await queue.get()
-                except TimeoutError:
-                    await resp.write(b": keep-alive\n\n")
-                    continue
-                if line is not None:
-                    await send("log", line)
+                await resp.write(b": keep-alive\n\n")
         finally:
             rt.progress.unsubscribe(queue)
         return resp
@@ -182,13 +199,15 @@ healthy.</p>
 (function () {
   var log = document.getElementById("log");
   log.textContent = "";
-  var es = new EventSource("{progress_url}");
+  var LABEL = {label_js};
+  var es = new EventSource({progress_url_js});
   function add(text) { log.textContent += text + "\\n"; log.scrollTop = log.scrollHeight; }
   es.addEventListener("log", function (e) { add(e.data); });
   es.addEventListener("ready", function () { es.close(); location.reload(); });
   es.addEventListener("failed", function (e) {
     es.close();
-    document.getElementById("title").textContent = "{label} failed to start";
+    document.title = LABEL + " failed to start";
+    document.getElementById("title").textContent = LABEL + " failed to start";
     document.getElementById("title").className = "err";
     document.getElementById("note").textContent = "Fix the problem, then reload this page.";
     add(e.data);
@@ -198,3 +217,8 @@ healthy.</p>
 </script></body></html>
 """
 
+
+def _js_string(value: str) -> str:
+    """A JavaScript string literal that is also safe inside a <script> element."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e") \
+        .replace("&", "\\u0026")

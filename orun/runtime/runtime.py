@@ -155,8 +155,18 @@ class Runtime:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """Forget a finished task; its failure was reported by whoever awaited it (a start
+        that nobody waits for any more must not log "exception was never retrieved")."""
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, (OrunError, HealthError)):
+            log.error("runtime_task_failed", task=task.get_name(), error=repr(exc))
 
     async def engine(self) -> Engine:
         """The connected engine; (re)connects at most once a second when there is none."""

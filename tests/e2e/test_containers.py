@@ -11,6 +11,7 @@ import asyncio
 import json
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -374,7 +375,7 @@ async def test_browser_gets_starting_page_with_live_log(corun: Orun, http: aioht
     src = copy_app("container_app", tmp_path)
     # a slow step makes the start outlast the browser's grace period
     (src / "Dockerfile").write_text((src / "Dockerfile").read_text().replace(
-        "COPY server.py .", f"COPY server.py .\nRUN echo {tmp_path.name} && sleep 4"))
+        "COPY server.py .", f"COPY server.py .\nRUN echo {uuid.uuid4().hex} && sleep 4"))
     (await corun.cli("app", "create", "--spec", "container", str(src), "/slow")).ok()
     async with http.get(corun.url("/slow/"), headers={"Accept": "text/html"}) as resp:
         assert resp.status == 503
@@ -484,7 +485,7 @@ async def test_request_wait_limit_answers_503_then_serves(
     await server.start()
     src = copy_app("container_app", tmp_path)
     (src / "Dockerfile").write_text((src / "Dockerfile").read_text().replace(
-        "COPY server.py .", f"COPY server.py .\nRUN echo {tmp_path.name} && sleep 3"))
+        "COPY server.py .", f"COPY server.py .\nRUN echo {uuid.uuid4().hex} && sleep 3"))
     (await server.cli("app", "create", "--spec", "container", str(src), "/wait")).ok()
     async with http.get(server.url("/wait/"), headers={"Accept": "application/json"}) as resp:
         assert resp.status == 503
