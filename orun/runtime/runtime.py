@@ -408,21 +408,35 @@ class Runtime:
         with contextlib.suppress(EngineError):
             await engine.stop(old.container_id, timeout=5)
             await engine.remove(old.container_id)
+        rt.expected_exits.discard(old.container_id)
         log.info("container_retired", app=rt.label, container=old.name)
+        app = self._get_app(rt.app_id)
+        if app is not None and rt.instance is not None:
+            # its image may be removable only now that no container uses it
+            await self._cleanup_app(engine, app, keep={rt.instance.container_id})
 
     async def _cleanup_app(self, engine: Engine, app: App, keep: set[str]) -> None:
-        """Remove the app's stopped containers of other identities and its oldest
-        images (keeping `builder.retain_images` newest for rollback)."""
-        with contextlib.suppress(EngineError):
+        """Remove the app's stopped containers of other identities, and image tags that
+        no container or runtime of the app (prod or stage) uses, except the
+        `builder.retain_images` newest of those (kept for rollback)."""
+        try:
             for info in await engine.list_containers({**self.labels, LABEL_APP_ID: app.id}):
                 if info.id not in keep and not info.running:
                     await engine.remove(info.id)
             key = app.id.split("_", 2)[-1]
-            images = await engine.list_images({**self.labels, LABEL_APP_KEY: key})
-            images.sort(key=lambda i: i.created, reverse=True)
-            for image in images[self._config().builder.retain_images + 1:]:
-                for tag in image.tags:
-                    await engine.remove_image(tag)
+            in_use = {c.image for c in await engine.list_containers(
+                {**self.labels, LABEL_APP_KEY: key})}
+            in_use.update(rt.image for rt in self._runtimes.values()
+                          if rt.app_id.endswith(key))
+            tags = [(image.created, tag)
+                    for image in await engine.list_images({**self.labels, LABEL_APP_KEY: key})
+                    for tag in image.tags if tag not in in_use]
+            tags.sort(reverse=True)
+            for _created, tag in tags[self._config().builder.retain_images:]:
+                if await engine.remove_image(tag):
+                    log.info("image_removed", app=str(app.path), image=tag)
+        except EngineError as exc:
+            log.warning("cleanup_failed", app=str(app.path), error=exc.message)
 
     def follow_logs(self, engine: Engine, rt: AppRuntime, container_id: str,
                      since: float, *, adopted: bool = False) -> None:

@@ -549,3 +549,35 @@ async def test_docker_host_env_selects_the_engine(make_orun: Any, http: aiohttp.
     (await right.cli("app", "create", "--spec", "container", str(src), "/c")).ok()
     assert (await get(http, right.url("/c/")))[0] == 200
     await right.stop()
+
+
+async def test_superseded_images_and_containers_are_cleaned_up(
+        make_orun: Any, http: aiohttp.ClientSession, tmp_path: Path, engine: None) -> None:
+    from tests.conftest import container_config
+
+    server = make_orun(container_config().replace("builder: {", "builder: {retain_images: 1, "))
+    await server.start()
+    src = copy_app("container_app", tmp_path)
+    (await server.cli("app", "create", "--spec", "container", "--stage-at", "path",
+                      str(src), "/gc")).ok()
+    prod = await app_id(server, "/gc")
+    key = prod.split("_", 2)[-1]
+    for round_ in range(4):
+        (src / "version.txt").write_text(f"{uuid.uuid4()} {round_}")
+        (await server.cli("app", "reload", "--promote", "/gc")).ok()
+        assert (await get(http, server.url("/gc/")))[0] == 200
+
+    async def settled() -> bool:
+        return len(containers(server.home, all_=True, app_id=prod)) == 1
+
+    await wait_for(settled, 20, "superseded prod containers to be removed")
+
+    async def images_kept() -> bool:
+        tags = docker("images", "--format", "{{.Tag}}", "--filter",
+                      f"label=orun.app.key={key}").split()
+        # the image in use plus `retain_images` older ones for rollback
+        return len(tags) == 2
+
+    await wait_for(images_kept, 20, "superseded images to be removed")
+    assert (await get(http, server.url("/gc_cl_stage/")))[0] == 200
+    await server.stop()
