@@ -32,7 +32,7 @@ from orun.routing.paths import (
     validate_for_create,
 )
 from orun.runtime.options import parse_container_options
-from orun.runtime.plan import app_run_dir
+from orun.runtime.plan import allowed_mounts, app_run_dir
 from orun.runtime.volumes import parse_volumes
 from orun.sources import SnapshotStore, parse_source
 from orun.spec import Spec, SpecCatalog, resolve_params
@@ -153,7 +153,7 @@ class AppService:
         config = self._config()
         parse_container_options(req.container_options, config.security.allowed_container_args)
         parse_volumes(req.container_volumes, app_id=main_id_hint,
-                      allowed_mounts=config.security.allowed_mounts, source_dir=source_dir,
+                      allowed_mounts=allowed_mounts(config, self._home), source_dir=source_dir,
                       app_run_dir=app_run_dir(self._home, main_id_hint))
 
     async def create(self, req: CreateRequest) -> dict[str, Any]:

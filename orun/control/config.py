@@ -126,7 +126,8 @@ class ProxyConfig:
 
 @dataclass(frozen=True, slots=True)
 class SecurityConfig:
-    allowed_mounts: list[str] = field(default_factory=list)
+    #: folders bind mounts may come from (besides the app's source); `$ORUN_HOME` works
+    allowed_mounts: list[str] = field(default_factory=lambda: ["$ORUN_HOME/mounts"])
     allowed_container_args: dict[str, str] = field(default_factory=dict)
     trusted_proxies: list[str] = field(default_factory=list, metadata=check(_networks))
 

@@ -130,6 +130,13 @@ def image_repository(app_id: str) -> str:
     return "orun-" + app_id.split("_", 2)[-1]
 
 
+def allowed_mounts(config: Config, home: Path) -> list[str]:
+    """`security.allowed_mounts` with `$ORUN_HOME` meaning this server's home, whatever
+    the environment says."""
+    return [p.replace("${ORUN_HOME}", str(home)).replace("$ORUN_HOME", str(home))
+            for p in config.security.allowed_mounts]
+
+
 def app_run_dir(home: Path, app_id: str) -> Path:
     return home / "run" / "app" / app_id
 
@@ -195,7 +202,7 @@ def plan_container(inputs: PlanInputs) -> ContainerPlan:
     if build is not None:
         volume_entries = [*parsed.volumes, *volume_entries]
     mounts = parse_volumes(volume_entries, app_id=app.id,
-                           allowed_mounts=config.security.allowed_mounts,
+                           allowed_mounts=allowed_mounts(config, inputs.home),
                            source_dir=inputs.source_dir, app_run_dir=run_dir)
     secret_files: dict[str, str] = {}
     resolved: list[VolumeMount] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -354,9 +355,15 @@ async def test_forbidden_mount_and_copt_are_refused(corun: Orun, tmp_path: Path)
 async def test_volume_and_limits_reach_the_container(corun: Orun, http: aiohttp.ClientSession,
                                                      tmp_path: Path) -> None:
     src = copy_app("container_app", tmp_path)
+    shared = corun.home / "mounts" / "shared"  # inside the default allowed_mounts
+    shared.mkdir(parents=True)
+    (shared / "hello.txt").write_text("hello from the host")
     (await corun.cli("app", "create", "--spec", "container", "--cvol", "data:/data",
+                     "--cvol", f"{shared}:/shared:ro",
                      "--copt", "memory=256m", "--copt", "cpus=0.5", str(src), "/vol")).ok()
     assert (await get(http, corun.url("/vol/")))[0] == 200
+    assert await get(http, corun.url("/vol/file?path=/shared/hello.txt")) == \
+        (200, "hello from the host")
     prod = await app_id(corun, "/vol")
     (cid,) = containers(corun.home, app_id=prod)
     info = json.loads(docker("inspect", cid))[0]
@@ -364,6 +371,7 @@ async def test_volume_and_limits_reach_the_container(corun: Orun, http: aiohttp.
     assert info["HostConfig"]["NanoCpus"] == 500_000_000
     mounts = {m["Destination"]: m for m in info["Mounts"]}
     assert mounts["/data"]["Type"] == "volume" and prod in mounts["/data"]["Name"]
+    assert mounts["/shared"]["Type"] == "bind" and mounts["/shared"]["RW"] is False
     ports = info["NetworkSettings"]["Ports"]["8080/tcp"]
     assert ports[0]["HostIp"] == "127.0.0.1"
     assert info["Config"]["Labels"]["orun.home"] == str(corun.home)
@@ -581,3 +589,25 @@ async def test_superseded_images_and_containers_are_cleaned_up(
     await wait_for(images_kept, 20, "superseded images to be removed")
     assert (await get(http, server.url("/gc_cl_stage/")))[0] == 200
     await server.stop()
+
+
+async def test_app_logs_follow_prints_new_lines(corun: Orun, http: aiohttp.ClientSession,
+                                                tmp_path: Path) -> None:
+    src = copy_app("container_app", tmp_path)
+    (await corun.cli("app", "create", "--spec", "container", str(src), "/fol")).ok()
+    assert (await get(http, corun.url("/fol/one")))[0] == 200
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orun", "app", "logs", "--follow", "/fol", env=corun.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        seen = ""
+        async with asyncio.timeout(15):
+            while "GET /one" not in seen:
+                seen += (await proc.stdout.readline()).decode()
+            assert (await get(http, corun.url("/fol/two")))[0] == 200
+            while "GET /two" not in seen:
+                seen += (await proc.stdout.readline()).decode()
+    finally:
+        proc.terminate()
+        await proc.wait()
