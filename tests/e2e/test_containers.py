@@ -317,7 +317,11 @@ async def test_failed_build_shows_pip_error_and_keeps_old_version(
     # a new app whose first build fails: the response itself carries the pip error
     bad = copy_app("flask_app", tmp_path / "bad")
     (bad / "requirements.txt").write_text("orun-no-such-package-xyz==1.0\n")
-    (await corun.cli("app", "create", "--spec", "python-flask", str(bad), "/bad")).ok()
+    waited = await corun.cli("app", "create", "--wait", "--spec", "python-flask", str(bad),
+                             "/bad")
+    assert waited.code == 1 and "App created." in waited.out
+    assert "No matching distribution found for orun-no-such-package-xyz" in waited.err
+    assert waited.err.rstrip().splitlines()[-1].startswith("error: error building image")
     status, text = await get(http, corun.url("/bad/"))
     assert status == 500
     assert "error building image" in text
