@@ -615,3 +615,83 @@ async def test_app_logs_follow_prints_new_lines(corun: Orun, http: aiohttp.Clien
     finally:
         proc.terminate()
         await proc.wait()
+
+
+class SocketRelay:
+    """A unix-socket relay in front of the engine's socket that a test can cut, to
+    drop orun's connections (its event stream included) like an engine restart would."""
+
+    def __init__(self, path: Path, target: str) -> None:
+        self.path = path
+        self.target = target
+        self.blocked = False
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_unix_server(self._handle, path=str(self.path))
+
+    async def stop(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+
+    def cut(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.blocked:
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_unix_connection(self.target)
+        self._writers.update((writer, up_writer))
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+
+async def test_event_stream_drop_reconnects_and_resyncs(
+        make_orun: Any, http: aiohttp.ClientSession, tmp_path: Path, engine: None) -> None:
+    from tests.conftest import container_config
+
+    relay = SocketRelay(tmp_path / "engine.sock", "/var/run/docker.sock")
+    await relay.start()
+    server = make_orun(container_config(
+        f"system: {{container_engine: 'unix://{tmp_path}/engine.sock'}}\n"))
+    await server.start()
+    try:
+        src = copy_app("container_app", tmp_path)
+        (await server.cli("app", "create", "--spec", "container", str(src), "/re")).ok()
+        assert (await get(http, server.url("/re/")))[0] == 200
+        prod = await app_id(server, "/re")
+        (cid,) = containers(server.home, app_id=prod)
+        # the engine "goes away": every connection is cut and new ones refused ...
+        relay.blocked = True
+        relay.cut()
+        docker("kill", cid)  # ... and meanwhile the app's container dies
+        await asyncio.sleep(1.5)
+        relay.blocked = False
+
+        async def noticed() -> bool:
+            return any(e.get("event") == "container_crashed" for e in server.log_events())
+
+        # no event for that death ever reaches orun: the resync after reconnecting finds it
+        await wait_for(noticed, 20, "the resync to notice the dead container")
+        events = {e.get("event") for e in server.log_events()}
+        assert events & {"engine_events_ended", "engine_events_failed"}
+        assert (await get(http, server.url("/re/")))[0] == 200
+        assert len(containers(server.home, app_id=prod)) == 1
+    finally:
+        await server.stop()
+        await relay.stop()
