@@ -24,6 +24,7 @@ from orun.errors import EngineError, OrunError
 from orun.proxy.errors import error_response
 from orun.proxy.forward import Forwarder
 from orun.routing.table import Route
+from orun.runtime.app import version_key
 
 if TYPE_CHECKING:
     from orun.runtime.app import AppRuntime, Instance
@@ -146,7 +147,7 @@ class ContainerTarget:
         if rt.instance is not None and idle:
             await send("ready", route.label)
             return resp
-        if idle and rt.state == "failed" and rt.failed_version == self.app.current.version:
+        if idle and rt.state == "failed" and rt.failed_version == version_key(self.app):
             await send("failed", failure())
             return resp
         queue = rt.progress.subscribe()

@@ -83,8 +83,9 @@ class AppRuntime:
         #: the last failure, shown to requests and in `app list` (with the log tail)
         self.error = ""
         self.error_detail = ""
-        #: which version failed to start, when, and how (answers repeats from memory)
-        self.failed_version = -1
+        #: which version (`version_key`) failed to start, when, and how (answers repeats
+        #: from memory)
+        self.failed_version: object = None
         self.failed_at = 0.0
         self.failed_status = 500
         self.image = ""
@@ -124,3 +125,10 @@ def app_setting(app: App, key: str, default: float) -> float:
         return float(raw)
     except ValueError:
         return default
+
+
+def version_key(app: App) -> object:
+    """What identifies an app version's inputs: a retried reload can reuse a version
+    number with a different source, so the number alone is not enough."""
+    v = app.current
+    return (v.version, v.source_digest, v.spec_digest, v.settings)

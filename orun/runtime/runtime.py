@@ -42,7 +42,7 @@ from orun.events import (
     ContainerHealthy,
     Event,
 )
-from orun.runtime.app import AppRuntime, Instance, app_setting
+from orun.runtime.app import AppRuntime, Instance, app_setting, version_key
 from orun.runtime.health import HealthError, HealthProber
 from orun.runtime.housekeeping import Housekeeper
 from orun.runtime.logs import AppLogs, read_tail, stamp
@@ -214,7 +214,7 @@ class Runtime:
             done: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
             done.set_result(inst)
             return done
-        if rt.state == "failed" and rt.failed_version == app.current.version:
+        if rt.state == "failed" and rt.failed_version == version_key(app):
             since = time.monotonic() - rt.failed_at
             if since < FAILED_RETRY_SECS:
                 # a refresh storm on a broken app must not rebuild it on every request
@@ -268,7 +268,7 @@ class Runtime:
             say(f"error: {message}")
             rt.error, rt.error_detail = message, detail
             rt.state = "running" if rt.instance is not None else "failed"
-            rt.failed_version, rt.failed_at = app.current.version, time.monotonic()
+            rt.failed_version, rt.failed_at = version_key(app), time.monotonic()
             rt.failed_status = exc.status if isinstance(exc, OrunError) else 500
             log.warning("app_start_failed", app=rt.label, error=message)
             rt.progress.finish()

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import Orun, containers, docker
+from tests.conftest import Orun, container_config, containers, docker
 
 APPS = Path(__file__).resolve().parent.parent / "apps"
 pytestmark = pytest.mark.timeout(600)
@@ -29,6 +29,27 @@ def copy_app(name: str, tmp_path: Path) -> Path:
     dest = tmp_path / name
     shutil.copytree(APPS / name, dest)
     return dest
+
+
+def slow_app(tmp_path: Path, seconds: int) -> Path:
+    """The container app with an uncached build step of `seconds` (a slow cold start)."""
+    src = copy_app("container_app", tmp_path)
+    (src / "Dockerfile").write_text((src / "Dockerfile").read_text().replace(
+        "COPY server.py .", f"COPY server.py .\nRUN echo {uuid.uuid4().hex} && sleep {seconds}"))
+    return src
+
+
+async def own_orun(make_orun: Any, extra: str = "", *, build_args: str = "",
+                   builder: str = "") -> Orun:
+    """A started orun for container apps with extra config (for tests that need it)."""
+    text = container_config(extra)
+    if build_args:
+        text = text.replace("build_args: {", "build_args: {" + build_args + ", ")
+    if builder:
+        text = text.replace("builder: {", "builder: {" + builder + ", ")
+    server: Orun = make_orun(text)
+    await server.start()
+    return server
 
 
 async def get(http: aiohttp.ClientSession, url: str, **kw: Any) -> tuple[int, str]:
@@ -276,10 +297,7 @@ async def test_crash_loop_backs_off(corun: Orun, http: aiohttp.ClientSession,
 
 async def test_kill9_orun_restart_adopts_containers(make_orun: Any, http: aiohttp.ClientSession,
                                                     tmp_path: Path, engine: None) -> None:
-    from tests.conftest import container_config
-
-    server = make_orun(container_config())
-    await server.start()
+    server = await own_orun(make_orun)
     src = copy_app("container_app", tmp_path)
     (await server.cli("app", "create", "--spec", "container", "--stage-at", "path",
                       str(src), "/adopt")).ok()
@@ -314,7 +332,11 @@ async def test_failed_build_shows_pip_error_and_keeps_old_version(
     assert await get(http, corun.url("/keep/")) == (200, "flask app ok\n")
     build_log = (await corun.cli("app", "logs", "--build", "/keep")).ok().out
     assert "No matching distribution found for orun-no-such-package-xyz" in build_log
-    # a new app whose first build fails: the response itself carries the pip error
+    # fixing the source and reloading at once (the failure is not replayed) brings v2 up
+    (src / "requirements.txt").write_text("flask\n")
+    (await corun.cli("app", "reload", "--promote", "/keep")).ok()
+    assert await get(http, corun.url("/keep/")) == (200, "flask app v2\n")
+    # a new app whose first build fails: `create --wait` and the response show the pip error
     bad = copy_app("flask_app", tmp_path / "bad")
     (bad / "requirements.txt").write_text("orun-no-such-package-xyz==1.0\n")
     waited = await corun.cli("app", "create", "--wait", "--spec", "python-flask", str(bad),
@@ -333,10 +355,6 @@ async def test_failed_build_shows_pip_error_and_keeps_old_version(
     failures = [e for e in corun.log_events()
                 if e.get("event") == "app_start_failed" and e.get("app") == "/bad"]
     assert len(failures) == 1
-    # fixing the source and reloading brings the new version up
-    (src / "requirements.txt").write_text("flask\n")
-    (await corun.cli("app", "reload", "--promote", "/keep")).ok()
-    assert await get(http, corun.url("/keep/")) == (200, "flask app v2\n")
 
 
 async def test_forbidden_mount_and_copt_are_refused(corun: Orun, tmp_path: Path) -> None:
@@ -384,10 +402,7 @@ async def test_volume_and_limits_reach_the_container(corun: Orun, http: aiohttp.
 
 async def test_browser_gets_starting_page_with_live_log(corun: Orun, http: aiohttp.ClientSession,
                                                         tmp_path: Path) -> None:
-    src = copy_app("container_app", tmp_path)
-    # a slow step makes the start outlast the browser's grace period
-    (src / "Dockerfile").write_text((src / "Dockerfile").read_text().replace(
-        "COPY server.py .", f"COPY server.py .\nRUN echo {uuid.uuid4().hex} && sleep 4"))
+    src = slow_app(tmp_path, 4)  # the start outlasts the browser's grace period
     (await corun.cli("app", "create", "--spec", "container", str(src), "/slow")).ok()
     async with http.get(corun.url("/slow/"), headers={"Accept": "text/html"}) as resp:
         assert resp.status == 503
@@ -468,11 +483,8 @@ async def test_no_engine_clear_error_static_still_works(make_orun: Any,
 
 async def test_unhealthy_container_is_replaced(make_orun: Any, http: aiohttp.ClientSession,
                                                tmp_path: Path, engine: None) -> None:
-    from tests.conftest import container_config
-
-    server = make_orun(container_config(
-        "app_defaults: {health_check_interval_secs: 0.5, health_check_failures: 2}\n"))
-    await server.start()
+    server = await own_orun(
+        make_orun, "app_defaults: {health_check_interval_secs: 0.5, health_check_failures: 2}\n")
     src = copy_app("container_app", tmp_path)
     (await server.cli("app", "create", "--spec", "container", str(src), "/hc")).ok()
     assert await get(http, server.url("/hc/sick")) == (200, "sick now")
@@ -491,13 +503,8 @@ async def test_unhealthy_container_is_replaced(make_orun: Any, http: aiohttp.Cli
 
 async def test_request_wait_limit_answers_503_then_serves(
         make_orun: Any, http: aiohttp.ClientSession, tmp_path: Path, engine: None) -> None:
-    from tests.conftest import container_config
-
-    server = make_orun(container_config("app_defaults: {request_wait_secs: 1}\n"))
-    await server.start()
-    src = copy_app("container_app", tmp_path)
-    (src / "Dockerfile").write_text((src / "Dockerfile").read_text().replace(
-        "COPY server.py .", f"COPY server.py .\nRUN echo {uuid.uuid4().hex} && sleep 3"))
+    server = await own_orun(make_orun, "app_defaults: {request_wait_secs: 1}\n")
+    src = slow_app(tmp_path, 3)
     (await server.cli("app", "create", "--spec", "container", str(src), "/wait")).ok()
     async with http.get(server.url("/wait/"), headers={"Accept": "application/json"}) as resp:
         assert resp.status == 503
@@ -514,11 +521,7 @@ async def test_request_wait_limit_answers_503_then_serves(
 
 async def test_secret_template_and_build_arg_precedence(
         make_orun: Any, http: aiohttp.ClientSession, tmp_path: Path, engine: None) -> None:
-    from tests.conftest import container_config
-
-    server = make_orun(container_config().replace(
-        "build_args: {", "build_args: {GREETING: from-config, "))
-    await server.start()
+    server = await own_orun(make_orun, build_args="GREETING: from-config")
     src = copy_app("container_app", tmp_path)
     (src / "Dockerfile").write_text((src / "Dockerfile").read_text().replace(
         "USER web", "ARG GREETING=from-dockerfile\nENV BUILT_GREETING=${GREETING}\nUSER web"))
@@ -544,8 +547,6 @@ async def test_secret_template_and_build_arg_precedence(
 
 async def test_docker_host_env_selects_the_engine(make_orun: Any, http: aiohttp.ClientSession,
                                                   tmp_path: Path, engine: None) -> None:
-    from tests.conftest import container_config
-
     src = copy_app("container_app", tmp_path)
     wrong = make_orun(container_config(), name="wrong")
     wrong.extra_env["DOCKER_HOST"] = f"unix://{tmp_path}/no-engine.sock"
@@ -565,10 +566,7 @@ async def test_docker_host_env_selects_the_engine(make_orun: Any, http: aiohttp.
 
 async def test_superseded_images_and_containers_are_cleaned_up(
         make_orun: Any, http: aiohttp.ClientSession, tmp_path: Path, engine: None) -> None:
-    from tests.conftest import container_config
-
-    server = make_orun(container_config().replace("builder: {", "builder: {retain_images: 1, "))
-    await server.start()
+    server = await own_orun(make_orun, builder="retain_images: 1")
     src = copy_app("container_app", tmp_path)
     (await server.cli("app", "create", "--spec", "container", "--stage-at", "path",
                       str(src), "/gc")).ok()
@@ -663,13 +661,10 @@ class SocketRelay:
 
 async def test_event_stream_drop_reconnects_and_resyncs(
         make_orun: Any, http: aiohttp.ClientSession, tmp_path: Path, engine: None) -> None:
-    from tests.conftest import container_config
-
     relay = SocketRelay(tmp_path / "engine.sock", "/var/run/docker.sock")
     await relay.start()
-    server = make_orun(container_config(
-        f"system: {{container_engine: 'unix://{tmp_path}/engine.sock'}}\n"))
-    await server.start()
+    server = await own_orun(
+        make_orun, f"system: {{container_engine: 'unix://{tmp_path}/engine.sock'}}\n")
     try:
         src = copy_app("container_app", tmp_path)
         (await server.cli("app", "create", "--spec", "container", str(src), "/re")).ok()
