@@ -182,6 +182,11 @@ class AppService:
             raise SpecError(f"index file {params.get('index')!r} not found in the source")
         if spec.kind == "container":
             self._validate_container(req, source.path, main_id_hint=key_hint)
+            missing = [f for f in spec.container.required_files
+                       if not (source.path / f).exists()]
+            if missing:
+                raise SpecError(f"spec {spec.name} needs {', '.join(missing)} in the app "
+                                f"source ({req.source}); none found")
         spec_snap = await self._snapshots.take(parse_source(str(spec.path)))
         now = time.time()
         settings = AppSettings(

@@ -68,6 +68,8 @@ class ContainerSpec:
     health: str = "/"
     dockerfile: str = ""
     image_param: str = ""
+    #: files the app source must have (checked at create: e.g. go.mod for the go spec)
+    required_files: list[str] = field(default_factory=list)
     build_args: dict[str, str] = field(default_factory=dict)
     volumes: list[str] = field(default_factory=list)
 
