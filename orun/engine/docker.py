@@ -187,7 +187,7 @@ class Engine:
 
     async def build(self, context_tar: Path, *, tag: str, dockerfile: str,
                     build_args: Mapping[str, str], labels: Mapping[str, str],
-                    on_line: Callable[[str], None]) -> None:
+                    on_line: Callable[[str], None], nocache: bool = False) -> None:
         """Build `context_tar` into `tag` with the classic builder, streaming the log.
 
         The engine reports a failed step inside the stream, not as an HTTP error, so the
@@ -209,7 +209,7 @@ class Engine:
                 stream = self._client.images.build(
                     fileobj=fileobj, path_dockerfile=dockerfile, tag=tag,
                     buildargs=dict(build_args), labels=dict(labels), rm=True, forcerm=True,
-                    stream=True, encoding="identity",
+                    stream=True, encoding="identity", nocache=nocache,
                 )
                 async for item in stream:
                     if "stream" in item:
@@ -234,7 +234,8 @@ class Engine:
                 filters=json.dumps({"label": _label_filter(labels)}))
         except DockerError as exc:
             raise EngineError(f"cannot list images: {_first_line(exc)}") from None
-        return [ImageInfo(str(i["Id"]), tuple(i.get("RepoTags") or ()),
+        return [ImageInfo(str(i["Id"]), tuple(t for t in i.get("RepoTags") or ()
+                                             if t != "<none>:<none>"),
                           dict(i.get("Labels") or {}), int(i.get("Created", 0)),
                           int(i.get("Size", 0))) for i in items]
 
@@ -297,6 +298,14 @@ class Engine:
                 return
             raise EngineError(f"cannot remove container {container_id[:12]}: "
                               f"{_first_line(exc)}") from None
+
+    async def image_size(self, ref: str) -> int:
+        """The image's size in bytes (all its layers)."""
+        try:
+            data = await self._client.images.inspect(ref)
+        except DockerError as exc:
+            raise EngineError(f"cannot inspect image {ref}: {_first_line(exc)}") from None
+        return int(data.get("Size", 0))
 
     async def inspect(self, ref: str) -> ContainerInfo | None:
         try:
