@@ -279,6 +279,9 @@ class Server:
             await asyncio.to_thread(self._write_info)
             log.info("config_reloaded", changed=list(changed))
             self.bus.publish(ConfigReloaded(new, changed))
+            # the parts have taken the new config when the reload command returns
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.bus.drain(), 5.0)
             return {"applied": True, "changed": list(changed)}
 
     async def _rebind_http(self, listen: ListenConfig) -> None:

@@ -30,7 +30,7 @@ from orun.build.builder import Builder
 from orun.bus import EventBus, Unsubscribe
 from orun.control.config import Config
 from orun.control.model import App
-from orun.engine.docker import Engine
+from orun.engine.docker import Engine, resolve_engine_url
 from orun.errors import BuildError, EngineError, OrunError
 from orun.events import (
     AppsChanged,
@@ -268,8 +268,10 @@ class Runtime:
             say(f"error: {message}")
             rt.error, rt.error_detail = message, detail
             rt.state = "running" if rt.instance is not None else "failed"
-            rt.failed_version, rt.failed_at = version_key(app), time.monotonic()
             rt.failed_status = exc.status if isinstance(exc, OrunError) else 500
+            # remember build/start failures (costly to repeat); an absent engine is not
+            rt.failed_version = version_key(app) if rt.failed_status == 500 else None
+            rt.failed_at = time.monotonic()
             log.warning("app_start_failed", app=rt.label, error=message)
             rt.progress.finish()
             if isinstance(exc, StartError):
@@ -523,6 +525,16 @@ class Runtime:
             self.builder.resize(cfg.builder.max_concurrent_builds)
             self.builder.max_wait_secs = cfg.builder.max_build_wait_secs
             self.builder.timeout_secs = cfg.builder.build_timeout_secs
+            if "system" in event.changed_sections:
+                self._engine_error = ""  # try the (maybe new) engine on the next use
+                engine = self._engine
+                try:
+                    url = resolve_engine_url(cfg.system.container_engine)
+                except EngineError:
+                    url = None
+                if engine is not None and url != engine.url:
+                    log.info("container_engine_changed", old=engine.url, new=url)
+                    await self.drop_engine()
             return
         if not isinstance(event, AppsChanged):
             return

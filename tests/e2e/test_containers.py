@@ -690,3 +690,16 @@ async def test_event_stream_drop_reconnects_and_resyncs(
     finally:
         await server.stop()
         await relay.stop()
+
+
+async def test_engine_setting_reload_switches_engine(
+        make_orun: Any, http: aiohttp.ClientSession, tmp_path: Path, engine: None) -> None:
+    wrong = f"system: {{container_engine: 'unix://{tmp_path}/none.sock'}}\n"
+    server = await own_orun(make_orun, wrong)
+    src = copy_app("container_app", tmp_path)
+    (await server.cli("app", "create", "--spec", "container", str(src), "/sw")).ok()
+    assert (await get(http, server.url("/sw/")))[0] == 503
+    server.write_config(container_config("system: {container_engine: auto}\n"))
+    (await server.cli("config", "reload")).ok()
+    assert (await get(http, server.url("/sw/")))[0] == 200
+    await server.stop()
