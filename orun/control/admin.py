@@ -186,6 +186,10 @@ async def app_logs(request: web.Request) -> web.StreamResponse:
     """An app's build log (`build=1`) or container output, then new lines (`follow=1`)."""
     server = request.app[SERVER_KEY]
     app = _one_app(server, request.query.get("glob", ""))
+    kind = await server.spec_kind(app)
+    if kind != "container":
+        raise OrunError(f"app {app.path} is a {kind} app (spec {app.spec}): it runs no "
+                        "container, so it has no build or container logs")
     logs = AppLogs(server.home / "logs" / "apps", app.id)
     rt = server.runtime.get(app.id) if server.runtime else None
     if rt is not None:

@@ -190,3 +190,12 @@ async def test_readme_config_example_is_valid(orun):
     path.write_text(text)
     result = (await orun.cli("config", "check", str(path))).ok()
     assert result.out.startswith("config OK")
+
+
+async def test_logs_of_a_static_app_say_why_there_are_none(orun, site):
+    (await orun.cli("app", "create", "--spec", "static", str(site), "/s")).ok()
+    result = await orun.cli("app", "logs", "/s")
+    assert result.code == 1
+    assert "is a static app (spec static): it runs no container" in result.err
+    missing = await orun.cli("app", "logs", "/nope")
+    assert missing.code == 1 and "no app found at /nope" in missing.err
