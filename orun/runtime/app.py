@@ -17,6 +17,9 @@ from orun.runtime.logs import AppLogs
 
 #: lines of the current start operation kept for the starting page
 PROGRESS_LINES = 400
+#: exits within this window count towards crash-loop backoff
+CRASH_WINDOW = 300.0
+MAX_BACKOFF = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,17 @@ class AppRuntime:
         self.stopping: asyncio.Task[None] | None = None
         #: container ids orun itself is stopping (their exit is not a crash)
         self.expected_exits: set[str] = set()
+
+    def crash_backoff(self, now: float) -> float:
+        """Seconds to wait before starting a crashed app again: none after one crash,
+        then 1, 2, 4 ... up to a minute after the last of the recent crashes."""
+        if self.state != "crashed" or not self.crashes:
+            return 0.0
+        recent = [t for t in self.crashes if now - t < CRASH_WINDOW]
+        if len(recent) <= 1:
+            return 0.0
+        delay = min(2.0 ** (len(recent) - 2), MAX_BACKOFF)
+        return max(0.0, recent[-1] + delay - now)
 
     def status(self) -> dict[str, object]:
         inst = self.instance

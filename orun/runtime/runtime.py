@@ -42,7 +42,7 @@ from orun.events import (
     ContainerHealthy,
     Event,
 )
-from orun.runtime.app import AppRuntime, Instance, app_setting, version_key
+from orun.runtime.app import CRASH_WINDOW, AppRuntime, Instance, app_setting, version_key
 from orun.runtime.health import HealthError, HealthProber
 from orun.runtime.housekeeping import Housekeeper
 from orun.runtime.logs import AppLogs, read_tail, stamp
@@ -59,9 +59,6 @@ from orun.spec import Spec
 
 log = structlog.get_logger("orun.runtime")
 
-#: exits within this window count towards crash-loop backoff
-CRASH_WINDOW = 300.0
-MAX_BACKOFF = 60.0
 #: container log lines appended to a start failure
 FAILURE_LOG_LINES = 40
 #: a failed start of an unchanged version is answered from memory for this long
@@ -223,7 +220,7 @@ class Runtime:
                 again: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
                 again.set_exception(err)
                 return again
-        wait = self._crash_backoff(rt)
+        wait = rt.crash_backoff(time.monotonic())
         if wait > 0:
             err = StartError(
                 f"app {rt.label} keeps crashing ({len(rt.crashes)} exits in "
@@ -234,16 +231,6 @@ class Runtime:
             return failed
         rt.operation = self._spawn(self._bring_up(app, rt), f"orun.start.{app.id}")
         return rt.operation
-
-    def _crash_backoff(self, rt: AppRuntime) -> float:
-        if rt.state != "crashed" or not rt.crashes:
-            return 0.0
-        now = time.monotonic()
-        recent = [t for t in rt.crashes if now - t < CRASH_WINDOW]
-        if len(recent) <= 1:
-            return 0.0
-        delay = min(2.0 ** (len(recent) - 2), MAX_BACKOFF)
-        return max(0.0, recent[-1] + delay - now)
 
     async def _bring_up(self, app: App, rt: AppRuntime) -> Instance:
         rt.progress.reset()
