@@ -115,7 +115,8 @@ class AppService:
     def _stage_path(self, path: AppPath, stage_at: str) -> AppPath:
         system = self._config().system
         if stage_at == "path":
-            return AppPath(path.domain, (path.path.rstrip("/") or "") + STAGE_SUFFIX)
+            # /x -> /x_cl_stage; a root app / -> /_cl_stage (as OpenRun)
+            return AppPath(path.domain, (path.path.rstrip("/") or "/") + STAGE_SUFFIX)
         if stage_at == "domain":
             prefix = system.default_stage_domain
             base = path.effective_domain(system.default_domain)
@@ -141,7 +142,7 @@ class AppService:
         if not spec.routing.path_routing and path.path != "/":
             raise AppPathError(
                 f"spec {spec.name} apps must be at a domain root, not under a path: "
-                f"use a domain such as {path.path.strip('/').replace('/', '-')}.: "
+                f"use a domain such as {path.path.strip('/').replace('/', '-')}.:"
             )
         if spec.kind == "proxy":
             parse_upstream_url(str(params.get("url", "")))
@@ -165,12 +166,17 @@ class AppService:
             raise OrunError("cannot create dev mode app with no source url")
         if not req.spec:
             raise SpecError("no app spec given: pass --spec NAME (see 'orun spec list')")
+        spec = await asyncio.to_thread(self._catalog.get, req.spec)
         stage_at = req.stage_at or config.system.stage_at
+        if stage_at == "path" and not spec.routing.path_routing:
+            if req.stage_at:
+                raise AppPathError(f"spec {spec.name} apps only work at a domain root, so "
+                                   "their stage app does too: use --stage-at domain")
+            stage_at = "domain"  # the server default cannot apply to this spec
         stage_path = None if req.dev else self._stage_path(path, stage_at)
         self._check_free(path, ignore=set())
         if stage_path is not None:
             self._check_free(stage_path, what="stage app", ignore=set())
-        spec = await asyncio.to_thread(self._catalog.get, req.spec)
         params = resolve_params(spec.params, req.params)
         self._validate_kind(spec, params, path)
         ref = parse_source(req.source, branch=req.branch, commit=req.commit)

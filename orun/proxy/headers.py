@@ -53,12 +53,6 @@ class TrustedProxies:
         return forwarded_for[0] if forwarded_for else peer
 
 
-def _without_port(host: str) -> str:
-    if host.startswith("["):
-        return host[: host.find("]") + 1] or host
-    return host.partition(":")[0]
-
-
 def connection_tokens(value: str | None) -> frozenset[str]:
     if not value:
         return frozenset()
@@ -115,7 +109,10 @@ def upstream_request_headers(
     out["X-Forwarded-For"] = ", ".join(chain)
     out["X-Real-IP"] = client
     out["X-Forwarded-Proto"] = inbound_proto or scheme
-    out["X-Forwarded-Host"] = inbound_host or _without_port(host)
+    # The Host as the client sent it, port included (as nginx's $http_host, Caddy and
+    # Traefik do; OpenRun drops the port, which breaks apps that build absolute URLs
+    # from this header, gradio's file URLs for one, whenever orun is not on port 80).
+    out["X-Forwarded-Host"] = inbound_host or host
     if prefix:
         out["X-Forwarded-Prefix"] = prefix
     return out

@@ -199,3 +199,16 @@ async def test_logs_of_a_static_app_say_why_there_are_none(orun, site):
     assert "is a static app (spec static): it runs no container" in result.err
     missing = await orun.cli("app", "logs", "/nope")
     assert missing.code == 1 and "no app found at /nope" in missing.err
+
+
+async def test_stage_of_a_root_app_and_of_domain_only_specs(orun, site):
+    result = (await orun.cli("app", "create", "--dry-run", "--spec", "static",
+                             "--stage-at", "path", str(site), "counter.:")).ok()
+    assert "Stage: counter.localhost:/_cl_stage" in result.out
+    refused = await orun.cli("app", "create", "--spec", "python-reflex", "--stage-at", "path",
+                             str(site), "rx.:")
+    assert refused.code == 1
+    assert "only work at a domain root, so their stage app does too: use --stage-at domain" \
+        in refused.err
+    sub = await orun.cli("app", "create", "--spec", "python-reflex", str(site), "/sub")
+    assert sub.code == 1 and sub.err.rstrip().endswith("use a domain such as sub.:")

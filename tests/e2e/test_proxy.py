@@ -44,7 +44,7 @@ async def test_get_strips_prefix_and_sets_forwarded_headers(orun, upstream, http
     assert h["X-Forwarded-For"] == "127.0.0.1"
     assert h["X-Real-IP"] == "127.0.0.1"
     assert h["X-Forwarded-Proto"] == "http"
-    assert h["X-Forwarded-Host"] == "LOCALHOST"
+    assert h["X-Forwarded-Host"] == f"LOCALHOST:{orun.port}"  # as sent, port included
     assert h["X-Forwarded-Prefix"] == "/ext"
     assert "X-Drop" not in h and h["X-Keep"] == "kept"
     assert h["Host"] == base.removeprefix("http://")

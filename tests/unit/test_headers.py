@@ -104,7 +104,7 @@ def test_forwarding_headers_from_untrusted_peer_are_replaced() -> None:
     ])
     assert h["x-forwarded-for"] == ["203.0.113.9"]
     assert h["x-real-ip"] == ["203.0.113.9"]
-    assert h["x-forwarded-host"] == ["example.com"]
+    assert h["x-forwarded-host"] == ["example.com:25222"]
     assert h["x-forwarded-proto"] == ["http"]
     assert h["x-forwarded-prefix"] == ["/app"]
     assert "forwarded" not in h
@@ -131,7 +131,7 @@ def test_trusted_peer_without_forwarding_headers() -> None:
     assert h["x-forwarded-for"] == ["127.0.0.1"]
     assert h["x-real-ip"] == ["127.0.0.1"]
     assert h["x-forwarded-proto"] == ["https"]
-    assert h["x-forwarded-host"] == ["example.com"]
+    assert h["x-forwarded-host"] == ["example.com:25222"]
 
 
 def test_untrusted_peer_with_trusted_list_configured() -> None:
@@ -149,14 +149,15 @@ def test_forwarding_headers_are_single_valued() -> None:
 @pytest.mark.parametrize(
     ("host", "forwarded_host"),
     [
-        ("example.com:25222", "example.com"),
+        ("example.com:25222", "example.com:25222"),
         ("example.com", "example.com"),
-        ("[::1]:8080", "[::1]"),
+        ("[::1]:8080", "[::1]:8080"),
         ("[2001:db8::1]", "[2001:db8::1]"),
-        ("127.0.0.1:25222", "127.0.0.1"),
+        ("127.0.0.1:25222", "127.0.0.1:25222"),
     ],
 )
-def test_forwarded_host_has_no_port(host: str, forwarded_host: str) -> None:
+def test_forwarded_host_is_the_host_as_sent(host: str, forwarded_host: str) -> None:
+    """Port kept (OpenRun drops it; apps building absolute URLs need it)."""
     assert upstream([], host=host)["x-forwarded-host"] == [forwarded_host]
 
 

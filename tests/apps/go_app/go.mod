@@ -1,0 +1,3 @@
+module example.com/orunsample
+
+go 1.19
