@@ -62,3 +62,19 @@ async def step(page: Page, action: Callable[[], Awaitable[object]], ready: str,
                 if attempt == attempts or not changed():
                     raise
                 print(f"attempt {attempt}: Chromium saw {NETWORK_CHANGED}; again")
+
+
+async def scenario(page: Page, run: Callable[[], Awaitable[None]], attempts: int = 3) -> None:
+    """Run a whole browser scenario (load the page, then interact), from the start again
+    when it failed after Chromium saw ERR_NETWORK_CHANGED (see `step`): some apps cache a
+    failed lazy import (streamlit's widget modules), so only a fresh page load recovers."""
+    await page.send("Network.enable")
+    for attempt in range(1, attempts + 1):
+        with network_changes(page) as changed:
+            try:
+                await run()
+                return
+            except AssertionError:
+                if attempt == attempts or not changed():
+                    raise
+                print(f"scenario attempt {attempt}: Chromium saw {NETWORK_CHANGED}; again")

@@ -20,7 +20,7 @@ import pytest
 
 from tests.browser import Browser, Page, launch_browser, screenshot_path
 from tests.conftest import Orun
-from tests.e2e.spec_helpers import step, stops_cleanly
+from tests.e2e.spec_helpers import scenario, step, stops_cleanly
 from tests.e2e.test_containers import copy_app, get
 
 pytestmark = pytest.mark.timeout(900)
@@ -140,7 +140,8 @@ async def streamlit_in_browser(corun: Orun, browser: Browser, path: str, name: s
     """Open the app at `path` in Chromium, click its button and type into its input."""
     page = await browser.new_page()
     body = "document.body.innerText"
-    try:
+
+    async def run() -> None:
         await step(page, lambda: page.goto(corun.url(path + "/"), timeout=60),
                    f"{body}.includes('orun streamlit sample') && {body}.includes('Clicks: 0')",
                    timeout=30)
@@ -153,6 +154,9 @@ async def streamlit_in_browser(corun: Orun, browser: Browser, path: str, name: s
         await page.wait_for(f"{body}.includes('Hello, orun!')", timeout=30)
         assert "Clicks: 1" in await page.text()  # session state kept across reruns
         await page.screenshot(screenshot_path(f"{name}-interacted"))
+
+    try:
+        await scenario(page, run)
     except BaseException:
         with contextlib.suppress(Exception):  # must not hide the failure
             await page.screenshot(screenshot_path(f"{name}-failed"))
