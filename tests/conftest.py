@@ -261,3 +261,12 @@ def _remove_test_images() -> Iterator[None]:
                         check=False).split()
         if images:
             docker("rmi", "-f", *sorted(set(images)), check=False)
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[Any]:
+    """A headless Chromium (tests/browser.py), closed after the test."""
+    from tests.browser import launch_browser
+
+    async with launch_browser(tmp_path) as b:
+        yield b

@@ -14,14 +14,13 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.browser import Browser, Page, launch_browser, screenshot_path
+from tests.browser import Browser, Page, screenshot_path
 from tests.conftest import Orun
 from tests.e2e.spec_helpers import step, stops_cleanly
 from tests.e2e.test_containers import copy_app, get, get_json
@@ -151,12 +150,6 @@ async def test_gradio_root_path_param_sets_the_public_url(
 
 
 # -- a real browser ------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
-    async with launch_browser(tmp_path) as b:
-        yield b
 
 
 def field_value(elem_id: str) -> str:

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from tests.browser import Browser, Page, launch_browser, screenshot_path
+from tests.browser import Browser, Page, screenshot_path
 from tests.conftest import Orun, docker
 from tests.e2e.spec_helpers import step, stops_cleanly
 from tests.e2e.test_containers import app_id, copy_app, get
@@ -131,12 +131,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 # -- a real browser ------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
-    async with launch_browser(tmp_path) as b:
-        yield b
 
 
 async def test_nicegui_in_browser_at_sub_path(corun: Orun, browser: Browser,

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.browser import Browser, launch_browser, screenshot_path
+from tests.browser import Browser, screenshot_path
 from tests.conftest import Orun, containers, docker
 from tests.e2e.test_containers import copy_app, get
 
@@ -141,12 +140,6 @@ async def test_reflex_api_url_carg_is_baked_in(corun: Orun, http: aiohttp.Client
         assert status == 200, asset
         bundle += text
     assert "wss://rx-backend.example:9443/_event" in bundle
-
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
-    async with launch_browser(tmp_path) as b:
-        yield b
 
 
 async def test_reflex_counter_in_browser(corun: Orun, browser: Browser,

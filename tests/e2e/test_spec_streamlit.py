@@ -12,13 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.browser import Browser, Page, launch_browser, screenshot_path
+from tests.browser import Browser, Page, screenshot_path
 from tests.conftest import Orun
 from tests.e2e.spec_helpers import scenario, step, stops_cleanly
 from tests.e2e.test_containers import copy_app, get
@@ -109,12 +108,6 @@ async def test_streamlit_hello_and_own_requirements(corun: Orun, http: aiohttp.C
 
 
 # -- a real browser ------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
-    async with launch_browser(tmp_path) as b:
-        yield b
 
 
 async def type_text(page: Page, selector: str, text: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import Browser, Page, launch_browser, screenshot_path
+from tests.browser import Browser, Page, screenshot_path
 from tests.conftest import Orun, docker
 from tests.e2e.test_containers import copy_app
 
@@ -23,12 +23,6 @@ pytestmark = pytest.mark.timeout(300)
 
 LOG = "document.getElementById('log').textContent"
 HEADING = "document.getElementById('title').textContent"
-
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
-    async with launch_browser(tmp_path) as b:
-        yield b
 
 
 @pytest.fixture
