@@ -223,7 +223,7 @@ def engine() -> None:
     """A Docker engine answers and the base images exist (scripts/test prepares both)."""
     if subprocess.run(["docker", "version"], capture_output=True).returncode != 0:
         pytest.fail("no Docker engine answers: run scripts/docker-engine (scripts/test does)")
-    for image in ("orun-test/python:3.11",):
+    for image in sorted(set(BASE_IMAGES.values())):
         if subprocess.run(["docker", "image", "inspect", image],
                           capture_output=True).returncode != 0:
             pytest.fail(f"base image {image} is missing: run scripts/base-images")
