@@ -25,7 +25,9 @@ from orun import __version__
 from orun.bus import EventBus
 from orun.control.admin import make_admin_app
 from orun.control.apps import AppService
+from orun.control.changes import ChangeService
 from orun.control.config import Config, ListenConfig, read_config_file
+from orun.control.declared import ReconcilePlan, Reconciler
 from orun.control.model import App
 from orun.control.store import Store
 from orun.control.unixpath import usable_socket_path
@@ -36,6 +38,7 @@ from orun.proxy.forward import Forwarder
 from orun.proxy.handler import ProxyHandler
 from orun.routing.manager import RouteManager
 from orun.routing.targets import TargetFactory
+from orun.runtime.app import Instance
 from orun.runtime.runtime import Runtime
 from orun.sources import SnapshotStore
 from orun.spec import SpecCatalog
@@ -71,6 +74,8 @@ class Server:
         self.catalog = SpecCatalog(home / "specs")
         self.apps = AppService(self.store, self.snapshots, self.catalog, self.bus,
                                lambda: self.config, home)
+        self.changes = ChangeService(self.apps, lambda: self if self.runtime else None)
+        self.declared = Reconciler(self.apps, self.changes, self.config_path.parent)
         self.forwarder: Forwarder | None = None
         self.routes: RouteManager | None = None
         self.runtime: Runtime | None = None
@@ -125,6 +130,14 @@ class Server:
         await self._start_admin()
         await asyncio.to_thread(self._write_info)
         self._install_signals()
+        async with self._reload_lock:
+            plan = await self.declared.plan(self.config.apps)
+            if plan.problems:
+                # serve what exists; the next reload with a fixed file reconciles
+                log.error("apps_reconcile_failed", config=str(self.config_path),
+                          problems=plan.problems)
+            else:
+                await self._apply_declared(plan)
         log.info("orun_started", version=__version__, http=self.http_address,
                  home=str(self.home), apps=len(self.apps.all()),
                  config=str(self.config_path))
@@ -246,7 +259,8 @@ class Server:
     # -- config reload ---------------------------------------------------------------
 
     async def reload_config(self) -> dict[str, Any]:
-        """Parse -> validate -> diff -> apply; on any problem keep the old config."""
+        """Parse -> validate (the `apps:` list included) -> diff -> apply; on any
+        problem keep the old config and the old apps."""
         async with self._reload_lock:
             try:
                 new = await asyncio.to_thread(read_config_file, self.config_path,
@@ -260,9 +274,16 @@ class Server:
                 name for name in Config.__dataclass_fields__
                 if getattr(old, name) != getattr(new, name)
             )
+            with self.apps.validating_with(new):
+                plan = await self.declared.plan(new.apps)
+            if plan.problems:
+                log.error("config_reload_failed", config=str(self.config_path),
+                          problems=plan.problems)
+                return {"applied": False, "problems": plan.problems}
             if not changed:
                 log.info("config_unchanged", config=str(self.config_path))
-                return {"applied": True, "changed": []}
+                apps = await self._apply_declared(plan)
+                return {"applied": True, "changed": [], "apps": apps}
             if "http" in changed and new.http != old.http:
                 try:
                     await self._rebind_http(new.http)
@@ -282,7 +303,29 @@ class Server:
             # the parts have taken the new config when the reload command returns
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.bus.drain(), 5.0)
-            return {"applied": True, "changed": list(changed)}
+            apps = await self._apply_declared(plan)
+            return {"applied": True, "changed": list(changed), "apps": apps}
+
+    async def check_config(self, path: Path) -> dict[str, Any]:
+        """What reloading from `path` would change (`orun config check`): nothing is
+        applied."""
+        try:
+            new = await asyncio.to_thread(read_config_file, path, required=True)
+        except ConfigError as exc:
+            return {"valid": False, "problems": exc.problems}
+        changed = [name for name in Config.__dataclass_fields__
+                   if name != "apps" and getattr(self.config, name) != getattr(new, name)]
+        with self.apps.validating_with(new):
+            plan = await self.declared.plan(new.apps)
+        return {"valid": not plan.problems, "problems": plan.problems, "changed": changed,
+                "apps": plan.to_json()}
+
+    async def _apply_declared(self, plan: ReconcilePlan) -> dict[str, Any]:
+        if plan.empty:
+            return {}
+        done = await self.declared.apply(plan)
+        await self.sync_routes()
+        return done
 
     async def _rebind_http(self, listen: ListenConfig) -> None:
         """Bind the new address first; only then close the old listener."""
@@ -308,10 +351,24 @@ class Server:
         assert self.targets is not None
         return (await self.targets.load_spec(app)).kind
 
-    async def prepare_app(self, app: App) -> None:
-        """Bring a new version up before it is committed (container apps only)."""
-        if self.runtime is not None and await self.spec_kind(app) == "container":
-            await self.runtime.ensure(app)
+    # -- the runtime side of staged changes (orun.control.changes.Rollout) -------------
+
+    async def prepare(self, app: App) -> object | None:
+        """Start a new version of a container app beside the serving one."""
+        if self.runtime is None or await self.spec_kind(app) != "container":
+            return None
+        return await self.runtime.prepare(app)
+
+    def activate(self, app: App, handle: object) -> None:
+        assert self.runtime is not None and isinstance(handle, Instance)
+        self.runtime.activate(app, handle)
+
+    async def discard(self, app: App, handle: object) -> None:
+        assert self.runtime is not None and isinstance(handle, Instance)
+        await self.runtime.discard(app, handle)
+
+    def running(self, app_id: str) -> bool:
+        return self.runtime is not None and self.runtime.running(app_id)
 
     def _source_dir(self, app: App) -> Path | None:
         snap = self.snapshots.get(app.current.source_digest)

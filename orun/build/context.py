@@ -190,6 +190,7 @@ def compose(
     *,
     containerfile: str = "",
     exclude_spec: Iterable[str] = ("spec.yaml",),
+    source_only: Iterable[str] | None = None,
 ) -> BuildContext:
     """Merge source and spec into a build context (blocking: walks both trees).
 
@@ -197,6 +198,10 @@ def compose(
     and `Dockerfile` in the source, then in the spec. The `.dockerignore` is the
     source's, else the spec's, and applies to the merged set; the chosen container file
     and `.dockerignore` itself are always sent, as Docker does. `.git` is never sent.
+
+    `source_only` (dev mode) takes only those paths from the source (its dependency
+    files; the rest of it is mounted into the container instead), plus its container
+    file and `.dockerignore` as always: source edits then leave the context unchanged.
     """
     if source is not None and not source.is_dir():
         raise BuildError(f"source folder {source} does not exist")
@@ -241,7 +246,18 @@ def compose(
 
     merged: dict[str, Path] = {}
     source_dirs: set[str] = set()
-    if source_root is not None:
+    if source_root is not None and source_only is not None:
+        for arc in sorted({posixpath.normpath(n) for n in source_only}):
+            path = None if arc.startswith(("/", "../")) or arc in (".", "..") \
+                else _entry_at(source_root, arc)
+            if path is None or (rules.ignored(arc) and arc not in always):
+                continue
+            merged[arc] = path
+            parent = posixpath.dirname(arc)
+            while parent and parent not in source_dirs:
+                source_dirs.add(parent)
+                parent = posixpath.dirname(parent)
+    elif source_root is not None:
         for arc, path in _walk(source_root, rules, always):
             merged[arc] = path
             parent = posixpath.dirname(arc)

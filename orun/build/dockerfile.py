@@ -11,6 +11,7 @@ heredoc bodies (skipped, so their lines are never mistaken for instructions).
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,12 +31,16 @@ class ContainerfileInfo:
 
     `args` holds the global ARGs (declared before the first FROM) and their defaults,
     expanded against earlier global defaults; None when an ARG has no default.
+    `workdir` is the final stage's WORKDIR (inherited from an earlier stage it is built
+    on); None when that stage sets none (the base image's then applies, unknown here)
+    or it cannot be resolved.
     """
 
     exposed_port: int | None
     volumes: tuple[str, ...]
     base_images: tuple[str, ...]
     args: dict[str, str | None] = field(default_factory=dict)
+    workdir: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +395,10 @@ def parse_containerfile(text: str, build_args: Mapping[str, str] = {}) -> Contai
     volumes: list[str] = []
     port: int | None = None
     seen_from = False
+    current_stage: str | None = None
+    #: the WORKDIR of the stage being read, and of each named stage (for FROM <stage>)
+    workdir: str | None = None
+    stage_workdirs: dict[str, str | None] = {}
     for ins in parsed.instructions:
         if ins.keyword == "ARG" and not seen_from:
             for name, raw in _arg_words(ins.rest, esc):
@@ -409,11 +418,29 @@ def parse_containerfile(text: str, build_args: Mapping[str, str] = {}) -> Contai
             parent = image.lower()
             scope.stage_args = {}
             scope.stage_env = dict(scope.stage_envs.get(parent, {}))
+            workdir = stage_workdirs.get(parent) if parent in stages else None
             if image and parent not in stages and parent != "scratch" and image not in bases:
                 bases.append(image)
             if len(words) >= 3 and words[1].lower() == "as":
                 stages.add(words[2].lower())
                 scope.stage_envs[words[2].lower()] = scope.stage_env
+                stage_workdirs[words[2].lower()] = workdir
+            current_stage = words[2].lower() if len(words) >= 3 and \
+                words[1].lower() == "as" else None
+        elif ins.keyword == "WORKDIR":
+            words = split_words(ins.rest, esc)
+            unresolved: list[str] = []
+            value = expand_word(words[0], scope.in_stage, esc, unresolved) if words else ""
+            if not value or unresolved:
+                workdir = None
+            elif value.startswith("/"):
+                workdir = posixpath.normpath(value)
+            elif workdir is not None:
+                workdir = posixpath.normpath(posixpath.join(workdir, value))
+            else:  # relative to the base image's WORKDIR, unknown here
+                workdir = None
+            if current_stage is not None:
+                stage_workdirs[current_stage] = workdir
         elif ins.keyword == "ENV":
             scope.stage_env.update(_env_pairs(ins.rest, esc, scope.in_stage))
         elif ins.keyword == "EXPOSE":
@@ -425,7 +452,7 @@ def parse_containerfile(text: str, build_args: Mapping[str, str] = {}) -> Contai
             for v in _volumes(ins.rest, esc, scope.in_stage):
                 if v not in volumes:
                     volumes.append(v)
-    return ContainerfileInfo(port, tuple(volumes), tuple(bases), args)
+    return ContainerfileInfo(port, tuple(volumes), tuple(bases), args, workdir)
 
 
 # -- lint -------------------------------------------------------------------------------

@@ -205,16 +205,128 @@ def cmd_app_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flag_value(value: bool) -> str | None:
+    return "true" if value else None
+
+
+def _report_failures(result: dict[str, Any]) -> int:
+    """Print each app that failed (with its log tail) as an error line; exit status."""
+    for failure in result.get("failed", []):
+        if failure.get("detail"):
+            print(failure["detail"], file=sys.stderr)
+        _print_error(failure["message"])
+    if result.get("dry_run"):
+        print(DRY_RUN_TRAILER)
+    return 1 if result.get("failed") else 0
+
+
 def cmd_app_reload(args: argparse.Namespace) -> int:
     result = _client().request("POST", "/apps/reload", query={
-        "glob": args.glob, "promote": "true" if args.promote else None})
-    if result["reloaded"]:
-        print("Reloaded apps: " + ", ".join(a["app_path"] for a in result["reloaded"]))
-    if result["promoted"]:
-        print("Promoted apps: " + ", ".join(a["app_path"] for a in result["promoted"]))
-    print(f"{len(result['reloaded'])} app(s) reloaded, {len(result['promoted'])} app(s) "
-          "promoted.")
+        "glob": args.glob, "promote": _flag_value(args.promote),
+        "verify": _flag_value(args.verify), "force": _flag_value(args.force_reload),
+        "branch": args.branch or None, "commit": args.commit or None,
+        "dryRun": _flag_value(args.dry_run)})
+    reloaded = [a["app_path"] for a in result["stage"]] + \
+        [a["app_path"] for a in result["main"] if a["kind"] == "dev"]
+    promoted = [a["app_path"] for a in result["main"] if a["kind"] == "prod"]
+    skipped = [a["app_path"] for a in result["skipped"]]
+    if reloaded:
+        print("Reloaded apps: " + ", ".join(reloaded))
+    if skipped:
+        print("Skipped apps: " + ", ".join(skipped))
+    if promoted:
+        print("Promoted apps: " + ", ".join(promoted))
+    print(f"{len(reloaded)} app(s) reloaded, {len(skipped)} app(s) skipped, "
+          f"{len(promoted)} app(s) promoted.")
+    return _report_failures(result)
+
+
+def cmd_app_promote(args: argparse.Namespace) -> int:
+    result = _client().request("POST", "/apps/promote", query={
+        "glob": args.glob, "dryRun": _flag_value(args.dry_run)})
+    for app in result["main"]:
+        print(f"Promoting {app['app_path']}")
+    for app in result["skipped"]:
+        print(f"No staged changes for {app['app_path']}")
+    print(f"{len(result['main'])} app(s) promoted.")
+    return _report_failures(result)
+
+
+def _update(kind: str, values: list[str], glob: str, promote: bool, dry_run: bool,
+            line: str) -> int:
+    result = _client().request("POST", "/apps/update", body={
+        "kind": kind, "values": values, "glob": glob, "promote": promote,
+        "dry_run": dry_run})
+    for path in result["main_paths"]:
+        print(f"{line} {path}")
+    promoted = [a for a in result["main"] if a["kind"] == "prod"]
+    print(f"{len(result['main_paths'])} app(s) updated, {len(promoted)} app(s) promoted.")
+    return _report_failures(result)
+
+
+def cmd_app_update(args: argparse.Namespace) -> int:
+    if len(args.values) < 2:
+        if args.kind == "spec":
+            raise OrunError("requires two arguments: <value> <appPathGlob>")
+        raise OrunError("requires at least two arguments: key=value [key=value ...] "
+                        "<appPathGlob>")
+    *values, glob = args.values
+    return _update(args.kind, values, glob, args.promote, args.dry_run, "Updated")
+
+
+def cmd_param_update(args: argparse.Namespace) -> int:
+    return _update("param", [args.name, args.value], args.glob, args.promote, args.dry_run,
+                   "Updated app")
+
+
+def cmd_param_list(args: argparse.Namespace) -> int:
+    result = _client().request("GET", "/params", query={"app": args.app})
+    app, params = result["app"], result["params"]
+    if not params:
+        print(f"No param values for app {app['app_path']} : {app['id']}")
+        return 0
+    print(f"Param values for app {app['app_path']} : {app['id']}")
+    for key, value in sorted(params.items()):
+        print(f"  {key}: {value}")
     return 0
+
+
+def cmd_version_list(args: argparse.Namespace) -> int:
+    import datetime
+
+    result = _client().request("GET", "/versions", query={"app": args.app})
+    app, current = result["app"], result["app"]["current"]["version"]
+    if args.format == "json":
+        print(json.dumps(result["versions"], indent=2))
+        return 0
+    fmt = "%-8s %-2s %-19s %-12s %-16s %s"
+    print(f"Versions of {app['app_path']} ({app['id']}):")
+    print(fmt % ("Version", "", "Created", "Commit", "Spec", "Message"))
+    for v in reversed(result["versions"]):
+        created = datetime.datetime.fromtimestamp(v["created"]).strftime("%Y-%m-%d %H:%M:%S")
+        message = (v.get("git_message") or "").partition("\n")[0]
+        print(fmt % (v["version"], "*" if v["version"] == current else "", created,
+                     (v.get("git_commit") or "-")[:12], v["settings"]["spec"], message))
+    return 0
+
+
+def _switch(app: str, target: str, dry_run: bool) -> int:
+    result = _client().request("POST", "/versions/switch", query={
+        "app": app, "target": target, "dryRun": _flag_value(dry_run)})
+    moved = (result["stage"] + result["main"])[0]
+    print(f"Switched {moved['app_path']} from version {result['from_version']} to version "
+          f"{moved['current']['version']}")
+    if result.get("dry_run"):
+        print(DRY_RUN_TRAILER)
+    return 0
+
+
+def cmd_version_switch(args: argparse.Namespace) -> int:
+    return _switch(args.app, args.target, args.dry_run)
+
+
+def cmd_version_revert(args: argparse.Namespace) -> int:
+    return _switch(args.app, "revert", args.dry_run)
 
 
 def cmd_app_delete(args: argparse.Namespace) -> int:
@@ -275,7 +387,7 @@ def cmd_spec_show(args: argparse.Namespace) -> int:
 def cmd_config_check(args: argparse.Namespace) -> int:
     from orun.control.config import read_config_file
 
-    path = Path(args.path).expanduser() if args.path else _home() / "orun.yaml"
+    path = Path(args.path).expanduser().absolute() if args.path else _home() / "orun.yaml"
     try:
         read_config_file(path, required=bool(args.path))
     except ConfigError as exc:
@@ -284,8 +396,43 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 1
     exists = path.exists()
-    print(f"config OK: {path}" + ("" if exists else " (not present; built-in defaults apply)"))
+    if not exists:
+        print(f"config OK: {path} (not present; built-in defaults apply)")
+        return 0
+    try:
+        result = _client().request("POST", "/config/check", body={"path": str(path)})
+    except OrunError:
+        print(f"config OK: {path} (orun is not running: what a reload would change to the "
+              "apps is not known)")
+        return 0
+    if result["problems"]:
+        print(f"error: {path} would be rejected by the running server:", file=sys.stderr)
+        for problem in result["problems"]:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print(f"config OK: {path}")
+    _print_reconcile(result["apps"], would=True)
+    if result["changed"]:
+        print("a reload would change: " + ", ".join(result["changed"]))
     return 0
+
+
+def _print_reconcile(apps: dict[str, Any], *, would: bool) -> None:
+    """The app changes of a config reload (`apps:` list), one line each."""
+    prefix = "would " if would else ""
+    for path in apps.get("create", []) + apps.get("created", []):
+        print(f"{prefix}create {path}")
+    for item in apps.get("update", []):
+        extra = " and promote" if item["promote"] and item["changes"] != ["promote"] else ""
+        print(f"{prefix}update {item['path']} ({', '.join(item['changes'])}){extra}")
+    for path in apps.get("updated", []):
+        print(f"updated {path}")
+    for path in apps.get("delete", []) + apps.get("deleted", []):
+        print(f"{prefix}delete {path}")
+    for failure in apps.get("failed", []):
+        print(f"failed {failure}", file=sys.stderr)
+    if would and not any(apps.get(k) for k in ("create", "update", "delete")):
+        print("no app changes")
 
 
 def cmd_config_reload(args: argparse.Namespace) -> int:
@@ -295,7 +442,8 @@ def cmd_config_reload(args: argparse.Namespace) -> int:
                         + "\n  ".join(result.get("problems", [])))
     changed = result.get("changed") or []
     print("config reloaded: " + (", ".join(changed) + " changed" if changed else "no changes"))
-    return 0
+    _print_reconcile(result.get("apps") or {}, would=False)
+    return 1 if (result.get("apps") or {}).get("failed") else 0
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -357,8 +505,33 @@ def build_parser() -> argparse.ArgumentParser:
     reload_app = app_sub.add_parser(
         "reload", help="fetch the source again into the stage app (and prod with --promote)")
     reload_app.add_argument("glob")
-    reload_app.add_argument("--promote", "-p", action="store_true")
+    reload_app.add_argument("--promote", "-p", action="store_true",
+                            help="move prod to the new version too")
+    reload_app.add_argument("--verify", action="store_true",
+                            help="every app must come up healthy, else nothing changes")
+    reload_app.add_argument("--force-reload", "-f", action="store_true",
+                            help="reload git apps even when the commit did not move")
+    reload_app.add_argument("--branch", "-b", help="switch to this git branch")
+    reload_app.add_argument("--commit", "-c", help="switch to this git commit")
+    reload_app.add_argument("--dry-run", action="store_true")
     reload_app.set_defaults(func=cmd_app_reload)
+
+    promote = app_sub.add_parser("promote", help="move prod apps to their stage version")
+    promote.add_argument("glob")
+    promote.add_argument("--dry-run", action="store_true")
+    promote.set_defaults(func=cmd_app_promote)
+
+    update = app_sub.add_parser(
+        "update", help="change an app setting (staged unless --promote)",
+        description="app update spec NAME GLOB | copt|carg|conf KEY=VALUE... GLOB "
+                    "(VALUE - deletes) | cvol VOLUME... GLOB (replaces the list)")
+    update.add_argument("kind", choices=("spec", "copt", "container-option", "carg",
+                                         "container-arg", "cvol", "container-volumes",
+                                         "conf", "app-config"))
+    update.add_argument("values", nargs="+", metavar="VALUE... GLOB")
+    update.add_argument("--promote", "-p", action="store_true")
+    update.add_argument("--dry-run", action="store_true")
+    update.set_defaults(func=cmd_app_update)
 
     delete = app_sub.add_parser("delete", help="delete apps matching a glob")
     delete.add_argument("glob")
@@ -384,8 +557,36 @@ def build_parser() -> argparse.ArgumentParser:
     reload_ = config_sub.add_parser("reload", help="ask the running server to reload")
     reload_.set_defaults(func=cmd_config_reload)
 
-    version = sub.add_parser("version", help="print the version")
+    param = sub.add_parser("param", help="update and list app params")
+    param_sub = param.add_subparsers(dest="param_command", required=True, parser_class=_Parser)
+    pupdate = param_sub.add_parser("update", help="set (or with - delete) a param")
+    pupdate.add_argument("name")
+    pupdate.add_argument("value", help="the value, or - to delete the param")
+    pupdate.add_argument("glob")
+    pupdate.add_argument("--promote", "-p", action="store_true")
+    pupdate.add_argument("--dry-run", action="store_true")
+    pupdate.set_defaults(func=cmd_param_update)
+    plist = param_sub.add_parser("list", help="list an app's params")
+    plist.add_argument("app")
+    plist.set_defaults(func=cmd_param_list)
+
+    version = sub.add_parser("version", help="print orun's version, or list and switch "
+                             "app versions")
     version.set_defaults(func=cmd_version)
+    version_sub = version.add_subparsers(dest="version_command", parser_class=_Parser)
+    vlist = version_sub.add_parser("list", help="an app's kept versions")
+    vlist.add_argument("app", help="a prod, stage or dev app path")
+    vlist.add_argument("--format", "-f", choices=("basic", "json"), default="basic")
+    vlist.set_defaults(func=cmd_version_list)
+    vswitch = version_sub.add_parser("switch", help="move an app to another kept version")
+    vswitch.add_argument("target", help="previous, next or a version number")
+    vswitch.add_argument("app")
+    vswitch.add_argument("--dry-run", action="store_true")
+    vswitch.set_defaults(func=cmd_version_switch)
+    vrevert = version_sub.add_parser("revert", help="undo an app's last version change")
+    vrevert.add_argument("app")
+    vrevert.add_argument("--dry-run", action="store_true")
+    vrevert.set_defaults(func=cmd_version_revert)
     return parser
 
 

@@ -7,9 +7,9 @@ API does, so the CLI can print the message as it is.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ import structlog
 from aiohttp import web
 
 from orun.control.apps import CreateRequest
+from orun.control.changes import Outcome
 from orun.control.model import App
 from orun.errors import OrunError
 from orun.runtime.logs import AppLogs, read_tail
@@ -80,7 +81,7 @@ async def list_apps(request: web.Request) -> web.Response:
 async def create_app(request: web.Request) -> web.Response:
     server = request.app[SERVER_KEY]
     body = await _json_body(request)
-    known = {f.name for f in fields(CreateRequest)}
+    known = {f.name for f in dataclasses.fields(CreateRequest)}
     unknown = sorted(set(body) - known)
     if unknown:
         raise OrunError(f"unknown fields in create request: {', '.join(unknown)}")
@@ -114,9 +115,20 @@ async def reload_config(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+async def check_config(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    path = body.get("path")
+    server = request.app[SERVER_KEY]
+    return web.json_response(await server.check_config(
+        Path(path) if isinstance(path, str) and path else server.config_path))
+
+
 def _one_app(server: Server, glob: str) -> App:
     if not glob:
         raise OrunError("requires one argument: <appPath>")
+    found = server.apps.at(glob)
+    if found is not None:
+        return found
     apps = server.apps.match(glob, internal=True)
     for exact in ([a for a in apps if str(a.path) == glob],
                   [a for a in apps if a.path.path == glob and not a.path.domain]):
@@ -130,15 +142,76 @@ def _one_app(server: Server, glob: str) -> App:
                     + ", ".join(str(a.path) for a in apps[:5]))
 
 
-async def reload_apps(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
+def _glob(request: web.Request) -> str:
     glob = request.query.get("glob", "")
     if not glob:
         raise OrunError("requires one argument: <appPathGlob>")
-    result = await server.apps.reload(glob, promote=_flag(request, "promote"),
-                                      prepare=server.prepare_app)
+    return glob
+
+
+async def _changed(server: Server, outcome: Outcome) -> web.Response:
     await server.sync_routes()
-    return web.json_response(result)
+    return web.json_response(outcome.to_json())
+
+
+async def reload_apps(request: web.Request) -> web.Response:
+    server = request.app[SERVER_KEY]
+    outcome = await server.changes.reload(
+        _glob(request), promote=_flag(request, "promote"), verify=_flag(request, "verify"),
+        force=_flag(request, "force"), branch=request.query.get("branch", ""),
+        commit=request.query.get("commit", ""), dry_run=_flag(request, "dryRun"))
+    return await _changed(server, outcome)
+
+
+async def promote_apps(request: web.Request) -> web.Response:
+    server = request.app[SERVER_KEY]
+    outcome = await server.changes.promote(_glob(request), dry_run=_flag(request, "dryRun"))
+    return await _changed(server, outcome)
+
+
+async def update_apps(request: web.Request) -> web.Response:
+    """`app update KIND VALUES... GLOB` and `param update NAME VALUE GLOB`."""
+    server = request.app[SERVER_KEY]
+    body = await _json_body(request)
+    values = body.get("values")
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise OrunError("values must be a list of strings")
+    glob = str(body.get("glob") or "")
+    if not glob:
+        raise OrunError("requires an <appPathGlob>")
+    outcome = await server.changes.update(
+        str(body.get("kind", "")), values, glob, promote=bool(body.get("promote")),
+        dry_run=bool(body.get("dry_run")))
+    return await _changed(server, outcome)
+
+
+async def list_params(request: web.Request) -> web.Response:
+    server = request.app[SERVER_KEY]
+    app = _one_app(server, request.query.get("app", ""))
+    return web.json_response({"app": app.to_json(), "params": app.current.settings.params})
+
+
+async def list_versions(request: web.Request) -> web.Response:
+    server = request.app[SERVER_KEY]
+    app = _one_app(server, request.query.get("app", ""))
+    versions = await server.changes.versions(app)
+    return web.json_response({"app": app.to_json(),
+                              "versions": [dataclasses.asdict(v) for v in versions]})
+
+
+async def switch_version(request: web.Request) -> web.Response:
+    server = request.app[SERVER_KEY]
+    app = _one_app(server, request.query.get("app", ""))
+    target = request.query.get("target", "")
+    if not target:
+        raise OrunError("requires two arguments: <previous|next|N> <appPath>")
+    before, outcome = await server.changes.switch(app, target,
+                                                  dry_run=_flag(request, "dryRun"))
+    response = await _changed(server, outcome)
+    result = outcome.to_json()
+    result["from_version"] = before
+    response.text = json.dumps(result)
+    return response
 
 
 async def start_app(request: web.Request) -> web.StreamResponse:
@@ -265,7 +338,13 @@ def make_admin_app(server: Server) -> web.Application:
     app.router.add_post("/_orun/app", create_app)
     app.router.add_delete("/_orun/apps", delete_apps)
     app.router.add_post("/_orun/config/reload", reload_config)
+    app.router.add_post("/_orun/config/check", check_config)
     app.router.add_post("/_orun/apps/reload", reload_apps)
+    app.router.add_post("/_orun/apps/promote", promote_apps)
+    app.router.add_post("/_orun/apps/update", update_apps)
+    app.router.add_get("/_orun/params", list_params)
+    app.router.add_get("/_orun/versions", list_versions)
+    app.router.add_post("/_orun/versions/switch", switch_version)
     app.router.add_post("/_orun/apps/start", start_app)
     app.router.add_get("/_orun/apps/logs", app_logs)
     return app

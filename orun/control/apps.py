@@ -8,8 +8,10 @@ registry is only replaced after the store has committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ from orun.spec import Spec, SpecCatalog, resolve_params
 log = structlog.get_logger("orun.apps")
 
 STAGE_SUFFIX = "_cl_stage"
+_PENDING_CONFIG: ContextVar[Config | None] = ContextVar("orun_pending_config", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +61,15 @@ class CreateRequest:
     stage_at: str = ""
     approve: bool = False
     dry_run: bool = False
+    #: "config" for apps from the config file's `apps:` list (see orun.control.declared)
+    origin: str = "cli"
 
 
 def _internal(path: str) -> bool:
     return RESERVED in path.rsplit("/", 1)[-1]
 
 
-def _overlaps(a: str, b: str) -> bool:
+def paths_clash(a: str, b: str) -> bool:
     """Path overlap, except that a root app does not swallow internal `_cl_` paths."""
     if (a == "/" and _internal(b)) or (b == "/" and _internal(a)):
         return False
@@ -75,16 +80,31 @@ class AppService:
     def __init__(self, store: Store, snapshots: SnapshotStore, catalog: SpecCatalog,
                  bus: EventBus, config: Callable[[], Config], home: Path) -> None:
         self._home = home
-        self._store = store
-        self._snapshots = snapshots
+        self.store = store
+        self.snapshots = snapshots
         self._catalog = catalog
-        self._bus = bus
+        self.bus = bus
         self._config = config
         self._apps: dict[str, App] = {}
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()
+
+    def config(self) -> Config:
+        """The config in force, or the one being validated (see `validating_with`)."""
+        return _PENDING_CONFIG.get() or self._config()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def validating_with(config: Config) -> Iterator[None]:
+        """Check changes against a config that is not in force yet (a reload or `config
+        check`); task-local, so requests served meanwhile still see the old one."""
+        token = _PENDING_CONFIG.set(config)
+        try:
+            yield
+        finally:
+            _PENDING_CONFIG.reset(token)
 
     async def load(self) -> None:
-        self._apps = {a.id: a for a in await self._store.load_apps()}
+        self._apps = {a.id: a for a in await self.store.load_apps()}
 
     def all(self) -> list[App]:
         return list(self._apps.values())
@@ -92,12 +112,17 @@ class AppService:
     def get(self, app_id_: str) -> App | None:
         return self._apps.get(app_id_)
 
+    def replace(self, apps: list[App]) -> None:
+        """Swap in new versions of apps (after the store committed them)."""
+        for app in apps:
+            self._apps[app.id] = app
+
     # -- queries -----------------------------------------------------------------
 
     def match(self, glob: str, *, internal: bool = False) -> list[App]:
         """Main apps matching `glob`, newest first; with `internal`, each followed by its
         linked stage app."""
-        pattern = PathGlob.parse(glob, self._config().system.default_domain)
+        pattern = PathGlob.parse(glob, self.config().system.default_domain)
         mains = sorted((a for a in self._apps.values() if a.is_main and pattern.matches(a.path)),
                        key=lambda a: a.created, reverse=True)
         if not internal:
@@ -110,10 +135,23 @@ class AppService:
                 out.append(linked)
         return out
 
+    def at(self, text: str) -> App | None:
+        """The app (prod, stage or dev) at exactly this `[domain:]path`, if any."""
+        default = self.config().system.default_domain
+        try:
+            path = parse_app_path(text, default)
+        except AppPathError:
+            return None
+        domain = path.effective_domain(default)
+        for app in self._apps.values():
+            if app.path.path == path.path and app.path.effective_domain(default) == domain:
+                return app
+        return None
+
     # -- create ------------------------------------------------------------------
 
     def _stage_path(self, path: AppPath, stage_at: str) -> AppPath:
-        system = self._config().system
+        system = self.config().system
         if stage_at == "path":
             # /x -> /x_cl_stage; a root app / -> /_cl_stage (as OpenRun)
             return AppPath(path.domain, (path.path.rstrip("/") or "/") + STAGE_SUFFIX)
@@ -128,12 +166,12 @@ class AppService:
         return parse_app_path(f"{stage_at}:{path.path}", system.default_domain)
 
     def _check_free(self, path: AppPath, *, what: str = "App", ignore: set[str]) -> None:
-        default = self._config().system.default_domain
+        default = self.config().system.default_domain
         domain = path.effective_domain(default)
         for other in self._apps.values():
             if other.id in ignore or other.path.effective_domain(default) != domain:
                 continue
-            if _overlaps(other.path.path, path.path):
+            if paths_clash(other.path.path, path.path):
                 if what == "App":
                     raise AppPathError(f"App already exists at {other.path}")
                 raise AppPathError(f"{what} overlaps with existing app at {other.path}")
@@ -147,19 +185,43 @@ class AppService:
         if spec.kind == "proxy":
             parse_upstream_url(str(params.get("url", "")))
 
-    def _validate_container(self, req: CreateRequest, source_dir: Path,
-                            main_id_hint: str) -> None:
-        """Refuse at create what would only fail at the first request: container options
-        and volumes that the server's security settings do not allow."""
-        config = self._config()
-        parse_container_options(req.container_options, config.security.allowed_container_args)
-        parse_volumes(req.container_volumes, app_id=main_id_hint,
-                      allowed_mounts=allowed_mounts(config, self._home), source_dir=source_dir,
-                      app_run_dir=app_run_dir(self._home, main_id_hint))
+    async def check_settings(self, path: AppPath, settings: AppSettings,
+                             source_dir: Path, source_label: str) -> Spec:
+        """Everything about an app's settings that can be checked without building it:
+        the spec exists and fits the path, params resolve, and container options and
+        volumes are allowed by the server's security settings (OpenRun only finds the
+        last two at the first request). Returns the spec."""
+        spec = await asyncio.to_thread(self._catalog.get, settings.spec)
+        params = resolve_params(spec.params, settings.params)
+        self._validate_kind(spec, params, path)
+        if spec.kind == "static" and params.get("single_file") and \
+                not (source_dir / str(params.get("index", ""))).is_file():
+            raise SpecError(f"index file {params.get('index')!r} not found in the source")
+        if spec.kind == "container":
+            config = self.config()
+            hint = "app_prd_" + "0" * 27
+            parse_container_options(settings.container_options,
+                                    config.security.allowed_container_args)
+            parse_volumes(settings.container_volumes, app_id=hint,
+                          allowed_mounts=allowed_mounts(config, self._home),
+                          source_dir=source_dir, app_run_dir=app_run_dir(self._home, hint))
+            missing = [f for f in spec.container.required_files
+                       if not (source_dir / f).exists()]
+            if missing:
+                raise SpecError(f"spec {spec.name} needs {', '.join(missing)} in the app "
+                                f"source ({source_label}); none found")
+        return spec
 
-    async def create(self, req: CreateRequest) -> dict[str, Any]:
-        key_hint = "app_prd_" + "0" * 27
-        config = self._config()
+    async def spec_snapshot(self, name: str) -> str:
+        """Snapshot the spec's folder (so a version keeps the spec it was made with)."""
+        spec = await asyncio.to_thread(self._catalog.get, name)
+        return (await self.snapshots.take(parse_source(str(spec.path)))).digest
+
+    async def create(self, req: CreateRequest, *,
+                     ignore: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+        """Create an app (and its stage app); `ignore` names apps a replacement may
+        overlap (they are deleted in the same reconcile)."""
+        config = self.config()
         path = parse_app_path(req.path, config.system.default_domain)
         validate_for_create(path)
         if req.dev and req.source.strip() == "-":
@@ -174,111 +236,55 @@ class AppService:
                                    "their stage app does too: use --stage-at domain")
             stage_at = "domain"  # the server default cannot apply to this spec
         stage_path = None if req.dev else self._stage_path(path, stage_at)
-        self._check_free(path, ignore=set())
+        self._check_free(path, ignore=set(ignore))
         if stage_path is not None:
-            self._check_free(stage_path, what="stage app", ignore=set())
-        params = resolve_params(spec.params, req.params)
-        self._validate_kind(spec, params, path)
+            self._check_free(stage_path, what="stage app", ignore=set(ignore))
         ref = parse_source(req.source, branch=req.branch, commit=req.commit)
         if req.dev and ref.kind != "local":
             raise OrunError("dev mode apps need a local source directory")
-        source = await self._snapshots.take(ref)
-        if spec.kind == "static" and params.get("single_file") and \
-                not (source.path / str(params.get("index", ""))).is_file():
-            raise SpecError(f"index file {params.get('index')!r} not found in the source")
-        if spec.kind == "container":
-            self._validate_container(req, source.path, main_id_hint=key_hint)
-            missing = [f for f in spec.container.required_files
-                       if not (source.path / f).exists()]
-            if missing:
-                raise SpecError(f"spec {spec.name} needs {', '.join(missing)} in the app "
-                                f"source ({req.source}); none found")
-        spec_snap = await self._snapshots.take(parse_source(str(spec.path)))
-        now = time.time()
         settings = AppSettings(
             spec=spec.name, params=dict(req.params), container_args=dict(req.container_args),
             container_options=dict(req.container_options),
             container_volumes=list(req.container_volumes), app_config=dict(req.app_config),
             branch=req.branch, commit=req.commit,
         )
+        resolve_params(spec.params, req.params)  # before a slow fetch
+        source = await self.snapshots.take(ref)
+        await self.check_settings(path, settings, source.path, req.source)
+        spec_digest = await self.spec_snapshot(spec.name)
+        now = time.time()
         version = AppVersion(
             version=0 if req.dev else 1, source_digest=source.digest,
-            spec_digest=spec_snap.digest, settings=settings, git_commit=source.git_commit,
+            spec_digest=spec_digest, settings=settings, git_commit=source.git_commit,
             git_message=source.git_message, git_branch=source.git_branch, created=now,
         )
         key = new_app_key()
         kind: AppKind = "dev" if req.dev else "prod"
         main = App(id=app_id(kind, key), path=path, kind=kind, source=req.source,
-                   stage_at=stage_at, linked_id=None, current=version, created=now, updated=now)
+                   stage_at=stage_at, linked_id=None, current=version, created=now, updated=now,
+                   origin=req.origin)
         apps = [main]
         if stage_path is not None:
             stage = App(id=app_id("stage", key), path=stage_path, kind="stage",
                         source=req.source, stage_at=stage_at, linked_id=main.id,
-                        current=version, created=now, updated=now)
+                        current=version, created=now, updated=now, origin=req.origin)
             main = replace(main, linked_id=stage.id)
             apps = [main, stage]
         result = {"app": main.to_json(), "stage": apps[1].to_json() if len(apps) > 1 else None,
                   "dry_run": req.dry_run}
         if req.dry_run:
             return result
-        async with self._lock:
+        async with self.lock:
             # Re-check: another create may have taken the path while we fetched.
-            self._check_free(path, ignore=set())
+            self._check_free(path, ignore=set(ignore))
             if stage_path is not None:
-                self._check_free(stage_path, what="stage app", ignore=set())
-            await self._store.save(apps, new_versions=True)
+                self._check_free(stage_path, what="stage app", ignore=set(ignore))
+            await self.store.save(apps, new_versions=True)
             for app in apps:
                 self._apps[app.id] = app
         log.info("app_created", app=str(path), id=main.id, spec=spec.name)
-        self._bus.publish(AppsChanged(tuple(a.id for a in apps), "create"))
+        self.bus.publish(AppsChanged(tuple(a.id for a in apps), "create"))
         return result
-
-    # -- reload ------------------------------------------------------------------
-
-    async def reload(self, glob: str, *, promote: bool,
-                     prepare: Callable[[App], Awaitable[None]]) -> dict[str, Any]:
-        """Fetch each matching app's source again into a new stage version (and prod with
-        `promote`). `prepare` brings every new version up (build + healthy) before
-        anything is committed; any failure leaves every app as it was."""
-        mains = self.match(glob)
-        if not mains:
-            raise OrunError(f"no apps matched {glob}", status=404)
-        candidates: list[App] = []
-        now = time.time()
-        for main in mains:
-            settings = main.current.settings
-            ref = parse_source(main.source, branch=settings.branch, commit=settings.commit)
-            source = await self._snapshots.take(ref)
-            targets = [a for a in (self._apps.get(main.linked_id or ""),) if a is not None]
-            if promote or not targets:
-                targets.append(main)
-            for app in targets:
-                version = replace(
-                    app.current, version=await self._next_version(app),
-                    source_digest=source.digest, git_commit=source.git_commit,
-                    git_message=source.git_message, git_branch=source.git_branch, created=now)
-                candidates.append(app.with_version(version, now))
-        for candidate in candidates:
-            try:
-                await prepare(candidate)
-            except OrunError as exc:
-                err = OrunError(f"error reloading app {candidate.path}: {exc.message}",
-                                status=exc.status)
-                err.detail = getattr(exc, "detail", "")
-                raise err from exc
-        async with self._lock:
-            current = [a for a in candidates if a.id in self._apps]
-            await self._store.save(current, new_versions=True)
-            for app in current:
-                self._apps[app.id] = app
-        log.info("apps_reloaded", apps=[str(a.path) for a in current], promote=promote)
-        self._bus.publish(AppsChanged(tuple(a.id for a in current), "reload"))
-        return {"reloaded": [a.to_json() for a in current if a.kind == "stage"],
-                "promoted": [a.to_json() for a in current if a.kind != "stage"]}
-
-    async def _next_version(self, app: App) -> int:
-        versions = await self._store.versions(app.id)
-        return max([v.version for v in versions] + [app.current.version]) + 1
 
     # -- delete ------------------------------------------------------------------
 
@@ -289,11 +295,11 @@ class AppService:
         doomed = [a for m in mains for a in (m, self._apps.get(m.linked_id or "")) if a]
         if dry_run:
             return mains
-        async with self._lock:
-            await self._store.delete(a.id for a in doomed)
+        async with self.lock:
+            await self.store.delete(a.id for a in doomed)
             for app in doomed:
                 self._apps.pop(app.id, None)
         log.info("apps_deleted", apps=[str(a.path) for a in mains])
-        self._bus.publish(AppsChanged(tuple(a.id for a in doomed), "delete"))
+        self.bus.publish(AppsChanged(tuple(a.id for a in doomed), "delete"))
         return mains
 

@@ -82,6 +82,8 @@ class SystemConfig:
     default_stage_domain: str = "stage"
     #: how long SIGTERM waits for in-flight requests and websockets before closing them
     shutdown_timeout_secs: float = field(default=10.0, metadata=check(_non_negative))
+    #: older versions kept per app (besides the current one) for `version switch`
+    retain_versions: int = field(default=5, metadata=check(_non_negative))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +94,8 @@ class BuilderConfig:
     #: a build waiting longer than this for a slot fails (OpenRun: max_build_wait_secs)
     max_build_wait_secs: float = field(default=600.0, metadata=check(_positive))
     build_timeout_secs: float = field(default=1800.0, metadata=check(_positive))
-    #: superseded images kept per app for rollback (the newest ones)
-    retain_images: int = field(default=3, metadata=check(_non_negative))
+    #: superseded images kept per app for rollback without a rebuild (the newest ones)
+    retain_images: int = field(default=5, metadata=check(_non_negative))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,9 @@ class AppDefaults:
     health_check_interval_secs: float = field(default=20.0, metadata=check(_positive))
     #: consecutive failed background checks that take a container out of service
     health_check_failures: int = field(default=3, metadata=check(_positive))
+    #: when a new version replaces a container, how long its in-flight requests and open
+    #: websockets may take to finish before the old container is stopped
+    drain_timeout_secs: float = field(default=30.0, metadata=check(_non_negative))
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +144,34 @@ class LogConfig:
     access_log: bool = True
 
 
+def _scalars(values: dict[str, Any]) -> str | None:
+    for key, value in values.items():
+        if isinstance(value, (dict, list)) or value is None:
+            return f"{key}: expected a string, number or boolean"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredApp:
+    """One entry of the config's `apps:` list: an app orun keeps as written (created,
+    updated and deleted on every reconcile; apps made from the CLI are never touched)."""
+
+    path: str
+    source: str
+    spec: str
+    params: dict[str, Any] = field(default_factory=dict, metadata=check(_scalars))
+    cargs: dict[str, Any] = field(default_factory=dict, metadata=check(_scalars))
+    copts: dict[str, Any] = field(default_factory=dict, metadata=check(_scalars))
+    cvols: list[str] = field(default_factory=list)
+    conf: dict[str, Any] = field(default_factory=dict, metadata=check(_scalars))
+    branch: str | None = None
+    commit: str | None = None
+    stage_at: str = ""
+    dev: bool = False
+    #: changes go straight to prod too (otherwise they wait in the stage app)
+    promote: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     http: ListenConfig = field(default_factory=ListenConfig)
@@ -149,8 +182,8 @@ class Config:
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     log: LogConfig = field(default_factory=LogConfig)
-    #: declarative apps, reconciled at start and on SIGHUP (validated in full by a later issue)
-    apps: list[dict[str, Any]] = field(default_factory=list)
+    #: declarative apps, reconciled at start and on SIGHUP (orun/control/declared.py)
+    apps: list[DeclaredApp] = field(default_factory=list)
 
 
 def default_home() -> Path:

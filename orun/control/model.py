@@ -60,6 +60,11 @@ class App:
     current: AppVersion
     created: float
     updated: float
+    #: the version this app ran before its last change (what `version revert` returns to)
+    previous_version: int | None = None
+    #: "config" when the app comes from the config file's `apps:` list (reconciled on
+    #: SIGHUP, deleted when its entry goes), "cli" when a user created it
+    origin: str = "cli"
 
     @property
     def spec(self) -> str:
@@ -70,7 +75,10 @@ class App:
         return self.kind != "stage"
 
     def with_version(self, version: AppVersion, now: float) -> App:
-        return replace(self, current=version, updated=now)
+        """This app moved to `version` (remembering the one it leaves, for revert)."""
+        previous = self.current.version if version.version != self.current.version \
+            else self.previous_version
+        return replace(self, current=version, updated=now, previous_version=previous)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -85,7 +93,8 @@ class App:
             id=data["id"], path=AppPath(data["domain"], data["path"]), kind=data["kind"],
             source=data["source"], stage_at=data["stage_at"], linked_id=data["linked_id"],
             current=version_from_json(data["current"]), created=data["created"],
-            updated=data["updated"],
+            updated=data["updated"], previous_version=data.get("previous_version"),
+            origin=data.get("origin", "cli"),
         )
 
 

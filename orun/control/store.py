@@ -125,6 +125,34 @@ class Store:
 
         await self._run(delete)
 
+    async def prune_versions(self, app_id: str, keep: set[int]) -> int:
+        """Forget the app's versions not in `keep`; returns how many went."""
+
+        def prune(conn: sqlite3.Connection) -> int:
+            with _transaction(conn):
+                rows = conn.execute("SELECT version FROM versions WHERE app_id = ?",
+                                    (app_id,)).fetchall()
+                doomed = [(app_id, v) for (v,) in rows if v not in keep]
+                conn.executemany("DELETE FROM versions WHERE app_id = ? AND version = ?",
+                                 doomed)
+                return len(doomed)
+
+        return await self._run(prune)
+
+    async def referenced_digests(self) -> set[str]:
+        """Every source and spec snapshot digest a stored version or app refers to."""
+
+        def load(conn: sqlite3.Connection) -> set[str]:
+            out: set[str] = set()
+            for query in ("SELECT data FROM versions", "SELECT data FROM apps"):
+                for (raw,) in conn.execute(query):
+                    data = json.loads(raw)
+                    version = data.get("current", data)
+                    out.update((version["source_digest"], version["spec_digest"]))
+            return out
+
+        return await self._run(load)
+
     async def versions(self, app_id: str) -> list[AppVersion]:
         def load(conn: sqlite3.Connection) -> list[AppVersion]:
             rows = conn.execute(

@@ -290,6 +290,15 @@ class Engine:
             raise EngineError(f"cannot stop container {container_id[:12]}: "
                               f"{_first_line(exc)}") from None
 
+    async def restart(self, container_id: str, timeout: int = 0) -> None:
+        """Stop (killing after `timeout` seconds) and start again: same container, same
+        writable layer, maybe another host port."""
+        try:
+            await self._client.containers.container(container_id).restart(t=timeout)
+        except DockerError as exc:
+            raise EngineError(f"cannot restart container {container_id[:12]}: "
+                              f"{_first_line(exc)}") from None
+
     async def remove(self, container_id: str) -> None:
         try:
             await self._client.containers.container(container_id).delete(force=True, v=False)

@@ -62,18 +62,25 @@ class ContainerTarget:
         query = request.raw_path.partition("?")[2]
         upstream = URL(inst.upstream + path + (f"?{query}" if query else ""), encoded=True)
         activity = self.rt.activity
+        load = inst.load  # counted per container: a replaced one drains before it stops
+        load.open += 1
         if "Upgrade" in request.headers:
+            # a websocket counts as traffic only while frames flow (idle apps may stop)
             activity.last = monotonic()
-            return await self.forwarder.forward(
-                request, route, upstream, preserve_host=self.preserve_host,
-                base=URL(inst.upstream), activity=activity)
+            try:
+                return await self.forwarder.forward(
+                    request, route, upstream, preserve_host=self.preserve_host,
+                    base=inst.base, activity=activity)
+            finally:
+                load.open -= 1
         activity.open += 1
         activity.last = monotonic()
         try:
             return await self.forwarder.forward(
                 request, route, upstream, preserve_host=self.preserve_host,
-                base=URL(inst.upstream), activity=activity)
+                base=inst.base, activity=activity)
         finally:
+            load.open -= 1
             activity.open -= 1
             activity.last = monotonic()
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from yarl import URL
 
 from orun.control.model import App
 from orun.proxy.activity import Activity
@@ -20,6 +22,16 @@ PROGRESS_LINES = 400
 #: exits within this window count towards crash-loop backoff
 CRASH_WINDOW = 300.0
 MAX_BACKOFF = 60.0
+
+
+class InstanceLoad:
+    """Requests and websockets open on one container right now: a superseded container
+    is stopped only once this drops to zero (or the drain timeout passes)."""
+
+    __slots__ = ("open",)
+
+    def __init__(self) -> None:
+        self.open = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +46,17 @@ class Instance:
     image: str
     port: int
     health_path: str
+    #: wall-clock start time (container output is followed from here)
     started: float
+    load: InstanceLoad = field(default_factory=InstanceLoad, compare=False, repr=False)
+    #: the upstream origin, made once (the proxy's hot path only reads these)
+    upstream: str = field(init=False, compare=False)
+    base: URL = field(init=False, compare=False, repr=False)
 
-    @property
-    def upstream(self) -> str:
-        return f"http://127.0.0.1:{self.host_port}"
+    def __post_init__(self) -> None:
+        upstream = f"http://127.0.0.1:{self.host_port}"
+        object.__setattr__(self, "upstream", upstream)
+        object.__setattr__(self, "base", URL(upstream))
 
 
 class Progress:
@@ -75,6 +93,15 @@ class Progress:
             queue.put_nowait(None)
 
 
+@dataclass(slots=True)
+class Retirement:
+    """A superseded instance on its way out: draining, then stopping."""
+
+    instance: Instance
+    task: asyncio.Task[None] | None = None
+    stopping: bool = False
+
+
 class AppRuntime:
     def __init__(self, app_id: str, label: str, logs: AppLogs) -> None:
         self.app_id = app_id
@@ -101,10 +128,14 @@ class AppRuntime:
         self.progress = Progress()
         self.logs = logs
         self.log_follower: asyncio.Task[None] | None = None
+        #: the container whose output `log_follower` copies
+        self.log_container = ""
         #: the stop of the last container, while it runs (a restart waits for it)
         self.stopping: asyncio.Task[None] | None = None
         #: container ids orun itself is stopping (their exit is not a crash)
         self.expected_exits: set[str] = set()
+        #: superseded instances draining before they stop, by container id
+        self.retiring: dict[str, Retirement] = {}
 
     def crash_backoff(self, now: float) -> float:
         """Seconds to wait before starting a crashed app again: none after one crash,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from orun.control.model import App
 from orun.events import ContainerUnhealthy
 from orun.runtime.app import app_setting
 
@@ -29,6 +30,12 @@ FORGIVE_AFTER_SECS = 60.0
 
 def idle_tick(idle_secs: float) -> float:
     return 15.0 if idle_secs <= 0 else max(0.2, min(idle_secs / 4, 15.0))
+
+
+def idle_timeout(app: App, default: float) -> float:
+    """The app's idle timeout: `--conf container.idle_shutdown_secs`, else the server's;
+    dev apps never stop when idle unless their own setting says so (as OpenRun)."""
+    return app_setting(app, "container.idle_shutdown_secs", 0 if app.kind == "dev" else default)
 
 
 class Housekeeper:
@@ -47,8 +54,7 @@ class Housekeeper:
             for rt in self._runtime.runtimes():
                 app = self._runtime.app(rt.app_id)
                 if app is not None and rt.instance is not None:
-                    tick = min(tick, idle_tick(app_setting(
-                        app, "container.idle_shutdown_secs", cfg.idle_shutdown_secs)))
+                    tick = min(tick, idle_tick(idle_timeout(app, cfg.idle_shutdown_secs)))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 # a newly served app may need a shorter tick: it wakes us up
@@ -60,7 +66,7 @@ class Housekeeper:
                     continue
                 if rt.operation is not None and not rt.operation.done():
                     continue
-                idle = app_setting(app, "container.idle_shutdown_secs", cfg.idle_shutdown_secs)
+                idle = idle_timeout(app, cfg.idle_shutdown_secs)
                 act = rt.activity
                 if idle > 0 and act.open == 0 and now - act.last >= idle:
                     await self._runtime.stop_app(rt, f"idle for {now - act.last:.0f}s")

@@ -21,6 +21,7 @@ from orun.build.dockerfile import parse_containerfile
 from orun.control.config import Config
 from orun.control.model import App
 from orun.errors import ContainerConfigError
+from orun.runtime.devsettings import dev_settings
 from orun.runtime.options import ContainerOptions, parse_container_options
 from orun.runtime.volumes import VolumeMount, parse_volumes, render_template, volume_name
 from orun.spec import Spec, env_value, resolve_params
@@ -174,14 +175,23 @@ def plan_container(inputs: PlanInputs) -> ContainerPlan:
     build: BuildPlan | None = None
     exposed: int | None = None
     containerfile = ""
+    # A dev app plans from its live source folder; unless it rebuilds on every edit, the
+    # image holds only the spec and the source's dependency files, and the folder is
+    # mounted: a code edit then changes neither the image nor the container identity.
+    dev = dev_settings(app, spec) if app.kind == "dev" and not spec.container.image_param \
+        else None
+    source_dir = dev.source if dev is not None else inputs.source_dir
+    dev_mount: VolumeMount | None = None
     if spec.container.image_param:
         image = str(params.get(spec.container.image_param) or "").strip()
         if not image:
             raise ContainerConfigError(f"param {spec.container.image_param}: an image is "
                                        "required")
     else:
-        context = compose(inputs.source_dir, inputs.spec_dir,
-                          containerfile=spec.container.dockerfile, exclude_spec=(SPEC_FILE,))
+        mounted = dev is not None and dev.mounted
+        context = compose(source_dir, inputs.spec_dir,
+                          containerfile=spec.container.dockerfile, exclude_spec=(SPEC_FILE,),
+                          source_only=dev.image_files if dev is not None and mounted else None)
         args = merged_build_args(spec, config, settings.container_args)
         digest = context.digest(args)
         image = f"{image_repository(app.id)}:{digest[:16]}"
@@ -189,6 +199,14 @@ def plan_container(inputs: PlanInputs) -> ContainerPlan:
         parsed = parse_containerfile(context.containerfile_text, args)
         exposed = parsed.exposed_port
         containerfile = context.containerfile
+        if dev is not None and mounted:
+            target = dev.dir or parsed.workdir
+            if not target:
+                raise ContainerConfigError(
+                    f"dev mode: cannot tell where to mount the source folder: the final stage "
+                    f"of {containerfile} sets no WORKDIR; add one, or name the folder with "
+                    "--conf dev.dir=/path")
+            dev_mount = VolumeMount("bind", str(dev.source), target)
     port = _port(spec, params, exposed, containerfile)
 
     env = {k: env_value(v) for k, v in params.items() if k not in _NOT_ENV}
@@ -203,12 +221,15 @@ def plan_container(inputs: PlanInputs) -> ContainerPlan:
         volume_entries = [*parsed.volumes, *volume_entries]
     mounts = parse_volumes(volume_entries, app_id=app.id,
                            allowed_mounts=allowed_mounts(config, inputs.home),
-                           source_dir=inputs.source_dir, app_run_dir=run_dir)
+                           source_dir=source_dir, app_run_dir=run_dir)
     secret_files: dict[str, str] = {}
     resolved: list[VolumeMount] = []
+    if dev_mount is not None:
+        # the source folder shadows a VOLUME declared at the same place
+        mounts = [dev_mount, *(m for m in mounts if m.target != dev_mount.target)]
     for m in mounts:
         if m.kind == "secret":
-            secret_files.update(_render_secret(m, inputs, params, run_dir))
+            secret_files.update(_render_secret(m, source_dir, inputs.spec_dir, params, run_dir))
             resolved.append(VolumeMount("bind", str(run_dir / (Path(m.source).name + ".gen")),
                                         m.target, True))
         else:
@@ -246,11 +267,11 @@ def plan_container(inputs: PlanInputs) -> ContainerPlan:
     )
 
 
-def _render_secret(mount: VolumeMount, inputs: PlanInputs, params: Mapping[str, Any],
-                   run_dir: Path) -> dict[str, str]:
-    base = inputs.source_dir
+def _render_secret(mount: VolumeMount, source_dir: Path | None, spec_dir: Path,
+                   params: Mapping[str, Any], run_dir: Path) -> dict[str, str]:
+    base = source_dir
     candidates = [p for p in (base / mount.source if base else None,
-                              inputs.spec_dir / mount.source) if p is not None]
+                              spec_dir / mount.source) if p is not None]
     for path in candidates:
         if path.is_file():
             text = path.read_text(encoding="utf-8")

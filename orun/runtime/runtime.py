@@ -42,7 +42,15 @@ from orun.events import (
     ContainerHealthy,
     Event,
 )
-from orun.runtime.app import CRASH_WINDOW, AppRuntime, Instance, app_setting, version_key
+from orun.runtime.app import (
+    CRASH_WINDOW,
+    AppRuntime,
+    Instance,
+    Retirement,
+    app_setting,
+    version_key,
+)
+from orun.runtime.dev import DevMode
 from orun.runtime.health import HealthError, HealthProber
 from orun.runtime.housekeeping import Housekeeper
 from orun.runtime.logs import AppLogs, read_tail, stamp
@@ -109,6 +117,8 @@ class Runtime:
         self.labels = {LABEL_HOME: str(home)}
         self.watcher = EngineWatcher(self)
         self.housekeeper = Housekeeper(self)
+        #: dev apps' source watchers (orun/runtime/dev.py)
+        self.dev = DevMode(self, apps, load_spec)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -126,11 +136,13 @@ class Runtime:
         self._spawn(self.housekeeper.run(), "orun.runtime.housekeeping")
         self._unsubscribe = self._bus.subscribe(
             "runtime", (AppsChanged, ConfigReloaded), self._on_event)
+        self.dev.sync(reconcile=True)  # watch the dev apps' source folders
 
     async def stop(self) -> None:
         """Stop watching; containers keep running and are adopted by the next start."""
         if self._unsubscribe is not None:
             self._unsubscribe()
+        await self.dev.stop()  # dev apps' source watchers
         for rt in self._runtimes.values():
             if rt.log_follower is not None:
                 rt.log_follower.cancel()
@@ -270,18 +282,38 @@ class Runtime:
 
     async def _start_instance(self, app: App, rt: AppRuntime,
                               say: Callable[[str], None]) -> Instance:
+        inst = await self._launch(app, rt, say, track=True)
+        self.activate(app, inst)
+        return inst
+
+    async def _launch(self, app: App, rt: AppRuntime, say: Callable[[str], None], *,
+                      track: bool) -> Instance:
+        """Build (or pull) the app's current version, start its container and wait until
+        it is healthy, without touching the instance that serves now. `track` is for the
+        start requests wait on: it shows the state and copies the container's output from
+        the first line; a prepared version (`prepare`) does both once activated."""
         engine = await self.engine()
         if rt.stopping is not None and not rt.stopping.done():
             say("waiting for the previous container to stop")
             await asyncio.shield(rt.stopping)
         plan = await self._plan(app, engine)
-        rt.image, rt.port = plan.image, plan.port
+        if track:
+            rt.image, rt.port = plan.image, plan.port
         if rt.instance is not None and rt.instance.identity == plan.identity:
             return rt.instance
+        reclaimed = await self._reclaim(rt, plan.identity)
+        if reclaimed is not None:
+            say(f"{reclaimed.name} was still draining: it serves again")
+            return reclaimed
+
+        def state(value: str) -> None:
+            if track:
+                rt.state = value
+
         existing = await engine.inspect(plan.name)
         if existing is None:
             if plan.build is not None:
-                rt.state = "building"
+                state("building")
                 self._bus.publish(BuildStarted(app.id, plan.image))
                 try:
                     await self.builder.ensure_image(engine, plan.build,
@@ -298,22 +330,21 @@ class Runtime:
                     raise StartError(
                         f"{exc.message} (image {plan.image} is not present locally; load "
                         "it with `docker load` or make its registry reachable)") from None
-            rt.state = "starting"
+            state("starting")
             await self._prepare_mounts(engine, plan, say)
             say(f"creating container {plan.name} (port {plan.port})")
             container_id = await engine.create_container(plan.name, plan.create_body(engine.kind))
         else:
             container_id = existing.id
-            rt.state = "starting"
+            state("starting")
             say(f"reusing container {plan.name} ({existing.state})")
         info = existing
+        started_at = time.time()
         if existing is None or not existing.running:
-            started_at = time.time()
             await engine.start(container_id)
-            self.follow_logs(engine, rt, container_id, started_at)
+            if track:
+                self.follow_logs(engine, rt, container_id, started_at)
             info = await engine.inspect(container_id)
-        elif rt.log_follower is None or rt.log_follower.done():
-            self.follow_logs(engine, rt, container_id, time.time())
         if info is None or info.host_port is None:
             raise StartError(f"container {plan.name} has no published port "
                              f"(state {info.status if info else 'gone'})")
@@ -340,25 +371,79 @@ class Runtime:
             with contextlib.suppress(EngineError):
                 await engine.stop(container_id, timeout=1)
             raise StartError(f"error waiting for health: {exc}", tail) from None
-        say(f"healthy after {time.monotonic() - started:.2f}s: serving "
-            f"{rt.label} from {plan.name}")
-        inst = Instance(container_id=container_id, name=plan.name, host_port=info.host_port,
+        say(f"healthy after {time.monotonic() - started:.2f}s: {plan.name} runs "
+            f"{rt.label} version {plan.version}")
+        return Instance(container_id=container_id, name=plan.name, host_port=info.host_port,
                         identity=plan.identity, version=plan.version, image=plan.image,
-                        port=plan.port, health_path=plan.health_path, started=time.time())
+                        port=plan.port, health_path=plan.health_path, started=started_at)
+
+    # -- staged changes: prepare beside the serving version, then switch ----------------
+
+    async def prepare(self, app: App) -> Instance:
+        """Start `app`'s (uncommitted) version beside the one that serves now and wait
+        until it is healthy; `activate` switches to it, `discard` drops it."""
+        rt = self.runtime_for(app)
+        await rt.logs.build.restart()
+
+        def say(line: str) -> None:
+            rt.logs.build.write(line)
+            self._bus.publish(BuildProgress(app.id, line))
+
+        say(f"{stamp()} preparing {rt.label} version {app.current.version}")
+        try:
+            return await self._launch(app, rt, say, track=False)
+        except (OrunError, HealthError) as exc:
+            message = exc.message if isinstance(exc, OrunError) else str(exc)
+            say(f"error: {message}")
+            if isinstance(exc, StartError):
+                raise
+            detail = exc.log_tail if isinstance(exc, BuildError) else ""
+            status = exc.status if isinstance(exc, OrunError) else 500
+            raise StartError(message, detail, status=status) from None
+
+    def activate(self, app: App, inst: Instance) -> None:
+        """Serve `inst` from now on; the container it replaces drains, then stops."""
+        rt = self.runtime_for(app)
         old = rt.instance
+        if old is not None and old.container_id == inst.container_id:
+            return
+        engine = self._engine
+        if engine is not None and rt.log_container != inst.container_id:
+            self.follow_logs(engine, rt, inst.container_id, inst.started)
+        rt.image, rt.port = inst.image, inst.port
         self.serve(rt, inst)
-        if old is not None and old.container_id != inst.container_id:
-            self._spawn(self._retire(engine, rt, old), f"orun.retire.{old.name}")
+        if engine is None:
+            return
+        if old is not None:
+            retirement = Retirement(old)
+            rt.retiring[old.container_id] = retirement
+            retirement.task = self._spawn(self._retire(engine, rt, retirement),
+                                          f"orun.retire.{old.name}")
         self._spawn(self._cleanup_app(engine, app, keep={inst.container_id}),
                     f"orun.cleanup.{app.id}")
-        return inst
+
+    async def discard(self, app: App, inst: Instance) -> None:
+        """Stop and remove a prepared container that will not serve."""
+        rt = self.runtime_for(app)
+        if rt.instance is not None and rt.instance.container_id == inst.container_id:
+            return
+        rt.expected_exits.add(inst.container_id)
+        with contextlib.suppress(EngineError):
+            engine = await self.engine()
+            await engine.stop(inst.container_id, timeout=2)
+            await engine.remove(inst.container_id)
+        log.info("container_discarded", app=rt.label, container=inst.name)
+
+    def running(self, app_id: str) -> bool:
+        rt = self._runtimes.get(app_id)
+        return rt is not None and rt.instance is not None
 
     async def _plan(self, app: App, engine: Engine) -> ContainerPlan:
         """The app's container plan, computed once per version, config and URL (planning
         reads and hashes the whole build context, which a cold start should not pay)."""
         config, url = self._config(), self._app_url(app)
         key = (app.current.version, app.current.source_digest, app.current.spec_digest,
-               url, engine.kind)
+               url, engine.kind, self.dev.generation(app.id))  # dev: edits of the live source
         cached = self._plans.get(app.id)
         if cached is not None and cached[0] is config and cached[1] == key:
             return cached[2]
@@ -390,19 +475,52 @@ class Runtime:
         if plan.secret_files:
             await asyncio.to_thread(_write_secret_files, dict(plan.secret_files))
 
-    async def _retire(self, engine: Engine, rt: AppRuntime, old: Instance) -> None:
-        """Stop a superseded container once requests have moved to the new one."""
-        await asyncio.sleep(2.0)
+    async def _retire(self, engine: Engine, rt: AppRuntime, retirement: Retirement) -> None:
+        """Stop a superseded container once its in-flight requests and websockets have
+        finished (at most `app_defaults.drain_timeout_secs`): new requests already go to
+        its replacement, so nobody sees the switch."""
+        old = retirement.instance
+        limit = self._config().app_defaults.drain_timeout_secs
+        waited = time.monotonic()
+        deadline = waited + limit
+        try:
+            while old.load.open > 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            rt.retiring.pop(old.container_id, None)  # reclaimed, or orun is stopping
+            raise
+        if old.load.open > 0:
+            log.warning("drain_timeout", app=rt.label, container=old.name,
+                        still_open=old.load.open, limit=limit)
+        retirement.stopping = True
         rt.expected_exits.add(old.container_id)
-        with contextlib.suppress(EngineError):
-            await engine.stop(old.container_id, timeout=5)
-            await engine.remove(old.container_id)
+        try:
+            with contextlib.suppress(EngineError):
+                await engine.stop(old.container_id, timeout=5)
+                await engine.remove(old.container_id)
+        finally:
+            rt.retiring.pop(old.container_id, None)
         rt.expected_exits.discard(old.container_id)
-        log.info("container_retired", app=rt.label, container=old.name)
+        log.info("container_retired", app=rt.label, container=old.name,
+                 drained_secs=round(time.monotonic() - waited, 2))
         app = self._get_app(rt.app_id)
         if app is not None and rt.instance is not None:
             # its image may be removable only now that no container uses it
             await self._cleanup_app(engine, app, keep={rt.instance.container_id})
+
+    async def _reclaim(self, rt: AppRuntime, identity: str) -> Instance | None:
+        """A switch back to a version whose container is still draining takes that
+        container back at once; one that is already stopping is waited for first."""
+        for retirement in list(rt.retiring.values()):
+            if retirement.instance.identity != identity or retirement.task is None:
+                continue
+            if not retirement.stopping:
+                retirement.task.cancel()
+                rt.retiring.pop(retirement.instance.container_id, None)
+                return retirement.instance
+            with contextlib.suppress(Exception):
+                await asyncio.shield(retirement.task)
+        return None
 
     async def _cleanup_app(self, engine: Engine, app: App, keep: set[str]) -> None:
         """Remove the app's stopped containers of other identities, and image tags that
@@ -431,6 +549,7 @@ class Runtime:
                      since: float, *, adopted: bool = False) -> None:
         if rt.log_follower is not None:
             rt.log_follower.cancel()
+        rt.log_container = container_id
 
         async def follow() -> None:
             what = "adopted (orun restarted)" if adopted else "started"
@@ -525,6 +644,7 @@ class Runtime:
             return
         if not isinstance(event, AppsChanged):
             return
+        self.dev.sync()  # start or stop dev apps' source watchers
         for app_id in event.app_ids:
             app = self._get_app(app_id)
             if app is None:
@@ -534,8 +654,17 @@ class Runtime:
             if rt is not None:
                 rt.label = str(app.path)
                 if rt.instance is not None and rt.instance.version != app.current.version:
+                    if not await self._runs_container(app):
+                        await self.stop_app(rt, "the app no longer runs a container")
+                        continue
                     # Roll out in the background; the old container serves until then.
                     self.ensure(app)
+
+    async def _runs_container(self, app: App) -> bool:
+        try:
+            return (await self._load_spec(app)).kind == "container"
+        except OrunError:
+            return True  # a broken spec surfaces as a start error, where it is shown
 
     def lost(self, rt: AppRuntime, reason: str, exit_code: int | None) -> None:
         """The app's serving container stopped (seen in engine events or a resync)."""

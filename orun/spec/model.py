@@ -24,7 +24,7 @@ from typing import Any, Literal
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from orun.control.schema import build
+from orun.control.schema import build, check
 from orun.errors import SpecError
 
 SPEC_FILE = "spec.yaml"
@@ -74,6 +74,45 @@ class ContainerSpec:
     volumes: list[str] = field(default_factory=list)
 
 
+#: source files whose change rebuilds a dev app's image, unless a spec lists its own
+DEPENDENCY_FILES = ("requirements.txt", "pyproject.toml", "uv.lock", "poetry.lock", "go.mod",
+                    "go.sum")
+
+
+def _relative_paths(paths: list[str]) -> str | None:
+    for p in paths:
+        parts = p.split("/")
+        if not p or p.startswith("/") or ".." in parts:
+            return f"{p!r} must be a relative path inside the app source"
+    return None
+
+
+def _absolute_or_empty(path: str) -> str | None:
+    return None if not path or path.startswith("/") else f"{path!r} must be an absolute path"
+
+
+@dataclass(frozen=True, slots=True)
+class DevSpec:
+    """How a dev app (`app create --dev`) of this spec follows edits of its source folder.
+
+    The image is built from the spec's files plus the source's `dependency_files` only,
+    and the live source folder is bind-mounted at `dir` (default: the final stage's
+    WORKDIR), so a code edit changes neither the image nor the container. On an edit:
+    a dependency file (or the source's own Containerfile, Dockerfile or .dockerignore)
+    rebuilds the image and replaces the container; anything else does what `reload`
+    says: `none` (the framework reloads by itself), `restart` the container, `recreate`
+    it, or `rebuild` (no mount at all: every edit rebuilds the image from the whole
+    source, for compiled apps). `ignore` adds glob patterns (of names or relative
+    paths) the watcher skips, e.g. files the app writes into its own folder.
+    """
+
+    reload: Literal["none", "restart", "recreate", "rebuild"] = "restart"
+    dependency_files: list[str] = field(default_factory=lambda: list(DEPENDENCY_FILES),
+                                        metadata=check(_relative_paths))
+    dir: str = field(default="", metadata=check(_absolute_or_empty))
+    ignore: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True, slots=True)
 class SpecFile:
     description: str = ""
@@ -83,6 +122,7 @@ class SpecFile:
     params: dict[str, ParamSpec] = field(default_factory=dict)
     routing: RoutingSpec = field(default_factory=RoutingSpec)
     container: ContainerSpec = field(default_factory=ContainerSpec)
+    dev: DevSpec = field(default_factory=DevSpec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +139,7 @@ class Spec:
     #: template files relative to `path` (everything but spec.yaml)
     files: tuple[str, ...]
     example: str = ""
+    dev: DevSpec = field(default_factory=DevSpec)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -115,6 +156,9 @@ class Spec:
                         "path_routing": self.routing.path_routing},
             "files": list(self.files),
             "example": self.example,
+            "dev": {"reload": self.dev.reload,
+                    "dependency_files": list(self.dev.dependency_files),
+                    "dir": self.dev.dir, "ignore": list(self.dev.ignore)},
         }
 
 
@@ -165,4 +209,5 @@ def load_spec_dir(name: str, path: Path) -> Spec:
     return Spec(name=name, path=path, description=parsed.description, kind=parsed.kind,
                 params=dict(parsed.params), routing=parsed.routing,
                 container=parsed.container, files=files,
-                example=parsed.example or f"orun app create --spec {name} ./src /app")
+                example=parsed.example or f"orun app create --spec {name} ./src /app",
+                dev=parsed.dev)

@@ -19,14 +19,21 @@ def _param_cell(spec: Spec) -> str:
     return "<br>".join(parts) or "none"
 
 
+def _dev_cell(spec: Spec) -> str:
+    """What an edit does to a dev app (`app create --dev`) of this spec."""
+    if spec.kind != "container" or spec.container.image_param:
+        return "-"
+    return f"`{spec.dev.reload}`"
+
+
 def markdown_table(specs: list[Spec]) -> str:
     lines = [
-        "| spec | kind | params | path routing | example |",
-        "|---|---|---|---|---|",
+        "| spec | kind | params | path routing | dev reload | example |",
+        "|---|---|---|---|---|---|",
     ]
     for spec in specs:
         example = spec.example
         routing = "yes" if spec.routing.path_routing else "domain root only"
         lines.append(f"| `{spec.name}` | {spec.kind} | {_param_cell(spec)} | {routing} | "
-                     f"`{example}` |")
+                     f"{_dev_cell(spec)} | `{example}` |")
     return "\n".join(lines)

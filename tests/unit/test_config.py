@@ -12,6 +12,7 @@ import pytest
 from orun.control.config import (
     DEFAULT_HTTP_PORT,
     Config,
+    DeclaredApp,
     parse_config,
     read_config_file,
 )
@@ -88,7 +89,7 @@ security:
   allowed_mounts: [/data]
 log: {level: debug, format: json, access_log: false}
 apps:
-  - {path: /x, source: ./x}
+  - {path: /x, source: ./x, spec: static, params: {port: 8080, debug: true}}
 """)
     assert c.http.host == "0.0.0.0"
     assert c.http.port == 8080
@@ -106,7 +107,8 @@ apps:
     assert c.log.level == "debug"
     assert c.log.format == "json"
     assert c.log.access_log is False
-    assert c.apps == [{"path": "/x", "source": "./x"}]
+    assert c.apps == [DeclaredApp(path="/x", source="./x", spec="static",
+                                  params={"port": 8080, "debug": True})]
 
 
 def test_negative_port_disables_listener() -> None:

@@ -298,8 +298,8 @@ def test_unknown_key(tmp_path: Path) -> None:
     message = load_error(tmp_path, "kind: static\nkinds: proxy\n")
     assert message.startswith("spec bad (")
     assert "is invalid: " in message
-    assert ("kinds: unknown key (known keys: container, description, example, kind, params, "
-            "routing)") in message
+    assert ("kinds: unknown key (known keys: container, description, dev, example, kind, "
+            "params, routing)") in message
 
 
 def test_unknown_nested_keys_are_reported_with_their_path(tmp_path: Path) -> None:
