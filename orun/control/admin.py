@@ -149,9 +149,10 @@ def _glob(request: web.Request) -> str:
     return glob
 
 
-async def _changed(server: Server, outcome: Outcome) -> web.Response:
+async def _changed(server: Server, outcome: Outcome, **extra: Any) -> web.Response:
+    """The answer to a change: routes rebuilt first, so it is live when the CLI returns."""
     await server.sync_routes()
-    return web.json_response(outcome.to_json())
+    return web.json_response({**outcome.to_json(), **extra})
 
 
 async def reload_apps(request: web.Request) -> web.Response:
@@ -207,11 +208,7 @@ async def switch_version(request: web.Request) -> web.Response:
         raise OrunError("requires two arguments: <previous|next|N> <appPath>")
     before, outcome = await server.changes.switch(app, target,
                                                   dry_run=_flag(request, "dryRun"))
-    response = await _changed(server, outcome)
-    result = outcome.to_json()
-    result["from_version"] = before
-    response.text = json.dumps(result)
-    return response
+    return await _changed(server, outcome, from_version=before)
 
 
 async def start_app(request: web.Request) -> web.StreamResponse:

@@ -325,7 +325,8 @@ class ChangeService:
     async def switch(self, app: App, target: str, *, dry_run: bool = False) -> tuple[int, Outcome]:
         """Move one app (prod, stage or dev) to a stored version: `previous`, `next`, a
         number, or `revert` (the version it ran before its last change)."""
-        numbers = sorted(v.version for v in await self.versions(app))
+        versions = {v.version: v for v in await self.versions(app)}
+        numbers = sorted(versions)
         current = app.current.version
         wanted: int | None
         if target == "previous":
@@ -346,7 +347,6 @@ class ChangeService:
             except ValueError:
                 raise OrunError(f"invalid version {target!r}: use previous, next or a "
                                 "version number") from None
-        versions = {v.version: v for v in await self.versions(app)}
         if wanted not in versions:
             kept = ", ".join(str(n) for n in numbers) or "none"
             raise NotFoundError(f"version {wanted} of app {app.path} not found (kept "

@@ -25,6 +25,7 @@ BROKEN = (HERE / "BROKEN").exists()
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # head and body are two writes: no 40 ms ACK wait
 
     def do_GET(self):
         if self.headers.get("Upgrade", "").lower() == "websocket":
@@ -82,4 +83,5 @@ def _stop(_signum, _frame):
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _stop)
     ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer.request_queue_size = 128  # the default backlog of 5 drops SYNs
     ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8080"))), Handler).serve_forever()
