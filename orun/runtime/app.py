@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from yarl import URL
 
 from orun.control.model import App
+from orun.errors import BuildError, OrunError
 from orun.proxy.activity import Activity
 from orun.runtime.logs import AppLogs
 
@@ -22,6 +23,28 @@ PROGRESS_LINES = 400
 #: exits within this window count towards crash-loop backoff
 CRASH_WINDOW = 300.0
 MAX_BACKOFF = 60.0
+
+
+class StartError(OrunError):
+    """An app could not be brought up; `detail` holds the build or container log tail."""
+
+    status = 500
+
+    def __init__(self, message: str, detail: str = "", *, status: int = 500,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, status=status)
+        self.detail = detail
+        self.retry_after = retry_after
+
+    @classmethod
+    def of(cls, exc: Exception) -> StartError:
+        """Any failure of a start (build, engine, health) as a StartError."""
+        if isinstance(exc, StartError):
+            return exc
+        if isinstance(exc, OrunError):
+            detail = exc.log_tail if isinstance(exc, BuildError) else exc.detail
+            return cls(exc.message, detail, status=exc.status)
+        return cls(str(exc))
 
 
 class InstanceLoad:

@@ -28,7 +28,6 @@ for new ones on `AppsChanged`, and stopped (their threads too) on delete and shu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -41,9 +40,9 @@ from watchfiles import Change, awatch
 
 from orun.control.model import App
 from orun.engine.docker import Engine
-from orun.errors import BuildError, EngineError, OrunError
+from orun.errors import OrunError
 from orun.events import BuildProgress, ContainerExited
-from orun.runtime.app import AppRuntime, Instance, app_setting, version_key
+from orun.runtime.app import AppRuntime, Instance, StartError, version_key
 from orun.runtime.devsettings import (
     Decision,
     DevSettings,
@@ -291,12 +290,12 @@ class DevMode:
         try:
             engine = await self._runtime.engine()
             inst = rt.instance
-            plan = await self._runtime._plan(app, engine)
+            plan = await self._runtime.plan(app, engine)
             if inst is None:
-                result = await self._runtime._start_instance(app, rt, say)
+                result = await self._runtime.start_instance(app, rt, say)
             elif plan.identity != inst.identity:
                 # the image inputs changed: build, start, health-check, then swap
-                result = await self._runtime._start_instance(app, rt, say)
+                result = await self._runtime.start_instance(app, rt, say)
             else:
                 action = decision.action
                 if action == "rebuild":
@@ -312,28 +311,9 @@ class DevMode:
             say(f"{stamp()} dev change applied in {time.monotonic() - began:.2f}s")
             return result
         except (OrunError, HealthError) as exc:
-            raise self._failed(app, rt, exc, say) from None
+            raise self._runtime.record_failure(app, rt, exc, say) from None
         finally:
             rt.progress.finish()
-
-    def _failed(self, app: App, rt: AppRuntime, exc: OrunError | HealthError,
-                say: Say) -> OrunError:
-        """Record a failed change like a failed start (shown to requests and `app list`)."""
-        from orun.runtime.runtime import StartError  # (runtime.py imports this module)
-
-        message = exc.message if isinstance(exc, OrunError) else str(exc)
-        detail = exc.log_tail if isinstance(exc, BuildError) else \
-            exc.detail if isinstance(exc, StartError) else ""
-        say(f"error: {message}")
-        rt.error, rt.error_detail = message, detail
-        rt.state = "running" if rt.instance is not None else "failed"
-        rt.failed_status = exc.status if isinstance(exc, OrunError) else 500
-        rt.failed_version = version_key(app) if rt.failed_status == 500 else None
-        rt.failed_at = time.monotonic()
-        log.warning("dev_change_failed", app=rt.label, error=message)
-        if isinstance(exc, StartError):
-            return exc
-        return StartError(message, detail, status=rt.failed_status)
 
     def _out_of_service(self, app: App, rt: AppRuntime, inst: Instance, why: str) -> None:
         """Take the container out of service: requests now wait for this operation."""
@@ -351,8 +331,6 @@ class DevMode:
     async def _restart(self, engine: Engine, app: App, rt: AppRuntime, inst: Instance,
                        say: Say) -> Instance:
         """Restart the same container (the source is mounted: it runs the edited code)."""
-        from orun.runtime.runtime import StartError  # (runtime.py imports this module)
-
         say(f"restarting container {inst.name}")
         self._out_of_service(app, rt, inst, "dev mode restart")
         began = time.monotonic()
@@ -364,9 +342,10 @@ class DevMode:
         if info is None or not info.running or info.host_port is None:
             raise StartError(f"container {inst.name} did not come back after the restart "
                              f"({info.status if info else 'gone'})",
-                             await _tail(engine, inst.container_id))
+                             await self._runtime.container_tail(engine, inst.container_id))
         say(f"waiting for {inst.health_path} on 127.0.0.1:{info.host_port} to answer 200")
-        await self._wait_healthy(engine, app, rt, inst, info.host_port)
+        await self._runtime.wait_healthy(engine, app, rt, inst.container_id, inst.name,
+                                         info.host_port, inst.health_path)
         new = replace(inst, host_port=info.host_port, started=time.time())
         # the restart's own exit events may still be on their way: they are no crash
         asyncio.get_running_loop().call_later(2.0, rt.expected_exits.discard, inst.container_id)
@@ -382,32 +361,7 @@ class DevMode:
         self._out_of_service(app, rt, inst, "dev mode recreate")
         await self._drain(inst)
         await engine.remove(inst.container_id)
-        return await self._runtime._start_instance(app, rt, say)
-
-    async def _wait_healthy(self, engine: Engine, app: App, rt: AppRuntime, inst: Instance,
-                            host_port: int) -> None:
-        from orun.runtime.runtime import StartError  # (runtime.py imports this module)
-
-        async def alive() -> str | None:
-            now = await engine.inspect(inst.container_id)
-            if now is None:
-                return f"container {inst.name} was removed"
-            if not now.running:
-                return f"container {inst.name} exited ({now.status})"
-            return None
-
-        cfg = self._runtime.config().app_defaults
-        try:
-            await self._runtime.prober.wait_healthy(
-                host_port, inst.health_path, probe_timeout=cfg.health_timeout_secs,
-                budget=app_setting(app, "container.startup_timeout_secs",
-                                   cfg.startup_timeout_secs), alive=alive)
-        except HealthError as exc:
-            tail = await _tail(engine, inst.container_id)
-            with contextlib.suppress(EngineError):
-                await engine.stop(inst.container_id, timeout=1)
-            raise StartError(f"error waiting for health: {exc}", tail) from None
-
+        return await self._runtime.start_instance(app, rt, say)
 
 def _lasting(root: Path, changes: dict[str, set[Change]]) -> set[str]:
     """The changed paths, less the ones that came and went within the batch (an editor's
@@ -422,15 +376,6 @@ def _source(app: App) -> Path:
         return live_source(app)
     except OrunError:
         return Path()
-
-
-async def _tail(engine: Engine, container_id: str) -> str:
-    await asyncio.sleep(0.2)
-    text = ""
-    with contextlib.suppress(EngineError):
-        async for chunk in engine.logs(container_id, follow=False):
-            text += chunk
-    return "\n".join(text.splitlines()[-FAILURE_LOG_LINES:])
 
 
 __all__ = ["DevMode"]

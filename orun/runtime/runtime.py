@@ -47,6 +47,7 @@ from orun.runtime.app import (
     AppRuntime,
     Instance,
     Retirement,
+    StartError,
     app_setting,
     version_key,
 )
@@ -71,18 +72,6 @@ log = structlog.get_logger("orun.runtime")
 FAILURE_LOG_LINES = 40
 #: a failed start of an unchanged version is answered from memory for this long
 FAILED_RETRY_SECS = 5.0
-
-
-class StartError(OrunError):
-    """An app could not be brought up; `detail` holds the build or container log tail."""
-
-    status = 500
-
-    def __init__(self, message: str, detail: str = "", *, status: int = 500,
-                 retry_after: float | None = None) -> None:
-        super().__init__(message, status=status)
-        self.detail = detail
-        self.retry_after = retry_after
 
 
 class Runtime:
@@ -256,32 +245,35 @@ class Runtime:
 
         say(f"{stamp()} starting {rt.label} (version {app.current.version})")
         try:
-            inst = await self._start_instance(app, rt, say)
+            inst = await self.start_instance(app, rt, say)
         except asyncio.CancelledError:
             rt.state = previous_state if rt.instance else "stopped"
             raise
         except (OrunError, HealthError) as exc:
-            message = exc.message if isinstance(exc, OrunError) else str(exc)
-            detail = exc.log_tail if isinstance(exc, BuildError) else \
-                exc.detail if isinstance(exc, StartError) else ""
-            say(f"error: {message}")
-            rt.error, rt.error_detail = message, detail
-            rt.state = "running" if rt.instance is not None else "failed"
-            rt.failed_status = exc.status if isinstance(exc, OrunError) else 500
-            # remember build/start failures (costly to repeat); an absent engine is not
-            rt.failed_version = version_key(app) if rt.failed_status == 500 else None
-            rt.failed_at = time.monotonic()
-            log.warning("app_start_failed", app=rt.label, error=message)
             rt.progress.finish()
-            if isinstance(exc, StartError):
-                raise
-            status = exc.status if isinstance(exc, OrunError) else 500
-            raise StartError(message, detail, status=status) from None
+            raise self.record_failure(app, rt, exc, say) from None
         rt.progress.finish()
         return inst
 
-    async def _start_instance(self, app: App, rt: AppRuntime,
-                              say: Callable[[str], None]) -> Instance:
+    def record_failure(self, app: App, rt: AppRuntime, exc: OrunError | HealthError,
+                       say: Callable[[str], None]) -> StartError:
+        """Remember a failed start (shown to requests, the starting page and `app list`);
+        returns it as the StartError to raise."""
+        err = StartError.of(exc)
+        say(f"error: {err.message}")
+        rt.error, rt.error_detail = err.message, err.detail
+        rt.state = "running" if rt.instance is not None else "failed"
+        rt.failed_status = err.status
+        # remember build/start failures (costly to repeat); an absent engine is not
+        rt.failed_version = version_key(app) if err.status == 500 else None
+        rt.failed_at = time.monotonic()
+        log.warning("app_start_failed", app=rt.label, error=err.message)
+        return err
+
+    async def start_instance(self, app: App, rt: AppRuntime,
+                             say: Callable[[str], None]) -> Instance:
+        """Bring the app's current version up and serve it (the one that served before
+        drains, then stops). Callers run it as the app's single-flight operation."""
         inst = await self._launch(app, rt, say, track=True)
         self.activate(app, inst)
         return inst
@@ -296,7 +288,7 @@ class Runtime:
         if rt.stopping is not None and not rt.stopping.done():
             say("waiting for the previous container to stop")
             await asyncio.shield(rt.stopping)
-        plan = await self._plan(app, engine)
+        plan = await self.plan(app, engine)
         if track:
             rt.image, rt.port = plan.image, plan.port
         if rt.instance is not None and rt.instance.identity == plan.identity:
@@ -349,28 +341,9 @@ class Runtime:
             raise StartError(f"container {plan.name} has no published port "
                              f"(state {info.status if info else 'gone'})")
         say(f"waiting for {plan.health_path} on 127.0.0.1:{info.host_port} to answer 200")
-
-        async def alive() -> str | None:
-            now = await engine.inspect(container_id)
-            if now is None:
-                return f"container {plan.name} was removed"
-            if not now.running:
-                return f"container {plan.name} exited ({now.status})"
-            return None
-
-        cfg = self._config().app_defaults
         started = time.monotonic()
-        try:
-            await self.prober.wait_healthy(
-                info.host_port, plan.health_path, probe_timeout=cfg.health_timeout_secs,
-                budget=app_setting(app, "container.startup_timeout_secs",
-                                   cfg.startup_timeout_secs), alive=alive)
-        except HealthError as exc:
-            tail = await self._container_tail(engine, container_id)
-            rt.expected_exits.add(container_id)
-            with contextlib.suppress(EngineError):
-                await engine.stop(container_id, timeout=1)
-            raise StartError(f"error waiting for health: {exc}", tail) from None
+        await self.wait_healthy(engine, app, rt, container_id, plan.name, info.host_port,
+                                plan.health_path)
         say(f"healthy after {time.monotonic() - started:.2f}s: {plan.name} runs "
             f"{rt.label} version {plan.version}")
         return Instance(container_id=container_id, name=plan.name, host_port=info.host_port,
@@ -393,13 +366,9 @@ class Runtime:
         try:
             return await self._launch(app, rt, say, track=False)
         except (OrunError, HealthError) as exc:
-            message = exc.message if isinstance(exc, OrunError) else str(exc)
-            say(f"error: {message}")
-            if isinstance(exc, StartError):
-                raise
-            detail = exc.log_tail if isinstance(exc, BuildError) else ""
-            status = exc.status if isinstance(exc, OrunError) else 500
-            raise StartError(message, detail, status=status) from None
+            err = StartError.of(exc)
+            say(f"error: {err.message}")
+            raise err from None
 
     def activate(self, app: App, inst: Instance) -> None:
         """Serve `inst` from now on; the container it replaces drains, then stops."""
@@ -438,7 +407,7 @@ class Runtime:
         rt = self._runtimes.get(app_id)
         return rt is not None and rt.instance is not None
 
-    async def _plan(self, app: App, engine: Engine) -> ContainerPlan:
+    async def plan(self, app: App, engine: Engine) -> ContainerPlan:
         """The app's container plan, computed once per version, config and URL (planning
         reads and hashes the whole build context, which a cold start should not pay)."""
         config, url = self._config(), self._app_url(app)
@@ -568,7 +537,33 @@ class Runtime:
 
         rt.log_follower = self._spawn(follow(), f"orun.logs.{rt.app_id}")
 
-    async def _container_tail(self, engine: Engine, container_id: str) -> str:
+    async def wait_healthy(self, engine: Engine, app: App, rt: AppRuntime, container_id: str,
+                           name: str, host_port: int, health_path: str) -> None:
+        """Poll the container's health path until it answers 200 (within the app's
+        startup budget); on failure stop it and raise a StartError with its log tail."""
+
+        async def alive() -> str | None:
+            now = await engine.inspect(container_id)
+            if now is None:
+                return f"container {name} was removed"
+            if not now.running:
+                return f"container {name} exited ({now.status})"
+            return None
+
+        cfg = self._config().app_defaults
+        try:
+            await self.prober.wait_healthy(
+                host_port, health_path, probe_timeout=cfg.health_timeout_secs,
+                budget=app_setting(app, "container.startup_timeout_secs",
+                                   cfg.startup_timeout_secs), alive=alive)
+        except HealthError as exc:
+            tail = await self.container_tail(engine, container_id)
+            rt.expected_exits.add(container_id)
+            with contextlib.suppress(EngineError):
+                await engine.stop(container_id, timeout=1)
+            raise StartError(f"error waiting for health: {exc}", tail) from None
+
+    async def container_tail(self, engine: Engine, container_id: str) -> str:
         await asyncio.sleep(0.2)
         lines: list[str] = []
         with contextlib.suppress(EngineError):
