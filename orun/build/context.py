@@ -131,6 +131,18 @@ def _entry_at(root: Path | None, arcname: str) -> Path | None:
     return path if stat.S_ISREG(mode) or stat.S_ISLNK(mode) else None
 
 
+def _named(root: Path, names: Iterable[str], rules: IgnoreRules,
+           always: frozenset[str]) -> Iterator[tuple[str, Path]]:
+    """The named files of `root` that exist (a dev app's dependency files), in order;
+    names outside the root and ignored ones are skipped."""
+    for arc in sorted({posixpath.normpath(n) for n in names}):
+        if arc.startswith(("/", "../")) or arc in (".", ".."):
+            continue
+        path = _entry_at(root, arc)
+        if path is not None and (arc in always or not rules.ignored(arc)):
+            yield arc, path
+
+
 def _walk(root: Path, rules: IgnoreRules, always: frozenset[str]) -> Iterator[tuple[str, Path]]:
     """Files and symlinks under `root` that survive the rules, by arcname.
 
@@ -246,19 +258,10 @@ def compose(
 
     merged: dict[str, Path] = {}
     source_dirs: set[str] = set()
-    if source_root is not None and source_only is not None:
-        for arc in sorted({posixpath.normpath(n) for n in source_only}):
-            path = None if arc.startswith(("/", "../")) or arc in (".", "..") \
-                else _entry_at(source_root, arc)
-            if path is None or (rules.ignored(arc) and arc not in always):
-                continue
-            merged[arc] = path
-            parent = posixpath.dirname(arc)
-            while parent and parent not in source_dirs:
-                source_dirs.add(parent)
-                parent = posixpath.dirname(parent)
-    elif source_root is not None:
-        for arc, path in _walk(source_root, rules, always):
+    if source_root is not None:
+        entries = _walk(source_root, rules, always) if source_only is None \
+            else _named(source_root, source_only, rules, always)
+        for arc, path in entries:
             merged[arc] = path
             parent = posixpath.dirname(arc)
             while parent and parent not in source_dirs:

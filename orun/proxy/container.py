@@ -63,17 +63,11 @@ class ContainerTarget:
         upstream = URL(inst.upstream + path + (f"?{query}" if query else ""), encoded=True)
         activity = self.rt.activity
         load = inst.load  # counted per container: a replaced one drains before it stops
+        # a websocket counts as traffic only while frames flow (an idle app may stop)
+        plain = "Upgrade" not in request.headers
         load.open += 1
-        if "Upgrade" in request.headers:
-            # a websocket counts as traffic only while frames flow (idle apps may stop)
-            activity.last = monotonic()
-            try:
-                return await self.forwarder.forward(
-                    request, route, upstream, preserve_host=self.preserve_host,
-                    base=inst.base, activity=activity)
-            finally:
-                load.open -= 1
-        activity.open += 1
+        if plain:
+            activity.open += 1
         activity.last = monotonic()
         try:
             return await self.forwarder.forward(
@@ -81,8 +75,9 @@ class ContainerTarget:
                 base=inst.base, activity=activity)
         finally:
             load.open -= 1
-            activity.open -= 1
-            activity.last = monotonic()
+            if plain:
+                activity.open -= 1
+                activity.last = monotonic()
 
     async def _cold(self, request: web.BaseRequest,
                     route: Route) -> Instance | web.StreamResponse:

@@ -235,14 +235,14 @@ async def test_idle_stop_then_wake(corun: Orun, http: aiohttp.ClientSession,
 async def test_websocket_traffic_keeps_app_awake(corun: Orun, http: aiohttp.ClientSession,
                                                  tmp_path: Path) -> None:
     """An open websocket with traffic counts as activity; after it closes, idle applies."""
-    src = copy_app("ws_app", tmp_path)
+    src = copy_app("versioned_app", tmp_path)  # its websocket echoes "v<VERSION> <text>"
     (await corun.cli("app", "create", "--spec", "container",
                      "--conf", "container.idle_shutdown_secs=2", str(src), "/ws")).ok()
     prod = await app_id(corun, "/ws")
     async with http.ws_connect(corun.url("/ws/socket")) as ws:
         for i in range(12):  # 6 s of traffic, three idle periods
             await ws.send_str(f"m{i}")
-            assert (await ws.receive(timeout=5)).data == f"echo m{i}"
+            assert (await ws.receive(timeout=5)).data == f"v1 m{i}"
             await asyncio.sleep(0.5)
         assert len(containers(corun.home, app_id=prod)) == 1
 

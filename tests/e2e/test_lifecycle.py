@@ -43,6 +43,16 @@ async def listing(orun: Orun) -> dict[str, dict[str, object]]:
     return {a["app_path"]: a for a in json.loads(out)}
 
 
+async def versioned(orun: Orun, http: aiohttp.ClientSession, tmp_path: Path,
+                    app_path: str) -> Path:
+    """The versioned sample app created at `app_path` (stage at path), prod running v1."""
+    src = copy_app("versioned_app", tmp_path)
+    (await orun.cli("app", "create", "--spec", "container", "--stage-at", "path",
+                    str(src), app_path)).ok()
+    assert await body(http, orun.url(app_path + "/")) == "version 1 message="
+    return src
+
+
 def list_type(text: str, path: str) -> str:
     line = next(ln for ln in text.splitlines() if f" {path} " in ln)
     return line.split()[0]
@@ -50,10 +60,7 @@ def list_type(text: str, path: str) -> str:
 
 async def test_reload_stages_then_promote(corun: Orun, http: aiohttp.ClientSession,
                                           tmp_path: Path) -> None:
-    src = copy_app("versioned_app", tmp_path)
-    (await corun.cli("app", "create", "--spec", "container", "--stage-at", "path",
-                     str(src), "/v")).ok()
-    assert await body(http, corun.url("/v/")) == "version 1 message="
+    src = await versioned(corun, http, tmp_path, "/v")
     assert await body(http, corun.url("/v_cl_stage/")) == "version 1 message="
 
     set_version(src, "2")
@@ -131,10 +138,7 @@ async def test_verify_over_a_glob_reverts_every_app(corun: Orun, http: aiohttp.C
 
 async def test_promote_under_load_loses_no_request(corun: Orun, http: aiohttp.ClientSession,
                                                    tmp_path: Path) -> None:
-    src = copy_app("versioned_app", tmp_path)
-    (await corun.cli("app", "create", "--spec", "container", "--stage-at", "path",
-                     str(src), "/z")).ok()
-    assert await body(http, corun.url("/z/")) == "version 1 message="
+    src = await versioned(corun, http, tmp_path, "/z")
     set_version(src, "2")
     (await corun.cli("app", "reload", "/z")).ok()
     prod_before = set(containers(corun.home, app_id=(await listing(corun))["/z"]["id"]))  # type: ignore[arg-type]
@@ -195,10 +199,7 @@ async def test_promote_under_load_loses_no_request(corun: Orun, http: aiohttp.Cl
 
 async def test_version_switch_and_revert_without_a_build(
         corun: Orun, http: aiohttp.ClientSession, tmp_path: Path) -> None:
-    src = copy_app("versioned_app", tmp_path)
-    (await corun.cli("app", "create", "--spec", "container", "--stage-at", "path",
-                     str(src), "/s")).ok()
-    assert await body(http, corun.url("/s/")) == "version 1 message="
+    src = await versioned(corun, http, tmp_path, "/s")
     set_version(src, "2")
     out = (await corun.cli("app", "reload", "--promote", "/s")).ok().out
     assert "Promoted apps: /s" in out
@@ -233,10 +234,7 @@ async def test_version_switch_and_revert_without_a_build(
 
 async def test_param_and_app_updates_are_staged_unless_promoted(
         corun: Orun, http: aiohttp.ClientSession, tmp_path: Path) -> None:
-    src = copy_app("versioned_app", tmp_path)
-    (await corun.cli("app", "create", "--spec", "container", "--stage-at", "path",
-                     str(src), "/p")).ok()
-    assert await body(http, corun.url("/p/")) == "version 1 message="
+    await versioned(corun, http, tmp_path, "/p")
 
     out = (await corun.cli("param", "update", "MESSAGE", "hello", "/p")).ok().out
     assert out.splitlines() == ["Updated app /p", "1 app(s) updated, 0 app(s) promoted."]
