@@ -514,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     reload_app.add_argument("--branch", "-b", help="switch to this git branch")
     reload_app.add_argument("--commit", "-c", help="switch to this git commit")
     reload_app.add_argument("--dry-run", action="store_true")
+    reload_app.add_argument("--approve", "-a", action="store_true",
+                            help="accepted as in OpenRun (specs need no approval in orun)")
     reload_app.set_defaults(func=cmd_app_reload)
 
     promote = app_sub.add_parser("promote", help="move prod apps to their stage version")

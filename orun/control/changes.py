@@ -20,8 +20,10 @@ the stage version it was promoted from, so "PROD*" is simply "numbers differ".
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -96,6 +98,8 @@ class ChangeService:
     def __init__(self, apps: AppService, rollout: Callable[[], Rollout | None]) -> None:
         self._apps = apps
         self._rollout = rollout
+        self._locks: collections.defaultdict[str, asyncio.Lock] = \
+            collections.defaultdict(asyncio.Lock)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -127,6 +131,44 @@ class ChangeService:
         if not mains:
             raise NotFoundError(f"no apps matched {glob}")
         return mains
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, mains: list[App]) -> AsyncIterator[None]:
+        """One change at a time per app: a second reload of an app waits for the first
+        (both would otherwise take the same version number). Locks are taken in id order,
+        so operations over overlapping globs cannot deadlock."""
+        async with contextlib.AsyncExitStack() as stack:
+            for app_id in sorted({m.id for m in mains}):
+                await stack.enter_async_context(self._locks[app_id])
+            yield
+
+    # -- the public operations (each holds its apps' locks) -------------------------------
+
+    async def reload(self, glob: str, **options: Any) -> Outcome:
+        """See `_reload`."""
+        async with self._exclusive(self._mains(glob)):
+            return await self._reload(glob, **options)
+
+    async def promote(self, glob: str, *, dry_run: bool = False) -> Outcome:
+        """See `_promote`."""
+        async with self._exclusive(self._mains(glob)):
+            return await self._promote(glob, dry_run=dry_run)
+
+    async def update_settings(self, glob: str, change: Callable[..., Awaitable[AppSettings]],
+                              **options: Any) -> Outcome:
+        """See `_update_settings`."""
+        async with self._exclusive(self._mains(glob)):
+            return await self._update_settings(glob, change, **options)
+
+    async def switch(self, app: App, target: str, *,
+                     dry_run: bool = False) -> tuple[int, Outcome]:
+        """See `_switch`."""
+        main = self._apps.get(app.linked_id or "") if app.kind == "stage" else app
+        async with self._exclusive([main or app]):
+            fresh = self._apps.get(app.id)
+            if fresh is None:
+                raise NotFoundError(f"app {app.path} was deleted")
+            return await self._switch(fresh, target, dry_run=dry_run)
 
     # -- the common commit path ----------------------------------------------------------
 
@@ -216,7 +258,7 @@ class ChangeService:
 
     # -- reload ----------------------------------------------------------------------------
 
-    async def reload(self, glob: str, *, promote: bool = False, verify: bool = False,
+    async def _reload(self, glob: str, *, promote: bool = False, verify: bool = False,
                      force: bool = False, branch: str = "", commit: str = "",
                      dry_run: bool = False) -> Outcome:
         """Fetch each matching app's source again into a new stage version (and prod with
@@ -260,7 +302,7 @@ class ChangeService:
 
     # -- promote ---------------------------------------------------------------------------
 
-    async def promote(self, glob: str, *, dry_run: bool = False) -> Outcome:
+    async def _promote(self, glob: str, *, dry_run: bool = False) -> Outcome:
         """Move each matching prod app to its stage version (all staged changes)."""
         now = time.time()
         groups = []
@@ -291,7 +333,7 @@ class ChangeService:
 
     # -- settings updates (params, spec, container options...) ----------------------------
 
-    async def update_settings(
+    async def _update_settings(
             self, glob: str, change: Callable[[App, AppSettings], Awaitable[AppSettings]], *,
             promote: bool = False, dry_run: bool = False, reason: str = "update",
             spec_digest: Callable[[AppSettings], Awaitable[str | None]] | None = None,
@@ -322,7 +364,8 @@ class ChangeService:
     async def versions(self, app: App) -> list[AppVersion]:
         return await self._apps.store.versions(app.id)
 
-    async def switch(self, app: App, target: str, *, dry_run: bool = False) -> tuple[int, Outcome]:
+    async def _switch(self, app: App, target: str, *,
+                      dry_run: bool = False) -> tuple[int, Outcome]:
         """Move one app (prod, stage or dev) to a stored version: `previous`, `next`, a
         number, or `revert` (the version it ran before its last change)."""
         versions = {v.version: v for v in await self.versions(app)}

@@ -231,6 +231,13 @@ async def test_version_switch_and_revert_without_a_build(
     assert "from version 1 to version 2" in dry and "NOT been committed" in dry
     assert await body(http, corun.url("/s/")) == "version 1 message="
 
+    # two reloads at once: one waits for the other, each gets its own version
+    results = await asyncio.gather(corun.cli("app", "reload", "/s"),
+                                   corun.cli("app", "reload", "-a", "/s"))
+    assert all(r.code == 0 for r in results), [r.err for r in results]
+    stage_versions = (await corun.cli("version", "list", "/s_cl_stage")).ok().out
+    assert [ln.split()[0] for ln in stage_versions.splitlines()[2:]] == ["4", "3", "2", "1"]
+
 
 async def test_param_and_app_updates_are_staged_unless_promoted(
         corun: Orun, http: aiohttp.ClientSession, tmp_path: Path) -> None:
