@@ -6,8 +6,9 @@ serves every operation:
 
 1. compute the candidate apps (new versions) for each matched app, validating inputs;
 2. bring candidates up *before* anything is committed: a reload always starts the
-   stage (and prod when promoting), and any app that is running now starts its new
-   version beside the old one, so the switch is verified and has no downtime;
+   stage, a new prod version is always started (prod never moves to a version that did
+   not come up healthy), and any other app that is running now starts its new version
+   beside the old one, so every switch is verified and has no downtime;
 3. commit the candidates in one store transaction, switch the prepared containers into
    service (the old ones drain, then stop) and announce the change on the bus.
 
@@ -315,13 +316,20 @@ class ChangeService:
                 skipped.append(prod)
                 continue
             groups.append([prod.with_version(stage.current, now)])
-        outcome = await self.apply(groups, start=self._running, verify=False,
+        outcome = await self.apply(groups, start=self._must_start, verify=False,
                                    dry_run=dry_run, reason="promote",
                                    describe_error=self._update_error)
         outcome.skipped = skipped
         return outcome
 
-    def _running(self, app: App) -> bool:
+    def _must_start(self, app: App) -> bool:
+        """Which candidates are brought up before a commit: a new prod version always
+        (production only moves to a version that came up healthy, even when it is scaled
+        to zero now: the idle stop puts it back to sleep later), any other app only if
+        it is running (it switches without downtime; otherwise its next request starts
+        the new version)."""
+        if app.kind == "prod":
+            return True
         rollout = self._rollout()
         return rollout is not None and rollout.running(app.id)
 
@@ -356,7 +364,7 @@ class ChangeService:
             if promote and prod is not None:
                 group.append(prod.with_version(version, now))
             groups.append(group)
-        return await self.apply(groups, start=self._running, verify=False, dry_run=dry_run,
+        return await self.apply(groups, start=self._must_start, verify=False, dry_run=dry_run,
                                 reason=reason, describe_error=self._update_error)
 
     # -- versions ----------------------------------------------------------------------------
@@ -402,7 +410,7 @@ class ChangeService:
             if await asyncio.to_thread(snapshots.get, digest) is None:
                 raise SpecError(f"version {wanted} of app {app.path} cannot be restored: its "
                                 f"snapshot {digest[:12]} is gone")
-        outcome = await self.apply([[candidate]], start=self._running, verify=False,
+        outcome = await self.apply([[candidate]], start=self._must_start, verify=False,
                                    dry_run=dry_run, reason="version",
                                    describe_error=self._update_error)
         if outcome.failed:

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import Orun, containers
+from tests.conftest import Orun, containers, docker
 from tests.e2e.test_containers import copy_app, get
 
 pytestmark = pytest.mark.timeout(600)
@@ -44,11 +44,11 @@ async def listing(orun: Orun) -> dict[str, dict[str, object]]:
 
 
 async def versioned(orun: Orun, http: aiohttp.ClientSession, tmp_path: Path,
-                    app_path: str) -> Path:
+                    app_path: str, *options: str) -> Path:
     """The versioned sample app created at `app_path` (stage at path), prod running v1."""
     src = copy_app("versioned_app", tmp_path)
     (await orun.cli("app", "create", "--spec", "container", "--stage-at", "path",
-                    str(src), app_path)).ok()
+                    *options, str(src), app_path)).ok()
     assert await body(http, orun.url(app_path + "/")) == "version 1 message="
     return src
 
@@ -285,6 +285,30 @@ async def test_param_and_app_updates_are_staged_unless_promoted(
     # a refused update changed nothing
     after = await listing(corun)
     assert after["/p_cl_stage"]["current"] == apps["/p_cl_stage"]["current"]
+
+
+async def test_promote_starts_prod_first_even_when_scaled_to_zero(
+        corun: Orun, http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """Production never moves to a version that did not come up healthy: a staged change
+    that breaks the app (committed lazily, the stage was not running) fails `promote`,
+    and prod, stopped meanwhile, still starts its old version."""
+    await versioned(corun, http, tmp_path, "/q", "--conf", "container.startup_timeout_secs=4")
+    prod = (await listing(corun))["/q"]["id"]
+    for container in containers(corun.home, app_id=str(prod)):
+        docker("stop", container)  # scaled to zero
+    out = (await corun.cli("param", "update", "MESSAGE", "break", "/q")).ok().out
+    assert "1 app(s) updated, 0 app(s) promoted." in out
+    result = await corun.cli("app", "promote", "/q")
+    assert result.code == 1
+    assert "error: error updating app /q: error waiting for health" in result.err
+    apps = await listing(corun)
+    assert apps["/q"]["current"]["version"] == 1  # type: ignore[index]
+    assert apps["/q_cl_stage"]["current"]["version"] == 2  # type: ignore[index]
+    assert await body(http, corun.url("/q/")) == "version 1 message="
+    # fixed in stage, the promote goes through
+    (await corun.cli("param", "update", "MESSAGE", "fixed", "/q")).ok()
+    assert "1 app(s) promoted." in (await corun.cli("app", "promote", "/q")).ok().out
+    assert await body(http, corun.url("/q/")) == "version 1 message=fixed"
 
 
 def git(cwd: Path, *args: str) -> str:

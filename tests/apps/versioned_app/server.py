@@ -1,9 +1,9 @@
 """A versioned stdlib app for staging, promote and zero-downtime tests.
 
 GET / answers `version <VERSION file> message=<$MESSAGE>` (500 when a BROKEN file is in
-the source, so a version can fail its health check); /slow?secs=N answers the same after
-N seconds (a request in flight across a switch); a websocket echoes `v<VERSION> <text>`,
-so a client sees which container it is talking to.
+the source or MESSAGE is "break", so a version can fail its health check); /slow?secs=N
+answers the same after N seconds (a request in flight across a switch); a websocket
+echoes `v<VERSION> <text>`, so a client sees which container it is talking to.
 """
 
 import base64
@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 HERE = Path(__file__).resolve().parent
 VERSION = (HERE / "VERSION").read_text().strip()
-BROKEN = (HERE / "BROKEN").exists()
+BROKEN = (HERE / "BROKEN").exists() or os.environ.get("MESSAGE") == "break"
 
 
 class Handler(BaseHTTPRequestHandler):
