@@ -14,12 +14,13 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.conftest import Orun, containers, docker
-from tests.e2e.test_containers import copy_app, get
+from tests.e2e.test_containers import copy_app, get, own_orun
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -362,3 +363,23 @@ async def test_git_reload_skips_unchanged_commits_and_moves_branches(
     out = (await corun.cli("app", "reload", "--commit", first, "/git")).ok().out
     assert "1 app(s) reloaded" in out
     assert await body(http, corun.url("/git_cl_stage/")) == "version 1 message="
+
+
+async def test_old_versions_beyond_retention_are_forgotten(
+        make_orun: Any, engine: None, http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    server = await own_orun(make_orun, "system: {retain_versions: 1}\n")
+    try:
+        src = await versioned(server, http, tmp_path, "/r")
+        for version in ("2", "3", "4"):
+            set_version(src, version)
+            (await server.cli("app", "reload", "--promote", "/r")).ok()
+        assert await body(http, server.url("/r/")) == "version 4 message="
+        out = (await server.cli("version", "list", "/r")).ok().out
+        assert [ln.split()[0] for ln in out.splitlines()[2:]] == ["4", "3"]
+        out = (await server.cli("version", "switch", "previous", "/r")).ok().out
+        assert "from version 4 to version 3" in out
+        assert await body(http, server.url("/r/")) == "version 3 message="
+        gone = await server.cli("version", "switch", "2", "/r")
+        assert gone.code == 1 and "kept versions: 3, 4" in gone.err
+    finally:
+        await server.stop()
