@@ -270,10 +270,7 @@ class Server:
                           problems=exc.problems)
                 return {"applied": False, "problems": exc.problems}
             old = self.config
-            changed = tuple(
-                name for name in Config.__dataclass_fields__
-                if getattr(old, name) != getattr(new, name)
-            )
+            changed = _changed_sections(old, new)
             with self.apps.validating_with(new):
                 plan = await self.declared.plan(new.apps)
             if plan.problems:
@@ -313,8 +310,7 @@ class Server:
             new = await asyncio.to_thread(read_config_file, path, required=True)
         except ConfigError as exc:
             return {"valid": False, "problems": exc.problems}
-        changed = [name for name in Config.__dataclass_fields__
-                   if name != "apps" and getattr(self.config, name) != getattr(new, name)]
+        changed = [name for name in _changed_sections(self.config, new) if name != "apps"]
         with self.apps.validating_with(new):
             plan = await self.declared.plan(new.apps)
         return {"valid": not plan.problems, "problems": plan.problems, "changed": changed,
@@ -424,6 +420,11 @@ class Server:
         tmp = self.run_dir / "server.json.tmp"
         tmp.write_text(json.dumps(self.info()))
         tmp.replace(self.run_dir / "server.json")
+
+
+def _changed_sections(old: Config, new: Config) -> tuple[str, ...]:
+    return tuple(name for name in Config.__dataclass_fields__
+                 if getattr(old, name) != getattr(new, name))
 
 
 async def run_server(home: Path, config_path: Path | None) -> int:

@@ -130,10 +130,6 @@ def _one_app(server: Server, glob: str) -> App:
     if found is not None:
         return found
     apps = server.apps.match(glob, internal=True)
-    for exact in ([a for a in apps if str(a.path) == glob],
-                  [a for a in apps if a.path.path == glob and not a.path.domain]):
-        if len(exact) == 1:
-            return exact[0]
     if len(apps) == 1:
         return apps[0]
     if not apps:

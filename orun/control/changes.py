@@ -113,13 +113,10 @@ class ChangeService:
         return stage, main
 
     async def _next_version(self, main: App) -> int:
+        """One past every version the app pair has stored or runs now."""
         numbers = [main.current.version]
-        for app_id in (main.id, main.linked_id):
-            if app_id:
-                numbers += [v.version for v in await self._apps.store.versions(app_id)]
-                linked = self._apps.get(app_id)
-                if linked is not None:
-                    numbers.append(linked.current.version)
+        for app_id in filter(None, (main.id, main.linked_id)):
+            numbers += [v.version for v in await self._apps.store.versions(app_id)]
         return max(numbers) + 1
 
     async def _new_version(self, main: App, base: AppVersion, now: float,
@@ -260,8 +257,8 @@ class ChangeService:
     # -- reload ----------------------------------------------------------------------------
 
     async def _reload(self, glob: str, *, promote: bool = False, verify: bool = False,
-                     force: bool = False, branch: str = "", commit: str = "",
-                     dry_run: bool = False) -> Outcome:
+                      force: bool = False, branch: str = "", commit: str = "",
+                      dry_run: bool = False) -> Outcome:
         """Fetch each matching app's source again into a new stage version (and prod with
         `promote`). A git app whose commit did not move is skipped unless `force`."""
         now = time.time()

@@ -17,7 +17,7 @@ reports against a running server.
 
 from __future__ import annotations
 
-import json
+import asyncio
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -161,26 +161,7 @@ class Reconciler:
         for update in plan.updates:
             glob = str(update.app.path)
             try:
-                if update.what != ["promote"]:
-                    settings = update.settings
-
-                    async def change(_main: App, _old: AppSettings,
-                                     new: AppSettings = settings) -> AppSettings:
-                        return new
-
-                    async def spec_digest(new: AppSettings) -> str | None:
-                        return await self._apps.spec_snapshot(new.spec)
-
-                    outcome = await self._changes.update_settings(
-                        glob, change, promote=update.promote, reason="config",
-                        spec_digest=spec_digest)
-                    if update.refetch:
-                        outcome = await self._changes.reload(glob, promote=update.promote,
-                                                             force=True)
-                else:
-                    outcome = await self._changes.promote(glob)
-                if outcome.failed:
-                    raise outcome.failed[0][1]
+                await self._apply_update(update)
                 done["updated"].append(glob)
             except OrunError as exc:
                 log.error("declared_app_failed", path=glob, error=exc.message)
@@ -188,6 +169,31 @@ class Reconciler:
         if any(done.values()):
             log.info("apps_reconciled", **done)
         return done
+
+    async def _apply_update(self, update: Update) -> None:
+        """One changed entry: its settings as a new version (a new branch or commit is
+        fetched too), or only a promote of what is staged."""
+        glob = str(update.app.path)
+        if update.what == ["promote"]:
+            outcome = await self._changes.promote(glob)
+        else:
+            wanted = update.settings
+
+            async def change(_main: App, _current: AppSettings) -> AppSettings:
+                return wanted
+
+            async def spec_digest(new: AppSettings) -> str | None:
+                return await self._apps.spec_snapshot(new.spec) if "spec" in update.what \
+                    else None
+
+            outcome = await self._changes.update_settings(
+                glob, change, promote=update.promote, reason="config",
+                spec_digest=spec_digest)
+            if update.refetch and not outcome.failed:
+                outcome = await self._changes.reload(glob, promote=update.promote,
+                                                     force=True)
+        if outcome.failed:
+            raise outcome.failed[0][1]
 
     # -- checks ------------------------------------------------------------------------
 
@@ -223,14 +229,13 @@ class Reconciler:
         current = target.current.settings
         what = [name for name in ("spec", "params", "container_args", "container_options",
                                   "container_volumes", "app_config", "branch", "commit")
-                if json.dumps(getattr(current, name), sort_keys=True)
-                != json.dumps(getattr(settings, name), sort_keys=True)]
+                if getattr(current, name) != getattr(settings, name)]
         promote = entry.promote and stage is not None
         if not what:
             if promote and stage is not None and stage.current != app.current:
                 return Update(app, entry, settings, ["promote"], False, True)
             return None
-        snap = self._apps.snapshots.get(target.current.source_digest)
+        snap = await asyncio.to_thread(self._apps.snapshots.get, target.current.source_digest)
         if snap is None:
             raise OrunError(f"the source snapshot of {app.path} is missing")
         await self._apps.check_settings(app.path, settings, snap.path, app.source)
