@@ -28,6 +28,7 @@ from orun.control.apps import AppService
 from orun.control.changes import ChangeService
 from orun.control.config import Config, ListenConfig, read_config_file
 from orun.control.declared import ReconcilePlan, Reconciler
+from orun.control.home import prepare_home
 from orun.control.model import App
 from orun.control.store import Store
 from orun.control.unixpath import usable_socket_path
@@ -95,10 +96,15 @@ class Server:
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
+        # before anything reads the home (the config) or writes to it
+        tightened = await asyncio.to_thread(prepare_home, self.home, self.run_dir)
         self.config = await asyncio.to_thread(
             read_config_file, self.config_path, required=self._config_required
         )
         configure_logging(self.config.log.level, self.config.log.format)
+        if tightened:
+            log.info("home_permissions_tightened", home=str(self.home), paths=tightened,
+                     reason="made owner-only (0700 folders, 0600 files)")
         await asyncio.to_thread(self._prepare_dirs)
         await self._claim_socket()
         await self.store.open()
@@ -144,7 +150,7 @@ class Server:
 
     def _prepare_dirs(self) -> None:
         for d in (self.home, self.run_dir, self.home / "logs", self.home / "specs"):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     async def _claim_socket(self) -> None:
         """Refuse to start twice on one home; remove a stale socket from a killed orun."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,15 +23,39 @@ TIMEOUT_SECS = 600.0
 
 
 class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
+    def __init__(self, path: str, timeout: float, shown: str) -> None:
         super().__init__("localhost", timeout=timeout)
         self._path = path
+        self._shown = shown
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._path)
+            check_server_peer(sock, self._shown)
+        except BaseException:
+            sock.close()
+            raise
         self.sock = sock
+
+
+def check_server_peer(sock: socket.socket, path: str) -> None:
+    """Refuse a socket whose server runs as another user, before anything is sent.
+
+    Requests carry params (tokens, passwords in URLs). A socket file proves nothing
+    about who listens on it (another user who could write to the run folder can put
+    their own there), so the kernel is asked who the peer process is (SO_PEERCRED).
+    Our own user and root (an admin's server) are accepted.
+    """
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    me = os.geteuid()
+    if uid not in (me, 0):
+        raise OrunError(
+            f"refusing to talk to the server on {path}: it runs as uid {uid}, not as you "
+            f"(uid {me}) or root, so it is not your orun; nothing was sent (check who "
+            "owns $ORUN_HOME and its run folder)")
 
 
 class AdminClient:
@@ -42,7 +68,8 @@ class AdminClient:
         url = "/_orun" + path
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
-        conn = _UnixConnection(usable_socket_path(self.socket_path), self.timeout)
+        conn = _UnixConnection(usable_socket_path(self.socket_path), self.timeout,
+                               str(self.socket_path))
         headers = {"Accept": "application/json"}
         payload = None
         if body is not None:

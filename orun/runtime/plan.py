@@ -9,6 +9,7 @@ change to image, env, options or mounts makes a new one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 from collections.abc import Mapping
@@ -23,7 +24,14 @@ from orun.control.model import App
 from orun.errors import ContainerConfigError
 from orun.runtime.devsettings import dev_settings
 from orun.runtime.options import ContainerOptions, parse_container_options
-from orun.runtime.volumes import VolumeMount, parse_volumes, render_template, volume_name
+from orun.runtime.volumes import (
+    VolumeMount,
+    declared_volumes,
+    parse_volumes,
+    render_template,
+    volume_name,
+)
+from orun.sources.confined import NotConfined, read_confined
 from orun.spec import Spec, env_value, resolve_params
 from orun.spec.model import SPEC_FILE
 
@@ -216,12 +224,11 @@ def plan_container(inputs: PlanInputs) -> ContainerPlan:
     env["CL_APP_URL"] = inputs.app_url
 
     run_dir = app_run_dir(inputs.home, app.id)
-    volume_entries = [*spec.container.volumes, *settings.container_volumes]
-    if build is not None:
-        volume_entries = [*parsed.volumes, *volume_entries]
-    mounts = parse_volumes(volume_entries, app_id=app.id,
-                           allowed_mounts=allowed_mounts(config, inputs.home),
-                           source_dir=source_dir, app_run_dir=run_dir)
+    declared = declared_volumes(parsed.volumes, app_id=app.id, containerfile=containerfile) \
+        if build is not None else []
+    mounts = parse_volumes([*spec.container.volumes, *settings.container_volumes],
+                           app_id=app.id, allowed_mounts=allowed_mounts(config, inputs.home),
+                           source_dir=source_dir, app_run_dir=run_dir, declared=declared)
     secret_files: dict[str, str] = {}
     resolved: list[VolumeMount] = []
     if dev_mount is not None:
@@ -269,18 +276,36 @@ def plan_container(inputs: PlanInputs) -> ContainerPlan:
 
 def _render_secret(mount: VolumeMount, source_dir: Path | None, spec_dir: Path,
                    params: Mapping[str, Any], run_dir: Path) -> dict[str, str]:
-    base = source_dir
-    candidates = [p for p in (base / mount.source if base else None,
-                              spec_dir / mount.source) if p is not None]
-    for path in candidates:
-        if path.is_file():
-            text = path.read_text(encoding="utf-8")
-            rendered = render_template(
-                text, {k: env_value(v) for k, v in params.items() if k not in _NOT_ENV},
-                name=mount.source)
-            return {str(run_dir / (Path(mount.source).name + ".gen")): rendered}
-    raise ContainerConfigError(f"cl_secret template {mount.source} not found in the source "
-                               "or the spec")
+    """Render a `cl_secret` template from the source, else from the spec.
+
+    The template is read without following symlinks (`read_confined`): the source is the
+    app's repository, and a link in it must never make orun read a host file into the
+    container.
+    """
+    raw: bytes | None = None
+    for root in (source_dir, spec_dir):
+        if root is None:
+            continue
+        try:
+            raw = read_confined(root, mount.source)
+            break
+        except NotConfined as exc:
+            if exc.errno != errno.ENOENT:
+                raise ContainerConfigError(
+                    f"cl_secret template {mount.source} cannot be read safely: {exc.strerror}"
+                ) from None
+    if raw is None:
+        raise ContainerConfigError(f"cl_secret template {mount.source} not found in the "
+                                   "source or the spec")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ContainerConfigError(
+            f"cl_secret template {mount.source} is not UTF-8 text") from None
+    rendered = render_template(
+        text, {k: env_value(v) for k, v in params.items() if k not in _NOT_ENV},
+        name=mount.source)
+    return {str(run_dir / (Path(mount.source).name + ".gen")): rendered}
 
 
 def named_volumes(plan: ContainerPlan) -> list[str]:

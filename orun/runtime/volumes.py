@@ -1,13 +1,19 @@
 """Container volumes (`--cvol`, spec volumes, Containerfile VOLUME) and secret templates.
 
-Entry forms follow OpenRun:
+Entry forms of `--cvol` and spec volumes follow OpenRun:
 
     /dst or dst              a named volume keyed on the target (data survives updates)
     name:/dst                a named volume
     /abs:/dst, ./rel:/dst    a bind mount (absolute sources must be in an allowed folder;
-                             relative ones are inside the app source)
+                             relative ones are inside the app source and always read-only)
     cl_secret:tmpl:/dst      a template from the app, rendered with the params, mounted
     ...:ro / ...:rw          read-only / read-write (the default)
+
+Those entries come from the admin (CLI, config) or a spec. A source's own container
+file is the app's repository, which is untrusted: its `VOLUME` lines only declare
+container paths (as in Docker), so `declared_volumes` makes each one a named volume and
+never a bind mount or a secret. A relative bind reaches into the source snapshot, which
+other versions and apps share, so it is read-only whatever the entry says.
 
 Named volumes are per app id, as in OpenRun, so stage and prod never share data.
 """
@@ -106,9 +112,12 @@ def _bind_source(entry: str, raw: str, ctx: _Context) -> str:
     return str(path)
 
 
-def _split_mode(entry: str, parts: list[str]) -> tuple[list[str], bool]:
-    """Strip a trailing `ro`/`rw`; leave at most `source:target` (or just `target`)."""
-    read_only = False
+def _split_mode(entry: str, parts: list[str]) -> tuple[list[str], bool | None]:
+    """Strip a trailing `ro`/`rw`; leave at most `source:target` (or just `target`).
+
+    The mode is None when the entry names none (read-write, except for source binds).
+    """
+    read_only: bool | None = None
     if len(parts) >= 2 and parts[-1] in ("ro", "rw"):
         parts, read_only = parts[:-1], parts[-1] == "ro"
     elif len(parts) == 3 and "/" not in parts[-1]:
@@ -129,7 +138,7 @@ def _parse_secret(entry: str) -> VolumeMount:
     if template.startswith(("/", "../")) or template in (".", ".."):
         raise ContainerConfigError(f"error parsing volume {entry}: secret template {parts[0]} "
                                    "must be a path inside the app source")
-    return VolumeMount("secret", template, _target(entry, parts[1]), read_only)
+    return VolumeMount("secret", template, _target(entry, parts[1]), bool(read_only))
 
 
 def _parse_one(entry: str, ctx: _Context) -> VolumeMount:
@@ -138,13 +147,44 @@ def _parse_one(entry: str, ctx: _Context) -> VolumeMount:
     parts, read_only = _split_mode(entry, entry.split(":"))
     if len(parts) == 1:
         target = _target(entry, parts[0])
-        return VolumeMount("volume", volume_name(ctx.app_id, target), target, read_only)
+        return VolumeMount("volume", volume_name(ctx.app_id, target), target, bool(read_only))
     source, target = parts[0], _target(entry, parts[1])
     if not source:
         raise ContainerConfigError(f"error parsing volume {entry}: the source is empty")
     if source.startswith((".", "/")) or "/" in source:
-        return VolumeMount("bind", _bind_source(entry, source, ctx), target, read_only)
-    return VolumeMount("volume", volume_name(ctx.app_id, source), target, read_only)
+        if not source.startswith("/"):
+            # Inside the app source: a snapshot shared by versions and apps, never
+            # writable by a container.
+            if read_only is False:
+                raise ContainerConfigError(
+                    f"error parsing volume {entry}: a bind mount from the app source is "
+                    "read-only (the source snapshot is shared and must not change); use a "
+                    "named volume (name:/dst) for data the app writes")
+            read_only = True
+        return VolumeMount("bind", _bind_source(entry, source, ctx), target, bool(read_only))
+    return VolumeMount("volume", volume_name(ctx.app_id, source), target, bool(read_only))
+
+
+def declared_volumes(paths: Sequence[str], *, app_id: str,
+                     containerfile: str) -> list[VolumeMount]:
+    """The named volumes for the `VOLUME` paths of the source's own container file.
+
+    In Docker a `VOLUME` line only declares a path inside the container, and so it is
+    here: each path gets the app's named volume at that place. Anything that reads as a
+    mount spec (`src:dst`, `cl_secret:...`) is refused rather than reinterpreted: host
+    mounts and secrets are granted by the admin with `--cvol`, never by the repository.
+    """
+    mounts: list[VolumeMount] = []
+    for raw in paths:
+        path = raw.strip()
+        if ":" in path:
+            raise ContainerConfigError(
+                f"{containerfile or 'container file'}: VOLUME {path}: a VOLUME declares a "
+                "path inside the container and cannot contain ':'; host folders and secrets "
+                "are mounted only with --cvol by the admin")
+        target = _target(f"VOLUME {path}", path)
+        mounts.append(VolumeMount("volume", volume_name(app_id, target), target))
+    return mounts
 
 
 def parse_volumes(
@@ -154,16 +194,17 @@ def parse_volumes(
     allowed_mounts: Sequence[str],
     source_dir: Path | None,
     app_run_dir: Path,
+    declared: Sequence[VolumeMount] = (),
 ) -> list[VolumeMount]:
     """Parse and check volume entries (earlier sources first), one mount per target.
 
-    A later entry for a target replaces an earlier one, except that a `cl_secret` entry
-    is never replaced by a plain one: a secret template overrides the spec's volume at
-    the same place, whichever comes first.
+    `declared` (from `declared_volumes`) come first. A later entry for a target replaces
+    an earlier one, except that a `cl_secret` entry is never replaced by a plain one: a
+    secret template overrides the spec's volume at the same place, whichever comes first.
     """
     ctx = _Context(app_id, _allowed_dirs(allowed_mounts, source_dir, app_run_dir),
                    source_dir, app_run_dir)
-    by_target: dict[str, VolumeMount] = {}
+    by_target: dict[str, VolumeMount] = {m.target: m for m in declared}
     for raw in entries:
         entry = raw.strip()
         if not entry:
@@ -305,4 +346,5 @@ def render_template(text: str, params: Mapping[str, str], *, name: str) -> str:
     return "".join(out)
 
 
-__all__ = ["SECRET_PREFIX", "VolumeMount", "parse_volumes", "render_template", "volume_name"]
+__all__ = ["SECRET_PREFIX", "VolumeMount", "declared_volumes", "parse_volumes", "render_template",
+           "volume_name"]

@@ -8,14 +8,20 @@ gives the same digest, which lets the builder skip work.
 
 Contract for the rest of orun: **a snapshot directory is read-only.** Its name is a
 promise about its content and other apps may share it; copy it (e.g. into a build
-context) before changing anything. Files are stored with normalised modes (0644, or
-0755 when any exec bit was set) so that the digest, which covers the exec bit, is all
-that matters.
+context) before changing anything. Containers only ever get it through read-only bind
+mounts. Files are stored with normalised modes: 0644, or 0755 when any exec bit was
+set; a local file that its owner kept from group and others (no group/other read bit,
+say a 0600 `secret.env`) stays owner-only (0600, or 0700). The digest covers both bits,
+so it is all that matters. Folders are 0755 (a container's user must be able to read
+a bound folder); the store's root is owner-only, so no other host user reaches them.
 
 How a snapshot is made: copy (or clone) into a temp dir inside the root, hash while
 copying, then rename the temp dir to its digest in one atomic step. If that digest
-already exists the copy is discarded, so concurrent takes of the same content are
-safe and a half-written snapshot is never visible under a digest name.
+already exists, the stored copy is checked against it (every file hashed again, no
+symlinks, no other modes) before it is reused; one that no longer matches (tampered
+with) is replaced by the fresh copy. So concurrent takes of the same content are safe,
+a half-written snapshot is never visible under a digest name, and a changed one is
+never handed out again.
 """
 
 from __future__ import annotations
@@ -32,9 +38,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from orun.errors import SourceError
 from orun.sources.git import DEFAULT_GIT_TIMEOUT, Checkout, Git
 from orun.sources.ref import SourceRef
+
+log = structlog.get_logger("orun.sources")
 
 EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()
 """Digest of the empty snapshot, used for apps without a source (``-``)."""
@@ -42,9 +52,9 @@ EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()
 _DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 _TMP_PREFIX = ".tmp-"
 _CHUNK = 1 << 20
-_FILE_MODE = 0o644
-_EXEC_MODE = 0o755
 _DIR_MODE = 0o755
+#: digest record kind -> stored mode: file, executable, and their owner-only forms
+_KIND_MODES = {"f": 0o644, "x": 0o755, "p": 0o600, "q": 0o700}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +96,15 @@ class SnapshotStore:
             source: Path | None = None
             if ref.kind == "local":
                 source = await asyncio.to_thread(_local_folder, ref)
+            # A clone's modes come from git (644/755) and orun's umask, not from an
+            # owner's choice, so only local files keep their owner-only bit.
             elif ref.kind == "git":
                 repo = tmp / "repo"
                 checkout = await Git(ref, tmp, timeout=self.git_timeout).checkout(repo)
                 source = await asyncio.to_thread(_repo_folder, ref, repo)
             content = tmp / "content"
-            digest = await asyncio.to_thread(_materialize, source, content, self.root)
+            digest = await asyncio.to_thread(_materialize, source, content, self.root,
+                                             ref.kind == "local")
             path = await self._publish(content, digest)
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, ignore_errors=True)
@@ -132,15 +145,18 @@ class SnapshotStore:
             )
 
     async def _publish(self, content: Path, digest: str) -> Path:
-        """Move `content` to its digest name, or keep the existing copy if there is one."""
+        """Move `content` to its digest name, or keep the existing copy if it is intact."""
         final = self.root / digest
         async with self._lock:
-            await asyncio.to_thread(_rename_or_reuse, content, final)
+            replaced = await asyncio.to_thread(_rename_or_reuse, content, final, digest)
+        if replaced:
+            log.warning("snapshot_replaced", digest=digest, path=str(final),
+                        reason="its content no longer matched its digest (changed on disk)")
         return final
 
     def _ensure_root(self) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise SourceError(f"cannot create snapshot store {self.root}: {exc.strerror}") from None
 
@@ -183,12 +199,14 @@ def _inner_folder(base: Path, subdir: str, missing: str) -> Path:
 # --- copying and hashing -----------------------------------------------------------------
 
 
-def _materialize(source: Path | None, dest: Path, store_root: Path) -> str:
+def _materialize(source: Path | None, dest: Path, store_root: Path,
+                 keep_private: bool = False) -> str:
     """Copy `source` (None: nothing) into the new directory `dest`; return its digest."""
     dest.mkdir(mode=_DIR_MODE)
+    dest.chmod(_DIR_MODE)  # not subject to the umask
     if source is None:
         return _digest([])
-    copier = _TreeCopier(source, dest, skip=store_root)
+    copier = _TreeCopier(source, dest, skip=store_root, keep_private=keep_private)
     copier.copy()
     return _digest(copier.entries)
 
@@ -196,8 +214,9 @@ def _materialize(source: Path | None, dest: Path, store_root: Path) -> str:
 def _digest(entries: list[tuple[str, str, str]]) -> str:
     """sha256 over the sorted (path, kind, content sha) records.
 
-    kind is "d" (directory), "f" (file) or "x" (executable file); directories count so
-    that two trees with the same digest are identical, empty folders included. NUL
+    kind is "d" (directory), "f" (file), "x" (executable file), or "p"/"q" for their
+    owner-only forms; directories count so that two trees with the same digest are
+    identical, empty folders included. NUL
     cannot occur in a path, so the encoding is unambiguous.
     """
     records = sorted((os.fsencode(rel), kind, sha) for rel, kind, sha in entries)
@@ -223,8 +242,10 @@ class _TreeCopier:
     skipped because they have no content to copy.
     """
 
-    def __init__(self, source: Path, dest: Path, *, skip: Path | None = None) -> None:
+    def __init__(self, source: Path, dest: Path, *, skip: Path | None = None,
+                 keep_private: bool = False) -> None:
         self.root = source.resolve()
+        self.keep_private = keep_private
         self.dest = dest
         # The snapshot store itself, when the source encloses it (say, ORUN_HOME or /):
         # copying it would copy the snapshot being written into itself.
@@ -260,6 +281,7 @@ class _TreeCopier:
             if target == self.skip:
                 return None
             (self.dest / rel).mkdir(mode=_DIR_MODE)
+            (self.dest / rel).chmod(_DIR_MODE)
             self.entries.append((rel, "d", ""))
             return target
         if stat.S_ISREG(mode):
@@ -293,8 +315,9 @@ class _TreeCopier:
 
     def _copy_file(self, source: Path, rel: str, mode: int) -> None:
         """Copy one file with a normalised mode, hashing it on the way."""
-        executable = bool(mode & 0o111)
-        file_mode = _EXEC_MODE if executable else _FILE_MODE
+        private = self.keep_private and not mode & 0o044
+        kind = ("q" if private else "x") if mode & 0o111 else ("p" if private else "f")
+        file_mode = _KIND_MODES[kind]
         hasher = hashlib.sha256()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         try:
@@ -307,25 +330,75 @@ class _TreeCopier:
                         out.write(chunk)
         except OSError as exc:
             raise SourceError(f"cannot copy {rel} from the source: {exc.strerror}") from None
-        self.entries.append((rel, "x" if executable else "f", hasher.hexdigest()))
+        self.entries.append((rel, kind, hasher.hexdigest()))
 
 
 # --- publishing and pruning --------------------------------------------------------------
 
 
-def _rename_or_reuse(content: Path, final: Path) -> None:
-    """Atomically publish `content` as `final`; if `final` exists, keep it instead.
+def _rename_or_reuse(content: Path, final: Path, digest: str) -> bool:
+    """Atomically publish `content` as `final`; if `final` exists intact, keep it instead.
 
     Renaming onto an existing non-empty directory fails, which is how we learn the
-    content is already stored (the caller then deletes the temp dir). A reused
-    snapshot gets a fresh mtime, which `prune(grace_seconds=...)` respects.
+    content is already stored (the caller then deletes the temp dir). The stored copy
+    is reused only if it still hashes to `digest`; otherwise it is moved aside and
+    `content` takes its place (True is returned). A reused snapshot gets a fresh mtime,
+    which `prune(grace_seconds=...)` respects.
     """
     try:
         content.rename(final)
+        return False
     except OSError:
-        if not final.is_dir():
+        if not final.is_dir() or final.is_symlink():
             raise
+    if stored_digest(final) == digest:
         os.utime(final)
+        return False
+    aside = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX + "replaced-", dir=final.parent))
+    final.rename(aside / "old")
+    content.rename(final)
+    shutil.rmtree(aside, ignore_errors=True)
+    return True
+
+
+def stored_digest(folder: Path) -> str | None:
+    """The digest of a stored snapshot as it is on disk now, or None if it cannot be one.
+
+    A snapshot holds only folders (0755) and regular files in the modes `_KIND_MODES`
+    names; a symlink, a device, a FIFO or any other mode means it was changed after it
+    was written. Blocking: hashes every file.
+    """
+    entries: list[tuple[str, str, str]] = []
+    pending: list[tuple[Path, str]] = [(folder, "")]
+    kinds = {mode: kind for kind, mode in _KIND_MODES.items()}
+    try:
+        if stat.S_IMODE(folder.lstat().st_mode) != _DIR_MODE:
+            return None
+        while pending:
+            path, rel_folder = pending.pop()
+            with os.scandir(path) as listing:
+                items = [(e.name, e.path, e.stat(follow_symlinks=False)) for e in listing]
+            for name, entry_path, info in items:
+                rel = f"{rel_folder}/{name}" if rel_folder else name
+                mode = stat.S_IMODE(info.st_mode)
+                if stat.S_ISDIR(info.st_mode) and mode == _DIR_MODE:
+                    entries.append((rel, "d", ""))
+                    pending.append((Path(entry_path), rel))
+                elif stat.S_ISREG(info.st_mode) and mode in kinds:
+                    entries.append((rel, kinds[mode], _hash_file(entry_path)))
+                else:
+                    return None
+    except OSError:
+        return None
+    return _digest(entries)
+
+
+def _hash_file(path: str) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW)) as f:
+        while chunk := f.read(_CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
 
 
 def _prune(root: Path, keep: frozenset[str], grace: float, stale_tmp: float) -> int:

@@ -203,6 +203,68 @@ async def test_local_digest_changes_with_any_change(store: SnapshotStore, tmp_pa
     assert (await store.take(ref)).digest == digests[-2]
 
 
+async def test_owner_only_files_stay_owner_only(store: SnapshotStore, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write(src / "public.txt", "p\n")
+    write(src / "secret.env", "TOKEN=x\n")
+    write(src / "run.sh", "#!/bin/sh\n", executable=True)
+    write(src / "private.sh", "#!/bin/sh\n", executable=True)
+    (src / "secret.env").chmod(0o600)
+    (src / "private.sh").chmod(0o700)
+    (src / "public.txt").chmod(0o640)  # group-readable: not owner-only
+    ref = parse_source(str(src))
+    snap = await store.take(ref)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in snap.path.iterdir()}
+    assert modes == {"public.txt": 0o644, "secret.env": 0o600, "run.sh": 0o755,
+                     "private.sh": 0o700}
+    assert stat.S_IMODE(snap.path.stat().st_mode) == 0o755
+    assert stat.S_IMODE(store.root.stat().st_mode) & 0o077 == 0
+    (src / "secret.env").chmod(0o644)  # the owner-only bit is part of the content
+    assert (await store.take(ref)).digest != snap.digest
+
+
+@pytest.mark.parametrize("tamper", ["content", "symlink", "mode", "extra", "fifo"])
+async def test_a_tampered_snapshot_is_replaced_not_reused(
+        store: SnapshotStore, tmp_path: Path, tamper: str) -> None:
+    src = tmp_path / "src"
+    write(src / "index.html", "<h1>original</h1>\n")
+    write(src / "conf" / "secret.tmpl", "token={{.params.token}}\n")
+    host_secret = tmp_path / "host-secret"
+    write(host_secret, "host only\n")
+    host_secret.chmod(0o600)
+    ref = parse_source(str(src))
+    snap = await store.take(ref)
+    stored = snap.path
+    if tamper == "content":
+        (stored / "index.html").write_text("<h1>defaced</h1>\n")
+    elif tamper == "symlink":
+        (stored / "conf" / "secret.tmpl").unlink()
+        (stored / "conf" / "secret.tmpl").symlink_to(host_secret)
+    elif tamper == "mode":
+        (stored / "index.html").chmod(0o666)
+    elif tamper == "extra":
+        write(stored / "evil.js", "alert(1)\n")
+    else:
+        os.mkfifo(stored / "pipe")
+    again = await store.take(ref)
+    assert again.digest == snap.digest and again.path == stored
+    assert (stored / "index.html").read_text() == "<h1>original</h1>\n"
+    assert not (stored / "conf" / "secret.tmpl").is_symlink()
+    assert (stored / "conf" / "secret.tmpl").read_text() == "token={{.params.token}}\n"
+    assert sorted(p.name for p in stored.iterdir()) == ["conf", "index.html"]
+    assert stat.S_IMODE((stored / "index.html").stat().st_mode) == 0o644
+    assert not [p for p in store.root.iterdir() if p.name.startswith(".tmp-")]
+
+
+async def test_an_intact_snapshot_is_reused(store: SnapshotStore, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write(src / "a.txt", "a\n")
+    snap = await store.take(parse_source(str(src)))
+    marker = snap.path.stat().st_ino
+    assert (await store.take(parse_source(str(src)))).path == snap.path
+    assert snap.path.stat().st_ino == marker  # the same folder, not a fresh copy
+
+
 async def test_symlinks_inside_the_tree_are_copied_as_files(
     store: SnapshotStore, tmp_path: Path
 ) -> None:

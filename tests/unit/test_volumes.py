@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from orun.errors import ContainerConfigError
-from orun.runtime.volumes import VolumeMount, parse_volumes, render_template, volume_name
+from orun.runtime.volumes import (
+    VolumeMount,
+    declared_volumes,
+    parse_volumes,
+    render_template,
+    volume_name,
+)
 
 APP = "app_prd_abc"
 
@@ -65,16 +71,49 @@ def test_read_only_and_read_write(dirs: dict[str, Path]) -> None:
     assert parse(["./x:/x:ro"], dirs)[0].read_only
 
 
-def test_relative_bind_mounts(dirs: dict[str, Path]) -> None:
+def test_relative_bind_mounts_are_read_only(dirs: dict[str, Path]) -> None:
     src = dirs["src"].resolve()
     assert parse(["./static:/srv/static"], dirs) == [
-        VolumeMount("bind", str(src / "static"), "/srv/static")]
-    assert parse([".:/app"], dirs) == [VolumeMount("bind", str(src), "/app")]
+        VolumeMount("bind", str(src / "static"), "/srv/static", True)]
+    assert parse([".:/app"], dirs) == [VolumeMount("bind", str(src), "/app", True)]
     assert parse(["conf/nginx:/etc/nginx"], dirs) == [
-        VolumeMount("bind", str(src / "conf/nginx"), "/etc/nginx")]
-    assert parse(["./a/../b:/b"], dirs) == [VolumeMount("bind", str(src / "b"), "/b")]
-    assert parse([".env:/app/.env"], dirs) == [
-        VolumeMount("bind", str(src / ".env"), "/app/.env")]
+        VolumeMount("bind", str(src / "conf/nginx"), "/etc/nginx", True)]
+    assert parse(["./a/../b:/b"], dirs) == [VolumeMount("bind", str(src / "b"), "/b", True)]
+    assert parse([".env:/app/.env:ro"], dirs) == [
+        VolumeMount("bind", str(src / ".env"), "/app/.env", True)]
+
+
+def test_relative_bind_mounts_cannot_be_read_write(dirs: dict[str, Path]) -> None:
+    assert error(["./data:/data:rw"], dirs) == (
+        "error parsing volume ./data:/data:rw: a bind mount from the app source is read-only "
+        "(the source snapshot is shared and must not change); use a named volume "
+        "(name:/dst) for data the app writes")
+
+
+def test_absolute_binds_stay_read_write_unless_asked(dirs: dict[str, Path]) -> None:
+    allowed = dirs["mounts"].resolve()
+    assert not parse([f"{allowed}:/x"], dirs)[0].read_only
+    assert parse([f"{allowed}:/x:ro"], dirs)[0].read_only
+
+
+def test_containerfile_volumes_are_container_paths_only() -> None:
+    mounts = declared_volumes(["/data", "cache"], app_id="app_prd_x", containerfile="Dockerfile")
+    assert mounts == [VolumeMount("volume", volume_name("app_prd_x", "/data"), "/data"),
+                      VolumeMount("volume", volume_name("app_prd_x", "/cache"), "/cache")]
+    for hostile in ("/root/.orun/mounts:/hostm", "./:/src", "cl_secret:./t:/x", "/a:/b:rw"):
+        with pytest.raises(ContainerConfigError) as exc:
+            declared_volumes([hostile], app_id="app_prd_x", containerfile="Dockerfile")
+        assert exc.value.message == (
+            f"Dockerfile: VOLUME {hostile}: a VOLUME declares a path inside the container and "
+            "cannot contain ':'; host folders and secrets are mounted only with --cvol by the "
+            "admin")
+
+
+def test_declared_volumes_give_way_to_admin_entries(dirs: dict[str, Path]) -> None:
+    declared = declared_volumes(["/data"], app_id="app_prd_x", containerfile="Dockerfile")
+    mounts = parse_volumes(["shared:/data"], app_id="app_prd_x", allowed_mounts=[],
+                           source_dir=dirs["src"], app_run_dir=dirs["run"], declared=declared)
+    assert mounts == [VolumeMount("volume", volume_name("app_prd_x", "shared"), "/data")]
 
 
 def test_relative_bind_may_not_escape(dirs: dict[str, Path]) -> None:
@@ -178,7 +217,7 @@ def test_later_entries_win_per_target(dirs: dict[str, Path]) -> None:
     mounts = parse(["/data", "/cache", "store:/data", "./logs:/logs", "/data:ro"], dirs)
     assert [(m.target, m.kind, m.read_only) for m in mounts] == [
         ("/cache", "volume", False),
-        ("/logs", "bind", False),
+        ("/logs", "bind", True),
         ("/data", "volume", True),
     ]
     assert mounts[2].source == volume_name(APP, "/data")
