@@ -9,7 +9,7 @@ from aiohttp import web
 from yarl import URL
 
 from orun.errors import SpecError
-from orun.proxy.forward import Forwarder
+from orun.proxy.forward import Forwarder, bad_path, resolve_rest
 from orun.routing.table import Route
 
 
@@ -48,6 +48,11 @@ class ExternalProxyTarget:
                    dict(response_headers), strip_app)
 
     async def serve(self, request: web.BaseRequest, route: Route, rest: str) -> web.StreamResponse:
+        # appended to the base path as sent, `/../x` would climb out of it upstream
+        resolved = resolve_rest(rest)
+        if resolved is None:
+            return bad_path(request, route)
+        rest = resolved
         query = request.raw_path.partition("?")[2]
         if self.base_query:
             query = f"{self.base_query}&{query}" if query else self.base_query

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from aiohttp import web
+from yarl import URL
 
 from orun.proxy.errors import error_response
 from orun.routing.manager import RouteManager
 
 HEALTH_PATH = "/_orun/health"
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
 
 class ProxyHandler:
@@ -21,8 +23,14 @@ class ProxyHandler:
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         self.in_flight += 1
         try:
-            table = self._routes.current
             raw_path = request.raw_path
+            if raw_path[:1] != "/":
+                found_request = origin_form(request)
+                if isinstance(found_request, web.Response):
+                    return found_request
+                request = found_request
+                raw_path = request.raw_path
+            table = self._routes.current
             path = raw_path.partition("?")[0]
             found = table.match(request.headers.get("Host", ""), path)
             if found is None:
@@ -33,3 +41,54 @@ class ProxyHandler:
             return await route.target.serve(request, route, rest)
         finally:
             self.in_flight -= 1
+
+
+def target_authority(target: str) -> tuple[str, str, str] | None:
+    """(scheme, authority, path and query) of an absolute-form request target, else None.
+
+    The path is "/" when the target has none (`http://h?q` -> `/?q`); a fragment is cut.
+    """
+    scheme, sep, rest = target.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in _DEFAULT_PORTS:
+        return None
+    end = len(rest)
+    for stop in "/?#":
+        at = rest.find(stop)
+        if 0 <= at < end:
+            end = at
+    authority, path = rest[:end], rest[end:].partition("#")[0]
+    return scheme, authority, path if path.startswith("/") else "/" + path
+
+
+def same_authority(authority: str, host: str, scheme: str) -> bool:
+    """True when a target's authority and a Host header name the same host and port."""
+    a, h = authority.lower(), host.lower()
+    if a == h:
+        return True
+    default = _DEFAULT_PORTS.get(scheme, "")
+    return bool(default) and a.removesuffix(default) == h.removesuffix(default)
+
+
+def origin_form(request: web.BaseRequest) -> web.BaseRequest | web.Response:
+    """The request with an origin-form target (`/path?query`), or a 400 for the client.
+
+    An absolute-form target (`GET http://h/p HTTP/1.1`, which clients send only to
+    proxies) is accepted only when its authority is the Host header's: routing, the
+    path forwarded, `X-Forwarded-Host` and `Location` rewriting then all use one host
+    and one path. `OPTIONS *` and CONNECT's authority form are refused too.
+    """
+    target = request.raw_path
+    parsed = target_authority(target)
+    if parsed is None:
+        return error_response(request, 400, "unsupported request target: only a path "
+                              "(/...) or an absolute http(s) URL is accepted")
+    scheme, authority, path = parsed
+    host = request.headers.get("Host", "")
+    if not authority or not same_authority(authority, host, scheme):
+        return error_response(request, 400, f"the request target's host {authority!r} "
+                              f"is not the Host header {host!r}")
+    try:
+        return request.clone(rel_url=URL(path, encoded=True))
+    except ValueError:
+        return error_response(request, 400, "malformed request target")

@@ -14,11 +14,22 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
     "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
 })
-#: Inbound forwarding headers, dropped unless the peer is a trusted proxy.
+#: Forwarding headers orun sets itself: never passed on as received (from a trusted
+#: proxy, For/Proto/Host/Port are folded into orun's own values).
 FORWARDING = frozenset({
     "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
-    "x-forwarded-prefix", "x-real-ip",
+    "x-forwarded-prefix", "x-forwarded-port", "x-real-ip",
 })
+#: Every name a proxy uses to tell an app about the client or the original request
+#: (with `_` read as `-`): dropped unless the peer is a trusted proxy. Frameworks read
+#: many of them (X-Forwarded-Ssl, X-Original-URL, X-Rewrite-URL...), and CGI-style
+#: servers merge `X_Forwarded_For` into the same variable as `X-Forwarded-For`.
+FORWARDING_NAMES = FORWARDING | frozenset({
+    "x-forwarded", "x-client-ip", "x-cluster-client-ip", "client-ip", "true-client-ip",
+    "cf-connecting-ip", "fastly-client-ip", "x-proxyuser-ip", "x-rewrite-url", "x-host",
+    "x-http-host-override", "x-scheme", "x-url-scheme", "front-end-https",
+})
+FORWARDING_PREFIXES = ("x-forwarded-", "x-original-")
 #: Headers aiohttp's websocket client writes itself.
 WEBSOCKET_HANDSHAKE = frozenset({
     "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
@@ -59,6 +70,25 @@ def connection_tokens(value: str | None) -> frozenset[str]:
     return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
 
 
+def is_forwarding(lname: str) -> bool:
+    """True for a forwarding-like header name (lowercase), `-` and `_` alike."""
+    if "_" in lname:
+        lname = lname.replace("_", "-")
+    return lname in FORWARDING_NAMES or lname.startswith(FORWARDING_PREFIXES)
+
+
+def host_port(host: str, scheme: str) -> str:
+    """The port a Host value names, else the scheme's default ("80", "443")."""
+    if host.startswith("["):
+        tail = host[host.find("]") + 1:]
+        port = tail[1:] if tail.startswith(":") else ""
+    else:
+        port = host.rpartition(":")[2] if ":" in host else ""
+    if port.isascii() and port.isdigit():
+        return port
+    return "443" if scheme == "https" else "80"
+
+
 def upstream_request_headers(
     raw_headers: Iterable[tuple[bytes, bytes]],
     *,
@@ -69,18 +99,24 @@ def upstream_request_headers(
     trusted: TrustedProxies,
     keep_host: bool,
     websocket: bool = False,
+    port: str = "",
 ) -> CIMultiDict[str]:
-    """The headers to send upstream for one request.
+    """The headers to send upstream for one request (HTTP and websocket upgrades alike).
 
-    Drops hop-by-hop headers (and any named in `Connection`), drops inbound forwarding
-    headers unless `peer` is a trusted proxy, then sets X-Forwarded-For/Host/Proto/Prefix
-    and X-Real-IP. `Host` is kept only when `keep_host` (preserve_host, websockets).
+    Drops hop-by-hop headers (and any named in `Connection`), drops every
+    forwarding-like header (`is_forwarding`) unless `peer` is a trusted proxy, then sets
+    X-Forwarded-For/Host/Proto/Port/Prefix and X-Real-IP. From a trusted proxy,
+    For/Proto/Host/Port are taken over and its other forwarding headers pass, except
+    `_` spellings (no real proxy sends them: they come from its client).
+    X-Forwarded-Port is the trusted proxy's, else `port` when given (the listener's, for
+    a request without a Host header), else the port in the forwarded Host or the
+    default of the forwarded scheme. `Host` is kept only when `keep_host`.
     """
     out: CIMultiDict[str] = CIMultiDict()
     conn_listed: frozenset[str] = frozenset()
     is_trusted = trusted.trusts(peer)
     inbound_xff: list[str] = []
-    inbound_proto = inbound_host = None
+    inbound_proto = inbound_host = inbound_port = None
     for raw_name, raw_value in raw_headers:
         name = raw_name.decode("latin-1")
         lname = name.lower()
@@ -90,14 +126,19 @@ def upstream_request_headers(
             continue
         if lname in HOP_BY_HOP or (websocket and lname in WEBSOCKET_HANDSHAKE):
             continue
-        if lname in FORWARDING:
-            if is_trusted:
+        if (lname in FORWARDING_NAMES or lname.startswith(FORWARDING_PREFIXES)
+                or ("_" in lname and is_forwarding(lname))):
+            if is_trusted and "_" not in lname:
                 if lname == "x-forwarded-for":
                     inbound_xff.extend(v.strip() for v in value.split(",") if v.strip())
                 elif lname == "x-forwarded-proto":
                     inbound_proto = value.strip()
                 elif lname == "x-forwarded-host":
                     inbound_host = value.strip()
+                elif lname == "x-forwarded-port":
+                    inbound_port = value.strip()
+                elif lname not in FORWARDING:
+                    out.add(name, value)
             continue
         if lname == "host" and not keep_host:
             continue
@@ -108,11 +149,21 @@ def upstream_request_headers(
     client = trusted.client_ip(peer, chain) if is_trusted else peer
     out["X-Forwarded-For"] = ", ".join(chain)
     out["X-Real-IP"] = client
-    out["X-Forwarded-Proto"] = inbound_proto or scheme
+    proto = inbound_proto or scheme
+    out["X-Forwarded-Proto"] = proto
     # The Host as the client sent it, port included (as nginx's $http_host, Caddy and
     # Traefik do; OpenRun drops the port, which breaks apps that build absolute URLs
     # from this header, gradio's file URLs for one, whenever orun is not on port 80).
     out["X-Forwarded-Host"] = inbound_host or host
+    # The port of that Host (as Traefik does), so that apps which rebuild the Host from
+    # X-Forwarded-Host and -Port (werkzeug's ProxyFix) get the one the client used.
+    if inbound_port and inbound_port.isascii() and inbound_port.isdigit():
+        out["X-Forwarded-Port"] = inbound_port
+    elif port and not inbound_host:
+        out["X-Forwarded-Port"] = port
+    else:
+        out["X-Forwarded-Port"] = host_port(inbound_host or host,
+                                            proto.partition(",")[0].strip().lower())
     if prefix:
         out["X-Forwarded-Prefix"] = prefix
     return out

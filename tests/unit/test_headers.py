@@ -11,6 +11,8 @@ from orun.proxy.headers import (
     TrustedProxies,
     client_response_headers,
     connection_tokens,
+    host_port,
+    is_forwarding,
     rewrite_location,
     upstream_request_headers,
 )
@@ -141,9 +143,110 @@ def test_untrusted_peer_with_trusted_list_configured() -> None:
 
 
 def test_forwarding_headers_are_single_valued() -> None:
-    h = upstream([("X-Forwarded-For", "6.6.6.6")])
-    for name in ("x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-host"):
+    h = upstream([("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-Port", "1")])
+    for name in ("x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-host",
+                 "x-forwarded-port"):
         assert len(h[name]) == 1
+
+
+FORWARDING_LIKE = [
+    "X-Forwarded-Port", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Forwarded-Server",
+    "X-Forwarded-Uri", "X-Forwarded", "X_Forwarded_For", "x_forwarded_host",
+    "X-Forwarded_Proto", "X_Forwarded-Port", "X-Original-URL", "X-Original-Host",
+    "X_Original_URL", "X-Rewrite-URL", "X-Real-IP", "X_Real_IP", "Forwarded",
+    "X-Client-IP", "X-Cluster-Client-IP", "True-Client-IP", "CF-Connecting-IP",
+    "X-Host", "X-Scheme", "Front-End-Https",
+]
+
+
+@pytest.mark.parametrize("name", FORWARDING_LIKE)
+def test_is_forwarding(name: str) -> None:
+    assert is_forwarding(name.lower())
+
+
+@pytest.mark.parametrize("name", ["x-forward", "x-forwardedx", "x-origin", "forwarded-x",
+                                  "x-request-id", "x_custom", "accept", "origin"])
+def test_is_not_forwarding(name: str) -> None:
+    assert not is_forwarding(name)
+
+
+@pytest.mark.parametrize("name", FORWARDING_LIKE)
+def test_forwarding_like_headers_from_untrusted_peer_are_dropped(name: str) -> None:
+    h = upstream([(name, "evil"), ("X-Keep", "1")])
+    own = {"x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-host",
+           "x-forwarded-port", "x-forwarded-prefix"}
+    assert set(h) == own | {"x-keep"}
+    assert all(v != ["evil"] for v in h.values())
+    assert h["x-forwarded-port"] == ["25222"]
+
+
+def test_trusted_peer_other_forwarding_headers_pass_but_not_underscored() -> None:
+    h = upstream(
+        [("X-Forwarded-Ssl", "on"), ("X-Original-URL", "/o"), ("X-Forwarded-Server", "p"),
+         ("X_Forwarded_For", "6.6.6.6"), ("X-Forwarded_Host", "evil"),
+         ("X-Real-IP", "6.6.6.6"), ("Forwarded", "for=6.6.6.6")],
+        peer="127.0.0.1", trusted=LOOPBACK,
+    )
+    assert h["x-forwarded-ssl"] == ["on"]
+    assert h["x-original-url"] == ["/o"]
+    assert h["x-forwarded-server"] == ["p"]
+    assert "x_forwarded_for" not in h and "x-forwarded_host" not in h
+    assert "forwarded" not in h
+    assert h["x-forwarded-for"] == ["127.0.0.1"]
+    assert h["x-real-ip"] == ["127.0.0.1"]
+    assert h["x-forwarded-host"] == ["example.com:25222"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([], "25222"),  # the Host's port
+        ([("X-Forwarded-Port", "8443")], "8443"),
+        ([("X-Forwarded-Port", "x")], "25222"),  # not a port: ignored
+        ([("X-Forwarded-Host", "public.example")], "80"),
+        ([("X-Forwarded-Host", "public.example"), ("X-Forwarded-Proto", "https")], "443"),
+        ([("X-Forwarded-Host", "public.example:8080")], "8080"),
+        ([("X-Forwarded-Proto", "HTTPS")], "25222"),
+    ],
+)
+def test_forwarded_port_from_trusted_peer(headers: list[tuple[str, str]],
+                                          expected: str) -> None:
+    h = upstream(headers, peer="127.0.0.1", trusted=LOOPBACK)
+    assert h["x-forwarded-port"] == [expected]
+
+
+def test_forwarded_port_untrusted_ignores_inbound_and_uses_the_host() -> None:
+    inbound = [("X-Forwarded-Port", "1"), ("X-Forwarded-Host", "evil:2")]
+    assert upstream(inbound)["x-forwarded-port"] == ["25222"]
+    assert upstream(inbound, host="example.com")["x-forwarded-port"] == ["80"]
+    assert upstream(inbound, host="example.com", scheme="https")["x-forwarded-port"] == ["443"]
+    # no Host header: the caller passes the listener's port
+    assert upstream(inbound, host="127.0.0.1", port="25222")["x-forwarded-port"] == ["25222"]
+
+
+def test_forwarded_port_websocket_too() -> None:
+    h = upstream([("X-Forwarded-Port", "1"), ("X-Forwarded-Ssl", "on")], websocket=True,
+                 keep_host=True)
+    assert h["x-forwarded-port"] == ["25222"]
+    assert "x-forwarded-ssl" not in h
+
+
+@pytest.mark.parametrize(
+    ("host", "scheme", "port"),
+    [
+        ("example.com:25222", "http", "25222"),
+        ("example.com", "http", "80"),
+        ("example.com", "https", "443"),
+        ("[::1]:8080", "http", "8080"),
+        ("[::1]", "https", "443"),
+        ("example.com:", "http", "80"),
+        ("example.com:x", "http", "80"),
+        ("example.com:\u0661", "http", "80"),  # a non-ASCII digit is no port
+        ("", "http", "80"),
+    ],
+)
+def test_host_port(host: str, scheme: str, port: str) -> None:
+    assert host_port(host, scheme) == port
 
 
 @pytest.mark.parametrize(
