@@ -22,7 +22,7 @@ from yarl import URL
 from orun.control.model import App
 from orun.errors import EngineError, OrunError
 from orun.proxy.errors import error_response
-from orun.proxy.forward import Forwarder
+from orun.proxy.forward import Forwarder, bad_path, resolve_rest
 from orun.routing.table import Route
 from orun.runtime.app import version_key
 
@@ -47,6 +47,12 @@ class ContainerTarget:
     kind: str = "container"
 
     async def serve(self, request: web.BaseRequest, route: Route, rest: str) -> web.StreamResponse:
+        # as the `proxy` spec does: no `..` above the app path (which the container sees
+        # when strip_app is false), and `/x/a/../_orun_app/` is orun's too
+        resolved = resolve_rest(rest)
+        if resolved is None:
+            return bad_path(request, route)
+        rest = resolved
         if rest.startswith(INTERNAL):
             return await self._internal(request, route, rest)
         if not rest and self.redirect_bare_path and route.prefix:
@@ -106,12 +112,15 @@ class ContainerTarget:
                 headers = {"Retry-After": str(max(1, int(retry + 0.999)))}
             elif exc.status == 503:
                 headers = {"Retry-After": "5"}
-            return error_response(request, exc.status, f"app {route.label}: {exc.message}",
-                                  headers=headers, detail=getattr(exc, "detail", ""))
+            # anonymous clients see the cause and the log tail, not orun's internals
+            public = self.rt.public_text
+            return error_response(request, exc.status,
+                                  f"app {route.label}: {public(exc.message)}", headers=headers,
+                                  detail=public(getattr(exc, "detail", "")))
 
     def _starting_page(self, route: Route) -> web.Response:
         base = route.prefix
-        lines = "\n".join(self.rt.progress.lines)
+        lines = self.rt.public_text("\n".join(self.rt.progress.lines))
         page = _STARTING_PAGE.replace("{label}", html.escape(route.label)) \
             .replace("{label_js}", _js_string(route.label)) \
             .replace("{progress_url_js}", _js_string(base + INTERNAL + "progress")) \
@@ -123,7 +132,9 @@ class ContainerTarget:
                         rest: str) -> web.StreamResponse:
         name = rest[len(INTERNAL):]
         if name == "status":
-            return web.json_response({"app": route.label, **self.runtime.status(self.app.id)})
+            # public: state and error only (no container name, image or upstream)
+            return web.json_response({"app": route.label,
+                                      **self.runtime.public_status(self.app.id)})
         if name == "progress":
             return await self._progress(request, route)
         return error_response(request, 404, f"no orun endpoint {INTERNAL}{name}")
@@ -139,7 +150,8 @@ class ContainerTarget:
         await resp.prepare(request)
 
         async def send(event: str, data: str) -> None:
-            payload = "".join(f"data: {line}\n" for line in data.split("\n"))
+            # anonymous clients: no container or image names, ids or upstream addresses
+            payload = "".join(f"data: {line}\n" for line in rt.public_text(data).split("\n"))
             await resp.write(f"event: {event}\n{payload}\n".encode())
 
         def failure() -> str:

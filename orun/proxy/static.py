@@ -3,6 +3,13 @@
 The snapshot never changes, so its file list is indexed once, off the loop, when the
 route is built; a request then costs a dict lookup before aiohttp's `FileResponse`
 (which does ETag, Last-Modified, conditional requests and Range, and stats in a thread).
+
+What is never served is decided at that scan, so a request needs no extra check: files
+and folders whose name starts with a dot (`.env`, `.htpasswd`, `.git/`, `sub/.secret`)
+are left out of the index unless the app opts in (the `dotfiles` param), except the
+top-level `.well-known/` folder; and symlinks are never indexed (a snapshot holds none,
+so one there was put there behind orun's back). Such paths answer 404, whatever their
+spelling (`/%2eenv` is unquoted before the lookup).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from orun.proxy.errors import error_response
 from orun.routing.table import Route
 
 _READ_METHODS = ("GET", "HEAD")
+#: the one dot-named folder served without the `dotfiles` param (RFC 8615), at the top
+WELL_KNOWN = ".well-known"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +39,16 @@ class FileIndex:
 
     @classmethod
     def scan(cls, source: Path, overlay: Path | None = None,
-             overlay_skip: frozenset[str] = frozenset()) -> FileIndex:
+             overlay_skip: frozenset[str] = frozenset(), *,
+             dotfiles: bool = False) -> FileIndex:
         """Index `source`, then `overlay` where the source lacks a path (source wins).
 
         `overlay_skip` names overlay paths never served (the spec's own spec.yaml).
+        Only regular files and real folders are indexed: symlinks (to files or folders)
+        are skipped and never followed. Unless `dotfiles`, entries whose name starts
+        with a dot are skipped too (with everything under them), except `.well-known`
+        at the top. The overlay comes from a trusted spec folder, but both roots are
+        snapshots and get the same rules (they decide what a URL may reach).
         Blocking: call through `asyncio.to_thread`.
         """
         files: dict[str, Path] = {}
@@ -41,15 +56,26 @@ class FileIndex:
         for root, skip in ((source, frozenset[str]()), (overlay, overlay_skip)):
             if root is None or not root.is_dir():
                 continue
-            for dirpath, dirnames, filenames in os.walk(root):
-                rel_dir = os.path.relpath(dirpath, root)
-                rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
-                for d in dirnames:
-                    dirs.add(f"{rel_dir}/{d}" if rel_dir else d)
-                for f in filenames:
-                    rel = f"{rel_dir}/{f}" if rel_dir else f
-                    if rel not in skip:
-                        files.setdefault(rel, Path(dirpath) / f)
+            pending: list[tuple[str, str]] = [(str(root), "")]
+            while pending:
+                folder, rel_dir = pending.pop()
+                try:
+                    with os.scandir(folder) as it:
+                        entries = list(it)
+                except OSError:
+                    continue  # unreadable: nothing under it is served (as os.walk did)
+                for entry in entries:
+                    name = entry.name
+                    if entry.is_symlink() or (
+                            not dotfiles and name.startswith(".")
+                            and not (name == WELL_KNOWN and not rel_dir)):
+                        continue
+                    rel = f"{rel_dir}/{name}" if rel_dir else name
+                    if entry.is_dir(follow_symlinks=False):
+                        dirs.add(rel)
+                        pending.append((entry.path, rel))
+                    elif entry.is_file(follow_symlinks=False) and rel not in skip:
+                        files.setdefault(rel, Path(entry.path))
         return cls(files, frozenset(dirs))
 
 

@@ -92,8 +92,10 @@ class TargetFactory:
             spec_snap = self.snapshots.get(app.current.spec_digest)
             if source is None or spec_snap is None:
                 raise OrunError("source snapshot is missing; run app reload")
+            # dotfiles and symlinks are left out here, so a request stays one dict lookup
             index = await asyncio.to_thread(FileIndex.scan, source.path, spec_snap.path,
-                                            frozenset({SPEC_FILE}))
+                                            frozenset({SPEC_FILE}),
+                                            dotfiles=bool(params.get("dotfiles", False)))
             return StaticTarget(index, pick_index(index, str(params.get("index", ""))),
                                 bool(params.get("single_file", False)),
                                 spec.routing.redirect_bare_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 from dataclasses import dataclass, field
 
 from yarl import URL
@@ -23,6 +24,25 @@ PROGRESS_LINES = 400
 #: exits within this window count towards crash-loop backoff
 CRASH_WINDOW = 300.0
 MAX_BACKOFF = 60.0
+
+_LOOPBACK = r"(?:127(?:\.\d{1,3}){3}|localhost|::1|0\.0\.0\.0)"
+#: what an anonymous client must not learn from an error: orun's container, image and
+#: volume names (all `orun-...`), engine ids, and loopback addresses (the upstream), also
+#: in the `('127.0.0.1', 41234)` form of a refused connection
+_PRIVATE = (
+    r"\b[0-9a-f]{64}\b"
+    rf"|\('{_LOOPBACK}',\s*\d+\)"
+    rf"|(?:\w+://)?\[?{_LOOPBACK}\]?(?::\d+)?"
+)
+
+
+def _private_pattern(app_id: str) -> re.Pattern[str]:
+    """Full engine ids, loopback addresses, and this app's own container, volume and
+    image names (`orun-app_prd_<key>-...`, `orun-<key>:<tag>`). Names are matched by the
+    app's key, so a user's own `orun-...` words in a build log stay as they are."""
+    key = re.escape(app_id.split("_", 2)[-1])
+    return re.compile(rf"\borun-(?:app_[a-z]{{3}}_)?{key}(?:[\w.:-]*\w)?|" + _PRIVATE)
+HIDDEN = "(hidden)"
 
 
 class StartError(OrunError):
@@ -146,6 +166,8 @@ class AppRuntime:
         self.crashes: collections.deque[float] = collections.deque(maxlen=10)
         #: the container that last left service (an outside `docker stop` names it)
         self.lost_container = ""
+        #: what `public_text` hides, compiled on first use (cold path only)
+        self._private: re.Pattern[str] | None = None
         self.health_failures = 0
         self.activity = Activity()
         self.progress = Progress()
@@ -170,6 +192,21 @@ class AppRuntime:
             return 0.0
         delay = min(2.0 ** (len(recent) - 2), MAX_BACKOFF)
         return max(0.0, recent[-1] + delay - now)
+
+    def public_text(self, text: str) -> str:
+        """`text` without this app's container, image and volume names, engine ids and
+        upstream address (for anonymous clients: log lines stay as they are)."""
+        if not text:
+            return text
+        inst = self.instance
+        known = (inst.name, inst.upstream, inst.image, inst.container_id,
+                 inst.container_id[:12]) if inst else ()
+        for name in (*known, self.lost_container, self.lost_container[:12], self.image):
+            if name:
+                text = text.replace(name, HIDDEN)
+        if self._private is None:
+            self._private = _private_pattern(self.app_id)
+        return self._private.sub(HIDDEN, text)
 
     def status(self) -> dict[str, object]:
         inst = self.instance

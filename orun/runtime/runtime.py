@@ -706,9 +706,17 @@ class Runtime:
             return {"state": "stopped", "image": "", "port": 0, "upstream": "",
                     "container": "", "version_running": None, "error": ""}
         data = rt.status()
-        if rt.operation is not None and not rt.operation.done() and rt.state == "running":
-            data["state"] = "updating"
+        data["state"] = _shown_state(rt)
         return data
+
+    def public_status(self, app_id: str) -> dict[str, object]:
+        """What anyone may read at the app's `/_orun_app/status`: the state and the last
+        error, without container, image or volume names, engine ids or the upstream
+        address (`status` has those, for the admin API)."""
+        rt = self._runtimes.get(app_id)
+        if rt is None:
+            return {"state": "stopped", "error": ""}
+        return {"state": _shown_state(rt), "error": rt.public_text(rt.error)}
 
     def request_wait(self) -> float:
         return self._config().app_defaults.request_wait_secs
@@ -718,12 +726,25 @@ class Runtime:
         return self._engine_error
 
 
+def _shown_state(rt: AppRuntime) -> str:
+    """The app's state, `updating` while a running app starts its new version."""
+    if rt.operation is not None and not rt.operation.done() and rt.state == "running":
+        return "updating"
+    return rt.state
+
+
 def _write_secret_files(files: dict[str, str]) -> None:
+    """Write rendered secrets for bind mounting.
+
+    The file is readable by all (the container's user is not ours to know), but it lives
+    in an owner-only folder under the owner-only home, so no other host user reaches it.
+    """
     for path_str, content in files.items():
         path = Path(path_str)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), 0o644)  # not subject to orun's 077 umask
             f.write(content)
         tmp.replace(path)
