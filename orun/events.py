@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orun.control.config import Config
+from orun.state.config import Config
 
 
 @dataclass(frozen=True, slots=True)

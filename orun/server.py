@@ -26,12 +26,7 @@ from orun.bus import EventBus
 from orun.control.admin import make_admin_app
 from orun.control.apps import AppService
 from orun.control.changes import ChangeService
-from orun.control.config import Config, ListenConfig, read_config_file
 from orun.control.declared import ReconcilePlan, Reconciler
-from orun.control.home import prepare_home
-from orun.control.model import App
-from orun.control.store import Store
-from orun.control.unixpath import usable_socket_path
 from orun.errors import ConfigError, OrunError
 from orun.events import ConfigReloaded
 from orun.log import configure_logging, flush_logging
@@ -43,6 +38,11 @@ from orun.runtime.app import Instance
 from orun.runtime.runtime import Runtime
 from orun.sources import SnapshotStore
 from orun.spec import SpecCatalog
+from orun.state.config import Config, ListenConfig, read_config_file
+from orun.state.home import prepare_home
+from orun.state.model import App
+from orun.state.store import Store
+from orun.state.unixpath import usable_socket_path
 
 log = structlog.get_logger("orun.server")
 access_log = structlog.get_logger("orun.access")

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import structlog
 
+from orun.build.plan import BuildPlan
 from orun.engine.docker import Engine
+from orun.engine.labels import LABEL_APP_KEY, LABEL_HOME
 from orun.errors import BuildError
-from orun.runtime.plan import LABEL_APP_KEY, LABEL_HOME, BuildPlan
 
 log = structlog.get_logger("orun.builder")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from orun.control.unixpath import usable_socket_path
 from orun.errors import OrunError
+from orun.state.unixpath import usable_socket_path
 
 TIMEOUT_SECS = 600.0
 

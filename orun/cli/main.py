@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _home() -> Path:
-    from orun.control.config import default_home
+    from orun.state.config import default_home
 
     return default_home()
 
@@ -385,7 +385,7 @@ def cmd_spec_show(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from orun.control.config import read_config_file
+    from orun.state.config import read_config_file
 
     path = Path(args.path).expanduser().absolute() if args.path else _home() / "orun.yaml"
     try:

@@ -18,9 +18,9 @@ from aiohttp import web
 
 from orun.control.apps import CreateRequest
 from orun.control.changes import Outcome
-from orun.control.model import App
 from orun.errors import OrunError
 from orun.runtime.logs import AppLogs, read_tail
+from orun.state.model import App
 
 if TYPE_CHECKING:
     from orun.server import Server

@@ -19,13 +19,15 @@ from typing import Any
 import structlog
 
 from orun.bus import EventBus
-from orun.control.config import Config
-from orun.control.model import App, AppKind, AppSettings, AppVersion, app_id, new_app_key
-from orun.control.store import Store
 from orun.errors import AppPathError, OrunError, SpecError
 from orun.events import AppsChanged
 from orun.proxy.external import parse_upstream_url
-from orun.routing.paths import (
+from orun.sources import SnapshotStore, parse_source
+from orun.spec import Spec, SpecCatalog, resolve_params
+from orun.state.config import Config
+from orun.state.model import App, AppKind, AppSettings, AppVersion, app_id, new_app_key
+from orun.state.options import parse_container_options
+from orun.state.paths import (
     RESERVED,
     AppPath,
     PathGlob,
@@ -33,11 +35,8 @@ from orun.routing.paths import (
     paths_overlap,
     validate_for_create,
 )
-from orun.runtime.options import parse_container_options
-from orun.runtime.plan import allowed_mounts, app_run_dir
-from orun.runtime.volumes import parse_volumes
-from orun.sources import SnapshotStore, parse_source
-from orun.spec import Spec, SpecCatalog, resolve_params
+from orun.state.store import Store
+from orun.state.volumes import allowed_mounts, app_run_dir, parse_volumes
 
 log = structlog.get_logger("orun.apps")
 

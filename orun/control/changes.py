@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from orun.control.model import App, AppSettings, AppVersion
 from orun.errors import NotFoundError, OrunError, SpecError
 from orun.events import AppsChanged
 from orun.sources import parse_source
 from orun.sources.ref import is_git_source
+from orun.state.model import App, AppSettings, AppVersion
 
 if TYPE_CHECKING:
     from orun.control.apps import AppService

@@ -26,11 +26,11 @@ import structlog
 
 from orun.control.apps import AppService, CreateRequest, paths_clash
 from orun.control.changes import ChangeService
-from orun.control.config import DeclaredApp
-from orun.control.model import App, AppSettings
 from orun.errors import OrunError
-from orun.routing.paths import AppPath, parse_app_path
 from orun.sources.ref import is_git_source
+from orun.state.config import DeclaredApp
+from orun.state.model import App, AppSettings
+from orun.state.paths import AppPath, parse_app_path
 
 log = structlog.get_logger("orun.declared")
 

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from yarl import URL
 
-from orun.control.model import App
 from orun.errors import EngineError, OrunError
 from orun.proxy.errors import error_response
 from orun.proxy.forward import Forwarder, bad_path, resolve_rest
 from orun.routing.table import Route
 from orun.runtime.app import version_key
+from orun.state.model import App
 
 if TYPE_CHECKING:
     from orun.runtime.app import AppRuntime, Instance

@@ -18,12 +18,12 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
-from orun.control.config import ProxyConfig
 from orun.proxy.activity import Activity
 from orun.proxy.errors import error_response
 from orun.proxy.headers import TrustedProxies, client_response_headers, upstream_request_headers
 from orun.proxy.websocket import WebSocketRelays
 from orun.routing.table import Route
+from orun.state.config import ProxyConfig
 
 log = structlog.get_logger("orun.proxy")
 

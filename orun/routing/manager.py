@@ -13,7 +13,6 @@ from collections.abc import Callable
 import structlog
 
 from orun.bus import EventBus, Unsubscribe
-from orun.control.model import App
 from orun.events import (
     AppsChanged,
     ConfigReloaded,
@@ -25,6 +24,7 @@ from orun.events import (
 )
 from orun.routing.table import EMPTY_TABLE, Route, RouteTable
 from orun.routing.targets import TargetFactory
+from orun.state.model import App
 
 log = structlog.get_logger("orun.routes")
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from orun.control.model import App
 from orun.errors import OrunError, SpecError
 from orun.proxy.container import ContainerTarget
 from orun.proxy.errors import error_response
@@ -23,6 +22,7 @@ from orun.routing.table import Route
 from orun.sources import SnapshotStore
 from orun.spec import Spec, load_spec_dir, resolve_params
 from orun.spec.model import SPEC_FILE
+from orun.state.model import App
 
 if TYPE_CHECKING:
     from orun.runtime.runtime import Runtime

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 from yarl import URL
 
-from orun.control.model import App
 from orun.errors import BuildError, OrunError
 from orun.proxy.activity import Activity
 from orun.runtime.logs import AppLogs
+from orun.state.model import App
 
 #: lines of the current start operation kept for the starting page
 PROGRESS_LINES = 400

@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from watchfiles import Change, awatch
 
-from orun.control.model import App
 from orun.engine.docker import Engine
 from orun.errors import OrunError
 from orun.events import BuildProgress, ContainerExited
@@ -55,6 +54,7 @@ from orun.runtime.devsettings import (
 from orun.runtime.health import HealthError
 from orun.runtime.logs import stamp
 from orun.spec import Spec
+from orun.state.model import App
 
 if TYPE_CHECKING:
     from orun.runtime.runtime import Runtime

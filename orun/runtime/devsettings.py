@@ -17,10 +17,10 @@ from typing import Literal
 
 from watchfiles import Change, DefaultFilter
 
-from orun.control.model import App
 from orun.errors import ContainerConfigError
 from orun.sources.ref import parse_source
 from orun.spec import Spec
+from orun.state.model import App
 
 Reload = Literal["none", "restart", "recreate", "rebuild"]
 RELOAD_MODES: tuple[Reload, ...] = ("none", "restart", "recreate", "rebuild")

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from orun.control.model import App
 from orun.events import ContainerUnhealthy
 from orun.runtime.app import app_setting
+from orun.state.model import App
 
 if TYPE_CHECKING:
     from orun.runtime.runtime import Runtime

@@ -17,46 +17,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orun.build.context import BuildContext, compose
+from orun.build.context import compose
 from orun.build.dockerfile import parse_containerfile
-from orun.control.config import Config
-from orun.control.model import App
+from orun.build.plan import BuildPlan
+from orun.engine.labels import (
+    LABEL_APP_ID,
+    LABEL_APP_KEY,
+    LABEL_APP_PATH,
+    LABEL_HEALTH,
+    LABEL_HOME,
+    LABEL_IDENTITY,
+    LABEL_PORT,
+    LABEL_VERSION,
+)
 from orun.errors import ContainerConfigError
 from orun.runtime.devsettings import dev_settings
-from orun.runtime.options import ContainerOptions, parse_container_options
-from orun.runtime.volumes import (
+from orun.sources.confined import NotConfined, read_confined
+from orun.spec import Spec, env_value, resolve_params
+from orun.spec.model import SPEC_FILE
+from orun.state.config import Config
+from orun.state.model import App
+from orun.state.options import ContainerOptions, parse_container_options
+from orun.state.volumes import (
     VolumeMount,
+    allowed_mounts,
+    app_run_dir,
     declared_volumes,
     parse_volumes,
     render_template,
     volume_name,
 )
-from orun.sources.confined import NotConfined, read_confined
-from orun.spec import Spec, env_value, resolve_params
-from orun.spec.model import SPEC_FILE
-
-#: container and image labels; `orun.home` scopes everything to one orun installation
-LABEL_HOME = "orun.home"
-LABEL_APP_ID = "orun.app.id"
-LABEL_APP_KEY = "orun.app.key"
-LABEL_APP_PATH = "orun.app.path"
-LABEL_VERSION = "orun.version"
-LABEL_IDENTITY = "orun.identity"
-LABEL_PORT = "orun.port"
-LABEL_HEALTH = "orun.health"
 
 #: params that never reach the container's environment
 _NOT_ENV = frozenset({"secrets"})
-
-
-@dataclass(frozen=True, slots=True)
-class BuildPlan:
-    """What to build: the composed context, the merged build args and the image tag."""
-
-    context: BuildContext
-    build_args: Mapping[str, str]
-    tag: str
-    digest: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,17 +130,6 @@ def _hash_map(values: Mapping[str, str]) -> str:
 def image_repository(app_id: str) -> str:
     """Images are named per app key, so an app's prod and stage share built images."""
     return "orun-" + app_id.split("_", 2)[-1]
-
-
-def allowed_mounts(config: Config, home: Path) -> list[str]:
-    """`security.allowed_mounts` with `$ORUN_HOME` meaning this server's home, whatever
-    the environment says."""
-    return [p.replace("${ORUN_HOME}", str(home)).replace("$ORUN_HOME", str(home))
-            for p in config.security.allowed_mounts]
-
-
-def app_run_dir(home: Path, app_id: str) -> Path:
-    return home / "run" / "app" / app_id
 
 
 def merged_build_args(spec: Spec, config: Config, app_args: Mapping[str, str]) -> dict[str, str]:

@@ -28,9 +28,8 @@ import structlog
 
 from orun.build.builder import Builder
 from orun.bus import EventBus, Unsubscribe
-from orun.control.config import Config
-from orun.control.model import App
 from orun.engine.docker import Engine, resolve_engine_url
+from orun.engine.labels import LABEL_APP_ID, LABEL_APP_KEY, LABEL_HOME
 from orun.errors import BuildError, EngineError, OrunError
 from orun.events import (
     AppsChanged,
@@ -55,16 +54,11 @@ from orun.runtime.dev import DevMode
 from orun.runtime.health import HealthError, HealthProber
 from orun.runtime.housekeeping import Housekeeper
 from orun.runtime.logs import AppLogs, read_tail, stamp
-from orun.runtime.plan import (
-    LABEL_APP_ID,
-    LABEL_APP_KEY,
-    LABEL_HOME,
-    ContainerPlan,
-    PlanInputs,
-    plan_container,
-)
+from orun.runtime.plan import ContainerPlan, PlanInputs, plan_container
 from orun.runtime.watcher import EngineWatcher
 from orun.spec import Spec
+from orun.state.config import Config
+from orun.state.model import App
 
 log = structlog.get_logger("orun.runtime")
 

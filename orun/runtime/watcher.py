@@ -16,15 +16,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from orun.engine.docker import ContainerInfo, Engine
+from orun.engine.labels import LABEL_APP_ID, LABEL_HEALTH, LABEL_IDENTITY, LABEL_PORT, LABEL_VERSION
 from orun.errors import EngineError
 from orun.runtime.app import Instance
-from orun.runtime.plan import (
-    LABEL_APP_ID,
-    LABEL_HEALTH,
-    LABEL_IDENTITY,
-    LABEL_PORT,
-    LABEL_VERSION,
-)
 
 if TYPE_CHECKING:
     from orun.runtime.runtime import Runtime

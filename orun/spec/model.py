@@ -24,8 +24,8 @@ from typing import Any, Literal
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from orun.control.schema import build, check
 from orun.errors import SpecError
+from orun.state.schema import build, check
 
 SPEC_FILE = "spec.yaml"
 ParamType = Literal["string", "int", "bool", "list", "dict"]

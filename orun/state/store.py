@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from orun.control.model import App, AppVersion, version_from_json
+from orun.state.model import App, AppVersion, version_from_json
 
 T = TypeVar("T")
 

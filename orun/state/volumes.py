@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from orun.errors import ContainerConfigError
+from orun.state.config import Config
 
 SECRET_PREFIX = "cl_secret:"
 
@@ -219,6 +220,17 @@ def parse_volumes(
     return list(by_target.values())
 
 
+def allowed_mounts(config: Config, home: Path) -> list[str]:
+    """`security.allowed_mounts` with `$ORUN_HOME` meaning this server's home, whatever
+    the environment says."""
+    return [p.replace("${ORUN_HOME}", str(home)).replace("$ORUN_HOME", str(home))
+            for p in config.security.allowed_mounts]
+
+
+def app_run_dir(home: Path, app_id: str) -> Path:
+    return home / "run" / "app" / app_id
+
+
 # -- secret templates -------------------------------------------------------------------
 
 _ACTION = re.compile(r"\{\{(-[ \t\r\n])?(.*?)([ \t\r\n]-)?\}\}", re.DOTALL)
@@ -346,5 +358,5 @@ def render_template(text: str, params: Mapping[str, str], *, name: str) -> str:
     return "".join(out)
 
 
-__all__ = ["SECRET_PREFIX", "VolumeMount", "declared_volumes", "parse_volumes", "render_template",
-           "volume_name"]
+__all__ = ["SECRET_PREFIX", "VolumeMount", "allowed_mounts", "app_run_dir", "declared_volumes",
+           "parse_volumes", "render_template", "volume_name"]

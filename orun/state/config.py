@@ -16,8 +16,8 @@ from typing import Any, Literal
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from orun.control.schema import build, check
 from orun.errors import ConfigError
+from orun.state.schema import build, check
 
 DEFAULT_HTTP_PORT = 25222
 DEFAULT_HTTPS_PORT = 25223

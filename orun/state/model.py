@@ -6,7 +6,7 @@ import secrets
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from orun.routing.paths import AppPath
+from orun.state.paths import AppPath
 
 AppKind = Literal["prod", "stage", "dev"]
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
