@@ -14,7 +14,7 @@ import html
 import json
 from dataclasses import dataclass
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from yarl import URL
@@ -22,13 +22,7 @@ from yarl import URL
 from orun.errors import EngineError, OrunError
 from orun.proxy.errors import error_response
 from orun.proxy.forward import Forwarder, bad_path, resolve_rest
-from orun.routing.table import Route
-from orun.runtime.app import version_key
-from orun.state.model import App
-
-if TYPE_CHECKING:
-    from orun.runtime.app import AppRuntime, Instance
-    from orun.runtime.runtime import Runtime
+from orun.proxy.target import Backend, LiveState, Route, Serving
 
 INTERNAL = "/_orun_app/"
 #: how long a browser's first request waits before it gets the starting page instead
@@ -38,9 +32,9 @@ BROWSER_GRACE = 1.5
 @dataclass(frozen=True, slots=True)
 class ContainerTarget:
     forwarder: Forwarder
-    runtime: Runtime
-    rt: AppRuntime
-    app: App
+    #: the app version's runtime side (cold path); `live` is its hot-path state
+    backend: Backend
+    live: LiveState
     strip_app: bool
     preserve_host: bool
     redirect_bare_path: bool
@@ -58,7 +52,7 @@ class ContainerTarget:
         if not rest and self.redirect_bare_path and route.prefix:
             query = request.raw_path.partition("?")[2]
             raise web.HTTPTemporaryRedirect(route.prefix + "/" + (f"?{query}" if query else ""))
-        inst = self.rt.instance
+        inst = self.live.instance
         if inst is None:
             found = await self._cold(request, route)
             if isinstance(found, web.StreamResponse):
@@ -67,7 +61,7 @@ class ContainerTarget:
         path = (rest if self.strip_app else route.prefix + rest) or "/"
         query = request.raw_path.partition("?")[2]
         upstream = URL(inst.upstream + path + (f"?{query}" if query else ""), encoded=True)
-        activity = self.rt.activity
+        activity = self.live.activity
         load = inst.load  # counted per container: a replaced one drains before it stops
         # a websocket counts as traffic only while frames flow (an idle app may stop)
         plain = "Upgrade" not in request.headers
@@ -86,23 +80,25 @@ class ContainerTarget:
                 activity.last = monotonic()
 
     async def _cold(self, request: web.BaseRequest,
-                    route: Route) -> Instance | web.StreamResponse:
+                    route: Route) -> Serving | web.StreamResponse:
+        backend = self.backend
         try:
-            operation = self.runtime.ensure(self.app)
+            operation = backend.ensure()
         except EngineError as exc:
             return error_response(request, 503, f"app {route.label}: {exc.message}",
                                   headers={"Retry-After": "5"})
         browser = request.method == "GET" and "text/html" in request.headers.get("Accept", "")
-        limit = self.runtime.request_wait()
+        limit = backend.request_wait()
         wait = min(BROWSER_GRACE, limit) if browser else limit
         try:
             async with asyncio.timeout(wait):
-                return await asyncio.shield(operation)
+                serving: Serving = await asyncio.shield(operation)
+                return serving
         except TimeoutError:
             if browser:
                 return self._starting_page(route)
             return error_response(
-                request, 503, f"app {route.label} is still starting ({self.rt.state}); "
+                request, 503, f"app {route.label} is still starting ({backend.state}); "
                 f"retry shortly, or follow it with: orun app logs --build --follow "
                 f"{route.label}", headers={"Retry-After": "5"})
         except OrunError as exc:
@@ -113,14 +109,14 @@ class ContainerTarget:
             elif exc.status == 503:
                 headers = {"Retry-After": "5"}
             # anonymous clients see the cause and the log tail, not orun's internals
-            public = self.rt.public_text
+            public = backend.public_text
             return error_response(request, exc.status,
                                   f"app {route.label}: {public(exc.message)}", headers=headers,
                                   detail=public(getattr(exc, "detail", "")))
 
     def _starting_page(self, route: Route) -> web.Response:
         base = route.prefix
-        lines = self.rt.public_text("\n".join(self.rt.progress.lines))
+        lines = self.backend.public_text("\n".join(self.backend.progress_lines()))
         page = _STARTING_PAGE.replace("{label}", html.escape(route.label)) \
             .replace("{label_js}", _js_string(route.label)) \
             .replace("{progress_url_js}", _js_string(base + INTERNAL + "progress")) \
@@ -133,8 +129,7 @@ class ContainerTarget:
         name = rest[len(INTERNAL):]
         if name == "status":
             # public: state and error only (no container name, image or upstream)
-            return web.json_response({"app": route.label,
-                                      **self.runtime.public_status(self.app.id)})
+            return web.json_response({"app": route.label, **self.backend.public_status()})
         if name == "progress":
             return await self._progress(request, route)
         return error_response(request, 404, f"no orun endpoint {INTERNAL}{name}")
@@ -144,30 +139,28 @@ class ContainerTarget:
 
         Opening it never rebuilds a version that just failed: that failure is reported.
         """
-        rt = self.rt
+        backend = self.backend
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-store"})
         await resp.prepare(request)
 
         async def send(event: str, data: str) -> None:
             # anonymous clients: no container or image names, ids or upstream addresses
-            payload = "".join(f"data: {line}\n" for line in rt.public_text(data).split("\n"))
+            payload = "".join(f"data: {line}\n"
+                              for line in backend.public_text(data).split("\n"))
             await resp.write(f"event: {event}\n{payload}\n".encode())
 
-        def failure() -> str:
-            return rt.error + ("\n" + rt.error_detail if rt.error_detail else "")
-
-        idle = rt.operation is None or rt.operation.done()
-        if rt.instance is not None and idle:
+        if self.live.instance is not None and not backend.busy():
             await send("ready", route.label)
             return resp
-        if idle and rt.state == "failed" and rt.failed_version == version_key(self.app):
-            await send("failed", failure())
+        reported = backend.reported_failure()
+        if reported is not None:
+            await send("failed", reported)
             return resp
-        queue = rt.progress.subscribe()
+        queue = backend.subscribe()
         try:
             try:
-                operation = self.runtime.ensure(self.app)
+                operation = backend.ensure()
             except EngineError as exc:
                 await send("failed", exc.message)
                 return resp
@@ -190,11 +183,11 @@ class ContainerTarget:
                     if not operation.cancelled() and operation.exception() is None:
                         await send("ready", route.label)
                     else:
-                        await send("failed", failure() or "the start was cancelled")
+                        await send("failed", backend.failure() or "the start was cancelled")
                     break
                 await resp.write(b": keep-alive\n\n")
         finally:
-            rt.progress.unsubscribe(queue)
+            backend.unsubscribe(queue)
         return resp
 
 

@@ -10,7 +10,7 @@ from yarl import URL
 
 from orun.errors import SpecError
 from orun.proxy.forward import Forwarder, bad_path, resolve_rest
-from orun.routing.table import Route
+from orun.proxy.target import Route
 
 
 def parse_upstream_url(url: str) -> URL:

@@ -18,11 +18,10 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
-from orun.proxy.activity import Activity
 from orun.proxy.errors import error_response
 from orun.proxy.headers import TrustedProxies, client_response_headers, upstream_request_headers
+from orun.proxy.target import ActivityCounter, Route
 from orun.proxy.websocket import WebSocketRelays
-from orun.routing.table import Route
 from orun.state.config import ProxyConfig
 
 log = structlog.get_logger("orun.proxy")
@@ -136,7 +135,7 @@ class Forwarder:
         preserve_host: bool = False,
         response_headers: Mapping[str, str] | None = None,
         base: URL | None = None,
-        activity: Activity | None = None,
+        activity: ActivityCounter | None = None,
     ) -> web.StreamResponse:
         """Proxy `request` to `upstream` (the full upstream URL, query included).
 
@@ -165,7 +164,7 @@ class Forwarder:
     async def _http(self, request: web.BaseRequest, route: Route, upstream: URL,
                     headers: Mapping[str, str], settings: ForwardSettings,
                     extra: Mapping[str, str] | None, base: URL,
-                    activity: Activity | None) -> web.StreamResponse:
+                    activity: ActivityCounter | None) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         deadline = asyncio.timeout(settings.read_timeout)
         data = None
@@ -201,7 +200,7 @@ class Forwarder:
     async def _respond(self, request: web.BaseRequest, route: Route, base: URL,
                        resp: aiohttp.ClientResponse,
                        extra: Mapping[str, str] | None,
-                       activity: Activity | None) -> web.StreamResponse:
+                       activity: ActivityCounter | None) -> web.StreamResponse:
         headers = client_response_headers(resp.headers.items(), upstream_url=base,
                                           prefix=route.prefix, rewrite=True)
         if extra:

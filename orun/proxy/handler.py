@@ -6,7 +6,7 @@ from aiohttp import web
 from yarl import URL
 
 from orun.proxy.errors import error_response
-from orun.routing.manager import RouteManager
+from orun.proxy.target import RouteSource
 
 HEALTH_PATH = "/_orun/health"
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
@@ -15,7 +15,7 @@ _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 class ProxyHandler:
     """Serves every request on the HTTP listener. Knows nothing about Docker or the bus."""
 
-    def __init__(self, routes: RouteManager) -> None:
+    def __init__(self, routes: RouteSource) -> None:
         self._routes = routes
         #: requests being handled now (graceful shutdown waits for this to reach 0)
         self.in_flight = 0

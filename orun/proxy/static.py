@@ -23,7 +23,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from orun.proxy.errors import error_response
-from orun.routing.table import Route
+from orun.proxy.target import Route
 
 _READ_METHODS = ("GET", "HEAD")
 #: the one dot-named folder served without the `dotfiles` param (RFC 8615), at the top

@@ -1,13 +1,33 @@
-"""What a route points at: something that serves a request for one app."""
+"""The proxy's own interfaces: what a route is, what serves it, and what a container
+app looks like from the request path.
+
+The proxy depends on nothing above or beside it. Routing builds `Route`s and their
+`Target`s; the runtime implements `Backend` for container apps; routing's target
+factory wires the two. All of these are structural (`Protocol`), so implementations
+need not import this module, and the hot path reads plain attributes.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
+from yarl import URL
 
-if TYPE_CHECKING:
-    from orun.routing.table import Route
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One app's place in the routing table and the target that serves it."""
+
+    app_id: str
+    #: the app path as users see it (`/x`, `counter.localhost:/`), used in messages
+    label: str
+    #: the path prefix to strip: "" for an app at `/`, else `/x`
+    prefix: str
+    target: Target
 
 
 class Target(Protocol):
@@ -21,3 +41,122 @@ class Target(Protocol):
     async def serve(self, request: web.BaseRequest, route: Route, rest: str) -> web.StreamResponse:
         """Answer `request`; `rest` is the raw path after the app prefix ("" or "/...")."""
         ...
+
+
+class RouteLookup(Protocol):
+    def match(self, host: str, path: str) -> tuple[Route, str] | None:
+        """The route for `host` + raw `path` (no query) and the path left for the app."""
+        ...
+
+
+class RouteSource(Protocol):
+    """Where the handler reads the current table, once per request."""
+
+    @property
+    def current(self) -> RouteLookup: ...
+
+
+class Counter(Protocol):
+    """Requests and websockets open now (a container drains before it stops)."""
+
+    open: int
+
+
+class ActivityCounter(Protocol):
+    """An app's traffic for idle shutdown: open plain requests, last traffic time
+    (monotonic). The proxy writes both as frames and chunks pass."""
+
+    open: int
+    last: float
+
+
+class Serving(Protocol):
+    """A healthy container that requests go to."""
+
+    @property
+    def upstream(self) -> str:
+        """The origin, e.g. ``http://127.0.0.1:32768``."""
+        ...
+
+    @property
+    def base(self) -> URL: ...
+
+    @property
+    def load(self) -> Counter: ...
+
+
+class LiveState(Protocol):
+    """Read on every request: the serving container (None: not running) and the
+    traffic counter. Plain attributes in the implementation."""
+
+    @property
+    def instance(self) -> Serving | None: ...
+
+    @property
+    def activity(self) -> ActivityCounter: ...
+
+
+class Backend(Protocol):
+    """A container app version as the proxy needs it, off the hot path: bringing it up,
+    the progress of that, and what an anonymous client may be told."""
+
+    @property
+    def live(self) -> LiveState: ...
+
+    @property
+    def state(self) -> str:
+        """stopped, building, starting, running, failed, crashed, ..."""
+        ...
+
+    def ensure(self) -> asyncio.Future[Serving]:
+        """The single-flight start of this version (shared by concurrent callers).
+        Raises `EngineError` when no container engine answers."""
+        ...
+
+    def request_wait(self) -> float:
+        """How long a request may wait for a start, in seconds."""
+        ...
+
+    def busy(self) -> bool:
+        """A start or change is in flight."""
+        ...
+
+    def reported_failure(self) -> str | None:
+        """The failure of this very version when nothing is in flight (so a refresh
+        does not rebuild it), else None."""
+        ...
+
+    def failure(self) -> str:
+        """The last failure with its log tail ("" if none)."""
+        ...
+
+    def progress_lines(self) -> Sequence[str]:
+        """The lines of the current start so far."""
+        ...
+
+    def subscribe(self) -> asyncio.Queue[str | None]:
+        """New progress lines as they come (None: a separator)."""
+        ...
+
+    def unsubscribe(self, queue: asyncio.Queue[str | None]) -> None: ...
+
+    def public_text(self, text: str) -> str:
+        """`text` without container, image and volume names, ids or upstream addresses."""
+        ...
+
+    def public_status(self) -> dict[str, object]:
+        """State and error only, for `/_orun_app/status`."""
+        ...
+
+
+__all__ = [
+    "ActivityCounter",
+    "Backend",
+    "Counter",
+    "LiveState",
+    "Route",
+    "RouteLookup",
+    "RouteSource",
+    "Serving",
+    "Target",
+]

@@ -17,9 +17,8 @@ import structlog
 from aiohttp import WSMsgType, web
 from yarl import URL
 
-from orun.proxy.activity import Activity
 from orun.proxy.errors import error_response
-from orun.routing.table import Route
+from orun.proxy.target import ActivityCounter, Route
 
 log = structlog.get_logger("orun.proxy.ws")
 
@@ -28,7 +27,7 @@ _WS = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 _UNSENDABLE = {1005: 1000, 1006: 1011, 1015: 1011}
 
 
-async def _pump(src: _WS, dst: _WS, activity: Activity | None) -> tuple[int, str]:
+async def _pump(src: _WS, dst: _WS, activity: ActivityCounter | None) -> tuple[int, str]:
     """Copy frames from `src` to `dst` until `src` closes; return its close code/reason."""
     while True:
         msg = await src.receive()
@@ -51,7 +50,8 @@ async def _pump(src: _WS, dst: _WS, activity: Activity | None) -> tuple[int, str
 
 class _Relay:
     def __init__(self, client: web.WebSocketResponse,
-                 upstream: aiohttp.ClientWebSocketResponse, activity: Activity | None) -> None:
+                 upstream: aiohttp.ClientWebSocketResponse,
+                 activity: ActivityCounter | None) -> None:
         self.client = client
         self.upstream = upstream
         self.activity = activity
@@ -105,7 +105,7 @@ class WebSocketRelays:
     async def relay(self, request: web.BaseRequest, route: Route, upstream: URL,
                     headers: Mapping[str, str], session: aiohttp.ClientSession,
                     connect_timeout: float,
-                    activity: Activity | None = None) -> web.StreamResponse:
+                    activity: ActivityCounter | None = None) -> web.StreamResponse:
         protocols = [p.strip() for p in
                      request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         ws_url = upstream.with_scheme("wss" if upstream.scheme == "https" else "ws")

@@ -22,7 +22,8 @@ from orun.events import (
     Event,
     RoutesSwapped,
 )
-from orun.routing.table import EMPTY_TABLE, Route, RouteTable
+from orun.proxy.target import Route
+from orun.routing.table import EMPTY_TABLE, RouteTable
 from orun.routing.targets import TargetFactory
 from orun.state.model import App
 

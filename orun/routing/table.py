@@ -10,22 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from orun.proxy.target import Target
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One app's place in the table and the target that serves it."""
-
-    app_id: str
-    #: the app path as users see it (`/x`, `counter.localhost:/`), used in messages
-    label: str
-    #: the path prefix to strip: "" for an app at `/`, else `/x`
-    prefix: str
-    target: Target
+from orun.proxy.target import Route
 
 
 def host_to_domain(host: str, default_domain: str) -> str:

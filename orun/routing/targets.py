@@ -17,8 +17,7 @@ from orun.proxy.errors import error_response
 from orun.proxy.external import ExternalProxyTarget
 from orun.proxy.forward import Forwarder
 from orun.proxy.static import FileIndex, StaticTarget, pick_index
-from orun.proxy.target import Target
-from orun.routing.table import Route
+from orun.proxy.target import Route, Target
 from orun.sources import SnapshotStore
 from orun.spec import Spec, load_spec_dir, resolve_params
 from orun.spec.model import SPEC_FILE
@@ -109,8 +108,9 @@ class TargetFactory:
         if self.runtime is None:
             return UnavailableTarget(503, f"spec {app.spec} runs a container and this server "
                                      "has no container runtime")
+        backend = self.runtime.backend(app)
         return ContainerTarget(
-            self.forwarder, self.runtime, self.runtime.runtime_for(app), app,
+            self.forwarder, backend, backend.live,
             strip_app=spec.routing.strip_app,
             preserve_host=bool(params.get("preserve_host", False)),
             redirect_bare_path=spec.routing.redirect_bare_path,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from yarl import URL
 
 from orun.errors import BuildError, OrunError
-from orun.proxy.activity import Activity
+from orun.runtime.activity import Activity
 from orun.runtime.logs import AppLogs
 from orun.state.model import App
 

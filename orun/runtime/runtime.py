@@ -50,6 +50,7 @@ from orun.runtime.app import (
     app_setting,
     version_key,
 )
+from orun.runtime.backend import AppBackend
 from orun.runtime.dev import DevMode
 from orun.runtime.health import HealthError, HealthProber
 from orun.runtime.housekeeping import Housekeeper
@@ -714,6 +715,11 @@ class Runtime:
 
     def request_wait(self) -> float:
         return self._config().app_defaults.request_wait_secs
+
+    def backend(self, app: App) -> AppBackend:
+        """`app`'s version as the proxy sees it (the proxy's `Backend` interface)."""
+        return AppBackend(self.runtime_for(app), app, ensure=self.ensure,
+                          request_wait=self.request_wait, public_status=self.public_status)
 
     @property
     def engine_error(self) -> str:

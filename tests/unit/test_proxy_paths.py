@@ -13,7 +13,7 @@ from yarl import URL
 from orun.proxy.container import ContainerTarget
 from orun.proxy.forward import resolve_rest
 from orun.proxy.handler import same_authority, target_authority
-from orun.routing.table import Route
+from orun.proxy.target import Route
 
 # -- resolve_rest: the path after the app prefix, as an upstream will see it ------------
 
@@ -158,7 +158,7 @@ def _container(strip_app: bool) -> tuple[ContainerTarget, _Forwarder, Route]:
                                load=SimpleNamespace(open=0))
     rt = SimpleNamespace(instance=instance, activity=SimpleNamespace(open=0, last=0.0))
     target = ContainerTarget(cast(Any, forwarder), cast(Any, None), cast(Any, rt),
-                             cast(Any, None), strip_app=strip_app, preserve_host=False,
+                             strip_app=strip_app, preserve_host=False,
                              redirect_bare_path=True)
     return target, forwarder, Route("app_1", "/x", "/x", target)
 

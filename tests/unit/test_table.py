@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from orun.routing.table import EMPTY_TABLE, Route, RouteTable, host_to_domain
+from orun.proxy.target import Route
+from orun.routing.table import EMPTY_TABLE, RouteTable, host_to_domain
 
 
 class DummyTarget:
