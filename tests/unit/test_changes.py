@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from orun.control.changes import settings_edit
-from orun.control.config import DeclaredApp
 from orun.control.declared import desired_settings, resolve_source
-from orun.control.model import App, AppSettings, AppVersion
 from orun.errors import OrunError
-from orun.routing.paths import AppPath
+from orun.state.config import DeclaredApp
+from orun.state.model import App, AppSettings, AppVersion
+from orun.state.paths import AppPath
 
 BASE = AppSettings(spec="python-flask", params={"a": "1", "b": "2"},
                    container_args={"X": "1"}, container_options={"memory": "256m"},

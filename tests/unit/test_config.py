@@ -9,15 +9,15 @@ from typing import Any, Literal
 
 import pytest
 
-from orun.control.config import (
+from orun.errors import ConfigError
+from orun.state.config import (
     DEFAULT_HTTP_PORT,
     Config,
     DeclaredApp,
     parse_config,
     read_config_file,
 )
-from orun.control.schema import build, check
-from orun.errors import ConfigError
+from orun.state.schema import build, check
 
 
 def problems(text: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orun.errors import ContainerConfigError
-from orun.runtime.options import (
+from orun.state.options import (
     SUPPORTED_FLAGS,
     ContainerOptions,
     parse_container_options,

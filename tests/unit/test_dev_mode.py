@@ -11,10 +11,7 @@ from watchfiles import Change
 
 from orun.build.context import compose
 from orun.build.dockerfile import parse_containerfile
-from orun.control.config import Config
-from orun.control.model import App, AppSettings, AppVersion
 from orun.errors import ContainerConfigError
-from orun.routing.paths import AppPath
 from orun.runtime.dev import _lasting
 from orun.runtime.devsettings import (
     DevSettings,
@@ -26,6 +23,9 @@ from orun.runtime.housekeeping import idle_timeout
 from orun.runtime.plan import ContainerPlan, PlanInputs, plan_container
 from orun.spec import load_spec_dir
 from orun.spec.catalog import bundled_specs_dir
+from orun.state.config import Config
+from orun.state.model import App, AppSettings, AppVersion
+from orun.state.paths import AppPath
 
 SPECS = bundled_specs_dir()
 KEY = "d" * 27

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orun.errors import AppPathError, OrunError
-from orun.routing.paths import (
+from orun.state.paths import (
     AppPath,
     PathGlob,
     normalize_domain,

@@ -8,20 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from orun.control.config import BuilderConfig, Config, SecurityConfig
-from orun.control.model import App, AppSettings, AppVersion
+from orun.engine.labels import LABEL_APP_ID, LABEL_HOME
 from orun.errors import ContainerConfigError
-from orun.routing.paths import AppPath
-from orun.runtime.plan import (
-    LABEL_APP_ID,
-    LABEL_HOME,
-    ContainerPlan,
-    PlanInputs,
-    image_repository,
-    plan_container,
-)
+from orun.runtime.plan import ContainerPlan, PlanInputs, image_repository, plan_container
 from orun.spec import load_spec_dir
 from orun.spec.catalog import bundled_specs_dir
+from orun.state.config import BuilderConfig, Config, SecurityConfig
+from orun.state.model import App, AppSettings, AppVersion
+from orun.state.paths import AppPath
 
 SPECS = bundled_specs_dir()
 KEY = "k" * 27

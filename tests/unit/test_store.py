@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from orun.control.model import App, AppSettings, AppVersion
-from orun.control.store import MIGRATIONS, Store
-from orun.routing.paths import AppPath
+from orun.state.model import App, AppSettings, AppVersion
+from orun.state.paths import AppPath
+from orun.state.store import MIGRATIONS, Store
 
 
 def make_app(app_id: str, path: str, version: int = 1) -> App:

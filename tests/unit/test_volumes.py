@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orun.errors import ContainerConfigError
-from orun.runtime.volumes import (
+from orun.state.volumes import (
     VolumeMount,
     declared_volumes,
     parse_volumes,
