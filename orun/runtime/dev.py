@@ -33,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from watchfiles import Change, awatch
@@ -52,12 +52,10 @@ from orun.runtime.devsettings import (
     relative,
 )
 from orun.runtime.health import HealthError
+from orun.runtime.hosts import DevHost
 from orun.runtime.logs import stamp
 from orun.spec import Spec
 from orun.state.model import App
-
-if TYPE_CHECKING:
-    from orun.runtime.runtime import Runtime
 
 log = structlog.get_logger("orun.dev")
 
@@ -89,7 +87,7 @@ class _Watcher:
 class DevMode:
     """The watchers of all dev apps; owned by the runtime."""
 
-    def __init__(self, runtime: Runtime, apps: Callable[[], list[App]],
+    def __init__(self, runtime: DevHost, apps: Callable[[], list[App]],
                  load_spec: Callable[[App], Awaitable[Spec]]) -> None:
         self._runtime = runtime
         self._apps = apps

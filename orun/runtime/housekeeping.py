@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING
 
 import structlog
 
 from orun.events import ContainerUnhealthy
 from orun.runtime.app import app_setting
+from orun.runtime.hosts import HousekeeperHost
 from orun.state.model import App
-
-if TYPE_CHECKING:
-    from orun.runtime.runtime import Runtime
 
 log = structlog.get_logger("orun.runtime")
 
@@ -39,7 +36,7 @@ def idle_timeout(app: App, default: float) -> float:
 
 
 class Housekeeper:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: HousekeeperHost) -> None:
         self._runtime = runtime
         self._wake = asyncio.Event()
 

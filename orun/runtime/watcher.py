@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
@@ -19,15 +19,13 @@ from orun.engine.docker import ContainerInfo, Engine
 from orun.engine.labels import LABEL_APP_ID, LABEL_HEALTH, LABEL_IDENTITY, LABEL_PORT, LABEL_VERSION
 from orun.errors import EngineError
 from orun.runtime.app import Instance
-
-if TYPE_CHECKING:
-    from orun.runtime.runtime import Runtime
+from orun.runtime.hosts import WatcherHost
 
 log = structlog.get_logger("orun.runtime")
 
 
 class EngineWatcher:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: WatcherHost) -> None:
         self._runtime = runtime
 
     async def run(self) -> None:
