@@ -22,8 +22,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from orun import __version__
+from orun.api.admin import StartProgress, make_admin_app
 from orun.bus import EventBus
-from orun.control.admin import make_admin_app
 from orun.control.apps import AppService
 from orun.control.changes import ChangeService
 from orun.control.declared import ReconcilePlan, Reconciler
@@ -180,8 +180,8 @@ class Server:
         self._http_port = sockets[0].getsockname()[1] if sockets else listen.port
 
     async def _start_admin(self) -> None:
-        runner = web.AppRunner(make_admin_app(self), handle_signals=False, access_log=None,
-                               shutdown_timeout=2.0)
+        runner = web.AppRunner(make_admin_app(self.apps, self.changes, self),
+                               handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         path = usable_socket_path(self.socket_path)
         old_umask = os.umask(0o077)
@@ -412,6 +412,17 @@ class Server:
         if app.kind == "prod" and linked is not None:
             data["staged_changes"] = linked.current.version != app.current.version
         return data
+
+    def start_app(self, app: App) -> tuple[asyncio.Future[Any], StartProgress] | None:
+        """Bring a container app up now (the admin API's `app create --wait`)."""
+        if self.runtime is None:
+            return None
+        return self.runtime.ensure(app), self.runtime.runtime_for(app).progress
+
+    async def flush_logs(self, app_id: str) -> None:
+        rt = self.runtime.get(app_id) if self.runtime is not None else None
+        if rt is not None:
+            await rt.logs.flush()
 
     def info(self) -> dict[str, Any]:
         return {

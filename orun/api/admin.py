@@ -2,6 +2,10 @@
 
 JSON in, JSON out. Errors are `{"message": ..., "code": N}` with status N, as OpenRun's
 API does, so the CLI can print the message as it is.
+
+It stands on the services (`AppService`, `ChangeService`) and on `ServerControl`, the
+few things only the composition root can do (config reloads, route syncs, starting a
+container app); the server passes itself in as that. Nothing here imports the server.
 """
 
 from __future__ import annotations
@@ -10,24 +14,75 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import aiofiles
+import aiofiles.os
 import structlog
 from aiohttp import web
 
-from orun.control.apps import CreateRequest
-from orun.control.changes import Outcome
+from orun.control.apps import AppService, CreateRequest
+from orun.control.changes import ChangeService, Outcome
 from orun.errors import OrunError
 from orun.runtime.logs import AppLogs, read_tail
 from orun.state.model import App
 
-if TYPE_CHECKING:
-    from orun.server import Server
-
 log = structlog.get_logger("orun.admin")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-SERVER_KEY: web.AppKey[Server] = web.AppKey("server")
+
+
+class StartProgress(Protocol):
+    """The live lines of an app's start (None: wake up and look again)."""
+
+    def subscribe(self) -> asyncio.Queue[str | None]: ...
+
+    def unsubscribe(self, queue: asyncio.Queue[str | None]) -> None: ...
+
+
+class ServerControl(Protocol):
+    """What the API needs beyond the services: operations that span the services,
+    routing and the runtime, which only the composition root wires together."""
+
+    @property
+    def config_path(self) -> Path: ...
+
+    @property
+    def home(self) -> Path: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    def describe(self, app: App) -> dict[str, Any]: ...
+
+    def app_urls(self, domain: str, path: str) -> dict[str, str]: ...
+
+    async def sync_routes(self) -> None: ...
+
+    async def reload_config(self) -> dict[str, Any]: ...
+
+    async def check_config(self, path: Path) -> dict[str, Any]: ...
+
+    async def spec_kind(self, app: App) -> str: ...
+
+    def start_app(self, app: App) -> tuple[asyncio.Future[Any], StartProgress] | None:
+        """Bring a container app up (single-flight) and follow it; None without a
+        container runtime."""
+        ...
+
+    async def flush_logs(self, app_id: str) -> None:
+        """Write out the app's buffered log lines, so a read sees them."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AdminContext:
+    apps: AppService
+    changes: ChangeService
+    server: ServerControl
+
+
+CONTEXT_KEY: web.AppKey[AdminContext] = web.AppKey("orun")
 
 
 def _error(status: int, message: str, detail: str = "") -> web.Response:
@@ -69,17 +124,17 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def server_info(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SERVER_KEY].info())
+    return web.json_response(request.app[CONTEXT_KEY].server.info())
 
 
 async def list_apps(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
-    apps = server.apps.match(request.query.get("glob", "all"), internal=_flag(request, "internal"))
-    return web.json_response({"apps": [server.describe(a) for a in apps]})
+    ctx = request.app[CONTEXT_KEY]
+    apps = ctx.apps.match(request.query.get("glob", "all"), internal=_flag(request, "internal"))
+    return web.json_response({"apps": [ctx.server.describe(a) for a in apps]})
 
 
 async def create_app(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
+    ctx = request.app[CONTEXT_KEY]
     body = await _json_body(request)
     known = {f.name for f in dataclasses.fields(CreateRequest)}
     unknown = sorted(set(body) - known)
@@ -89,47 +144,47 @@ async def create_app(request: web.Request) -> web.Response:
         req = CreateRequest(**body)
     except TypeError as exc:
         raise OrunError(f"bad create request: {exc}") from None
-    result = await server.apps.create(req)
-    await server.sync_routes()  # the app answers as soon as the CLI returns
-    result["urls"] = server.app_urls(result["app"]["domain"], result["app"]["path"])
+    result = await ctx.apps.create(req)
+    await ctx.server.sync_routes()  # the app answers as soon as the CLI returns
+    result["urls"] = ctx.server.app_urls(result["app"]["domain"], result["app"]["path"])
     if result["stage"]:
         st = result["stage"]
-        result["stage"]["urls"] = server.app_urls(st["domain"], st["path"])
+        result["stage"]["urls"] = ctx.server.app_urls(st["domain"], st["path"])
     return web.json_response(result)
 
 
 async def delete_apps(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
+    ctx = request.app[CONTEXT_KEY]
     glob = request.query.get("glob", "")
     if not glob:
         raise OrunError("requires one argument: <appPathGlob>")
-    deleted = await server.apps.delete(glob, dry_run=_flag(request, "dryRun"))
-    await server.sync_routes()
-    return web.json_response({"deleted": [server.describe(a) for a in deleted],
+    deleted = await ctx.apps.delete(glob, dry_run=_flag(request, "dryRun"))
+    await ctx.server.sync_routes()
+    return web.json_response({"deleted": [ctx.server.describe(a) for a in deleted],
                               "dry_run": _flag(request, "dryRun")})
 
 
 async def reload_config(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
-    result = await server.reload_config()
+    ctx = request.app[CONTEXT_KEY]
+    result = await ctx.server.reload_config()
     return web.json_response(result)
 
 
 async def check_config(request: web.Request) -> web.Response:
     body = await _json_body(request)
     path = body.get("path")
-    server = request.app[SERVER_KEY]
-    return web.json_response(await server.check_config(
-        Path(path) if isinstance(path, str) and path else server.config_path))
+    ctx = request.app[CONTEXT_KEY]
+    return web.json_response(await ctx.server.check_config(
+        Path(path) if isinstance(path, str) and path else ctx.server.config_path))
 
 
-def _one_app(server: Server, glob: str) -> App:
+def _one_app(ctx: AdminContext, glob: str) -> App:
     if not glob:
         raise OrunError("requires one argument: <appPath>")
-    found = server.apps.at(glob)
+    found = ctx.apps.at(glob)
     if found is not None:
         return found
-    apps = server.apps.match(glob, internal=True)
+    apps = ctx.apps.match(glob, internal=True)
     if len(apps) == 1:
         return apps[0]
     if not apps:
@@ -145,30 +200,30 @@ def _glob(request: web.Request) -> str:
     return glob
 
 
-async def _changed(server: Server, outcome: Outcome, **extra: Any) -> web.Response:
+async def _changed(ctx: AdminContext, outcome: Outcome, **extra: Any) -> web.Response:
     """The answer to a change: routes rebuilt first, so it is live when the CLI returns."""
-    await server.sync_routes()
+    await ctx.server.sync_routes()
     return web.json_response({**outcome.to_json(), **extra})
 
 
 async def reload_apps(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
-    outcome = await server.changes.reload(
+    ctx = request.app[CONTEXT_KEY]
+    outcome = await ctx.changes.reload(
         _glob(request), promote=_flag(request, "promote"), verify=_flag(request, "verify"),
         force=_flag(request, "force"), branch=request.query.get("branch", ""),
         commit=request.query.get("commit", ""), dry_run=_flag(request, "dryRun"))
-    return await _changed(server, outcome)
+    return await _changed(ctx, outcome)
 
 
 async def promote_apps(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
-    outcome = await server.changes.promote(_glob(request), dry_run=_flag(request, "dryRun"))
-    return await _changed(server, outcome)
+    ctx = request.app[CONTEXT_KEY]
+    outcome = await ctx.changes.promote(_glob(request), dry_run=_flag(request, "dryRun"))
+    return await _changed(ctx, outcome)
 
 
 async def update_apps(request: web.Request) -> web.Response:
     """`app update KIND VALUES... GLOB` and `param update NAME VALUE GLOB`."""
-    server = request.app[SERVER_KEY]
+    ctx = request.app[CONTEXT_KEY]
     body = await _json_body(request)
     values = body.get("values")
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
@@ -176,48 +231,48 @@ async def update_apps(request: web.Request) -> web.Response:
     glob = str(body.get("glob") or "")
     if not glob:
         raise OrunError("requires an <appPathGlob>")
-    outcome = await server.changes.update(
+    outcome = await ctx.changes.update(
         str(body.get("kind", "")), values, glob, promote=bool(body.get("promote")),
         dry_run=bool(body.get("dry_run")))
-    return await _changed(server, outcome)
+    return await _changed(ctx, outcome)
 
 
 async def list_params(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
-    app = _one_app(server, request.query.get("app", ""))
+    ctx = request.app[CONTEXT_KEY]
+    app = _one_app(ctx, request.query.get("app", ""))
     return web.json_response({"app": app.to_json(), "params": app.current.settings.params})
 
 
 async def list_versions(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
-    app = _one_app(server, request.query.get("app", ""))
-    versions = await server.changes.versions(app)
+    ctx = request.app[CONTEXT_KEY]
+    app = _one_app(ctx, request.query.get("app", ""))
+    versions = await ctx.changes.versions(app)
     return web.json_response({"app": app.to_json(),
                               "versions": [dataclasses.asdict(v) for v in versions]})
 
 
 async def switch_version(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
-    app = _one_app(server, request.query.get("app", ""))
+    ctx = request.app[CONTEXT_KEY]
+    app = _one_app(ctx, request.query.get("app", ""))
     target = request.query.get("target", "")
     if not target:
         raise OrunError("requires two arguments: <previous|next|N> <appPath>")
-    before, outcome = await server.changes.switch(app, target,
+    before, outcome = await ctx.changes.switch(app, target,
                                                   dry_run=_flag(request, "dryRun"))
-    return await _changed(server, outcome, from_version=before)
+    return await _changed(ctx, outcome, from_version=before)
 
 
 async def start_app(request: web.Request) -> web.StreamResponse:
     """Build and start an app now, streaming its progress; the last line says how it went:
     `@@ready <url>` or `@@failed <message>`."""
-    server = request.app[SERVER_KEY]
-    app = _one_app(server, request.query.get("glob", ""))
-    if await server.spec_kind(app) != "container" or server.runtime is None:
+    ctx = request.app[CONTEXT_KEY]
+    app = _one_app(ctx, request.query.get("glob", ""))
+    started = ctx.server.start_app(app) if await ctx.server.spec_kind(app) == "container" \
+        else None
+    if started is None:
         raise OrunError(f"app {app.path} does not run a container; nothing to start")
-    runtime = server.runtime
-    operation = runtime.ensure(app)
-    rt = runtime.runtime_for(app)
-    queue = rt.progress.subscribe()
+    operation, progress = started
+    queue = progress.subscribe()
     resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await resp.prepare(request)
     try:
@@ -232,10 +287,10 @@ async def start_app(request: web.Request) -> web.StreamResponse:
             else:
                 getter.cancel()
     finally:
-        rt.progress.unsubscribe(queue)
+        progress.unsubscribe(queue)
     exc = operation.exception() if not operation.cancelled() else None
     if exc is None and not operation.cancelled():
-        url = server.app_urls(app.path.domain, app.path.path).get("http", "")
+        url = ctx.server.app_urls(app.path.domain, app.path.path).get("http", "")
         await resp.write(f"@@ready {url}\n".encode())
     else:
         detail = getattr(exc, "detail", "")
@@ -250,23 +305,21 @@ async def start_app(request: web.Request) -> web.StreamResponse:
 
 async def app_logs(request: web.Request) -> web.StreamResponse:
     """An app's build log (`build=1`) or container output, then new lines (`follow=1`)."""
-    server = request.app[SERVER_KEY]
-    app = _one_app(server, request.query.get("glob", ""))
-    kind = await server.spec_kind(app)
+    ctx = request.app[CONTEXT_KEY]
+    app = _one_app(ctx, request.query.get("glob", ""))
+    kind = await ctx.server.spec_kind(app)
     if kind != "container":
         raise OrunError(f"app {app.path} is a {kind} app (spec {app.spec}): it runs no "
                         "container, so it has no build or container logs")
-    logs = AppLogs(server.home / "logs" / "apps", app.id)
-    rt = server.runtime.get(app.id) if server.runtime else None
-    if rt is not None:
-        await rt.logs.flush()
+    logs = AppLogs(ctx.server.home / "logs" / "apps", app.id)
+    await ctx.server.flush_logs(app.id)
     path = logs.build.path if _flag(request, "build") else logs.container.path
     note = ""
-    linked = server.apps.get(app.linked_id or "")
+    linked = ctx.apps.get(app.linked_id or "")
     if _flag(request, "build") and linked is not None:
         # prod and stage share builds: a reload builds the stage app first
-        other = AppLogs(server.home / "logs" / "apps", linked.id).build.path
-        if await asyncio.to_thread(_mtime, other) > await asyncio.to_thread(_mtime, path):
+        other = AppLogs(ctx.server.home / "logs" / "apps", linked.id).build.path
+        if await _mtime(other) > await _mtime(path):
             path = other
             note = f"(the latest build of {app.path} ran for its linked app {linked.path})\n"
     try:
@@ -284,47 +337,48 @@ async def app_logs(request: web.Request) -> web.StreamResponse:
         what = "build log" if _flag(request, "build") else "container output"
         await resp.write(f"(no {what} yet for {app.path}: it has not been started)\n".encode())
     if _flag(request, "follow"):
-        offset = await asyncio.to_thread(_size, path)
-        while True:
-            await asyncio.sleep(0.25)
-            if rt is None and server.runtime is not None:
-                rt = server.runtime.get(app.id)
-            if rt is not None:
-                await rt.logs.flush()
-            size = await asyncio.to_thread(_size, path)
-            if size < offset:  # rotated or restarted
-                offset = 0
-            if size > offset:
-                chunk = await asyncio.to_thread(_read_from, path, offset)
-                offset += len(chunk)
-                await resp.write(chunk)
+        await _follow(ctx, app.id, path, resp)
     await resp.write_eof()
     return resp
 
 
-def _mtime(path: Path) -> float:
+async def _follow(ctx: AdminContext, app_id: str, path: Path,
+                  resp: web.StreamResponse) -> None:
+    """Copy what is appended to `path` to the client until it goes away; a file that
+    shrank (rotated, or a build log started again) is read from its start."""
+    offset = await _size(path)
+    while True:
+        await asyncio.sleep(0.25)
+        await ctx.server.flush_logs(app_id)
+        size = await _size(path)
+        if size < offset:
+            offset = 0
+        if size > offset:
+            async with aiofiles.open(path, "rb") as f:
+                await f.seek(offset)
+                chunk = await f.read(min(size - offset, 1 << 20))
+            offset += len(chunk)
+            await resp.write(chunk)
+
+
+async def _mtime(path: Path) -> float:
     try:
-        return path.stat().st_mtime
+        return (await aiofiles.os.stat(path)).st_mtime
     except FileNotFoundError:
         return 0.0
 
 
-def _size(path: Path) -> int:
+async def _size(path: Path) -> int:
     try:
-        return path.stat().st_size
+        return (await aiofiles.os.stat(path)).st_size
     except FileNotFoundError:
         return 0
 
 
-def _read_from(path: Path, offset: int) -> bytes:
-    with path.open("rb") as f:
-        f.seek(offset)
-        return f.read(1024 * 1024)
-
-
-def make_admin_app(server: Server) -> web.Application:
+def make_admin_app(apps: AppService, changes: ChangeService,
+                   server: ServerControl) -> web.Application:
     app = web.Application(middlewares=[errors_middleware])
-    app[SERVER_KEY] = server
+    app[CONTEXT_KEY] = AdminContext(apps, changes, server)
     app.router.add_get("/_orun/health", health)
     app.router.add_get("/_orun/server", server_info)
     app.router.add_get("/_orun/apps", list_apps)
