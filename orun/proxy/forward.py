@@ -1,8 +1,8 @@
 """Forwarding one HTTP request to an upstream, streaming both bodies.
 
 One `ClientSession` is the persistent upstream pool for every app. The seam is
-`Forwarder.forward()`: a faster upstream pool (own protocol + raw response bytes, see
-`shared/reference/proxy-speed.md`) can replace the session without touching targets.
+`Forwarder.forward()`: a faster upstream pool (own protocol, raw response bytes) can
+replace the session without touching targets.
 """
 
 from __future__ import annotations
