@@ -8,7 +8,9 @@ replace the session without touching targets.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import contextlib
+import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from time import monotonic
 from urllib.parse import unquote
@@ -21,6 +23,13 @@ from yarl import URL
 from orun.proxy.errors import error_response
 from orun.proxy.headers import TrustedProxies, client_response_headers, upstream_request_headers
 from orun.proxy.target import ActivityCounter, Route
+from orun.proxy.upstream import (
+    Exchange,
+    UpstreamClosed,
+    UpstreamConnection,
+    UpstreamPool,
+    UpstreamProtocolError,
+)
 from orun.proxy.websocket import WebSocketRelays
 from orun.state.config import ProxyConfig
 
@@ -91,12 +100,19 @@ class ForwardSettings:
 
 
 class Forwarder:
-    """Owns the upstream connection pool and the open websocket relays."""
+    """Owns the upstream connection pools and the open websocket relays.
+
+    Plain HTTP goes through orun's own keep-alive pools (orun/proxy/upstream.py);
+    websocket upgrades through one aiohttp `ClientSession`.
+    """
 
     def __init__(self, proxy: ProxyConfig, trusted_proxies: list[str]) -> None:
         self.settings = ForwardSettings.from_config(proxy, trusted_proxies)
         self._idle_timeout = proxy.idle_conn_timeout_secs
         self._session: aiohttp.ClientSession | None = None
+        self._pools: dict[tuple[str, str, int], UpstreamPool] = {}
+        self._tls: ssl.SSLContext | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.websockets = WebSocketRelays()
 
     async def start(self) -> None:
@@ -111,20 +127,51 @@ class Forwarder:
             timeout=aiohttp.ClientTimeout(total=None),
             read_bufsize=2**16,
         )
+        self._sweeper = asyncio.create_task(self._sweep(), name="orun.proxy.sweep")
 
     def reconfigure(self, proxy: ProxyConfig, trusted_proxies: list[str]) -> None:
         self.settings = ForwardSettings.from_config(proxy, trusted_proxies)
+        self._idle_timeout = proxy.idle_conn_timeout_secs
 
     async def close(self) -> None:
         await self.websockets.close_all(1001, "server shutting down")
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def _sweep(self) -> None:
+        """Close pooled connections idle for longer than `idle_conn_timeout_secs`."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(0.5, min(5.0, self._idle_timeout / 2)))
+            cutoff = loop.time() - self._idle_timeout
+            for pool in list(self._pools.values()):
+                pool.sweep(cutoff)
 
     @property
     def session(self) -> aiohttp.ClientSession:
         assert self._session is not None, "Forwarder.start() was not called"
         return self._session
+
+    def _pool(self, upstream: URL) -> UpstreamPool:
+        key = (upstream.scheme, upstream.raw_host or "", upstream.port or 80)
+        pool = self._pools.get(key)
+        if pool is None:
+            tls = None
+            if key[0] == "https":
+                if self._tls is None:
+                    self._tls = ssl.create_default_context()
+                tls = self._tls
+            pool = self._pools[key] = UpstreamPool(key[1], key[2], tls)
+        return pool
 
     async def forward(
         self,
@@ -166,69 +213,203 @@ class Forwarder:
                     extra: Mapping[str, str] | None, base: URL,
                     activity: ActivityCounter | None) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
-        deadline = asyncio.timeout(settings.read_timeout)
-        data = None
-        if request.body_exists:
-            data = _body(request, deadline, loop, settings.read_timeout)
+        pool = self._pool(upstream)
+        method = request.method
+        chunked = request.body_exists and "Content-Length" not in request.headers
+        head = _request_head(method, upstream.raw_path_qs or "/", headers, pool, upstream,
+                             chunked)
+        upload = _Upload(request, chunked, loop, settings.read_timeout) \
+            if request.body_exists else None
         try:
-            async with deadline:
-                upstream_resp = await self.session.request(
-                    request.method, upstream, headers=headers, data=data,
-                    allow_redirects=False, compress=None, chunked=None,
-                    timeout=aiohttp.ClientTimeout(total=None,
-                                                  sock_connect=settings.connect_timeout),
-                )
+            async with asyncio.timeout(settings.read_timeout) as deadline:
+                if upload is not None:
+                    upload.deadline = deadline
+                conn, ex = await self._exchange(pool, head, method, upload, settings)
         except TimeoutError:
             return error_response(request, 504,
                                   f"app {route.label}: upstream {upstream.origin()} did not "
                                   f"respond within {settings.read_timeout:g}s")
-        except aiohttp.ClientConnectorError as exc:
-            cause = exc.os_error.strerror or str(exc.os_error)
+        except _ConnectFailed as exc:
             return error_response(request, 502,
                                   f"app {route.label}: cannot connect to upstream "
-                                  f"{upstream.origin()}: {cause}")
-        except aiohttp.ClientError as exc:
+                                  f"{upstream.origin()}: {exc}")
+        except (UpstreamClosed, UpstreamProtocolError, OSError) as exc:
             detail = str(exc).splitlines()[0][:200] if str(exc) else ""
             return error_response(request, 502,
                                   f"app {route.label}: upstream {upstream.origin()} failed: "
                                   f"{exc.__class__.__name__}: {detail}".rstrip(": "))
-        try:
-            return await self._respond(request, route, base, upstream_resp, extra, activity)
         finally:
-            upstream_resp.release()
+            if upload is not None:
+                upload.deadline = None
+        try:
+            return await self._respond(request, route, base, ex, extra, activity)
+        finally:
+            if upload is not None and not upload.finished:
+                upload.cancel()  # an early answer: the rest of the body is not wanted
+                conn.close()
+            pool.release(conn, loop.time())
+
+    async def _exchange(self, pool: UpstreamPool, head: bytes, method: str,
+                        upload: _Upload | None,
+                        settings: ForwardSettings) -> tuple[UpstreamConnection, Exchange]:
+        """Send the request and wait for the response head, on a pooled connection if
+        one is idle. A pooled connection that closes before any response byte (stale:
+        the upstream dropped it while idle) is replaced once by a fresh one, if the
+        request can be sent again: nothing of its body was read from the client yet."""
+        conn = pool.take_idle()
+        reused = conn is not None
+        try:
+            return await self._send(pool, conn, reused, head, method, upload, settings)
+        except BaseException:
+            if upload is not None:
+                upload.cancel()
+            raise
+
+    async def _send(self, pool: UpstreamPool, conn: UpstreamConnection | None, reused: bool,
+                    head: bytes, method: str, upload: _Upload | None,
+                    settings: ForwardSettings) -> tuple[UpstreamConnection, Exchange]:
+        while True:
+            if conn is None:
+                try:
+                    conn = await pool.connect(settings.connect_timeout)
+                except TimeoutError:
+                    raise _ConnectFailed(
+                        f"no connection within {settings.connect_timeout:g}s") from None
+                except OSError as exc:
+                    raise _ConnectFailed(exc.strerror or str(exc)) from None
+            ex = conn.begin(head, head_only=method == "HEAD")
+            if upload is not None:
+                upload.start(conn)
+            try:
+                await ex.head()
+                return conn, ex
+            except UpstreamClosed as exc:
+                sent_body = upload is not None and upload.consumed
+                if not (reused and exc.no_response and not sent_body):
+                    conn.close()
+                    raise
+            except BaseException:
+                conn.close()
+                raise
+            log.debug("upstream_stale_retry", upstream=f"{pool.host}:{pool.port}")
+            if upload is not None:
+                upload.cancel()
+                upload.task = None
+            conn, reused = None, False
 
     async def _respond(self, request: web.BaseRequest, route: Route, base: URL,
-                       resp: aiohttp.ClientResponse,
-                       extra: Mapping[str, str] | None,
+                       ex: Exchange, extra: Mapping[str, str] | None,
                        activity: ActivityCounter | None) -> web.StreamResponse:
-        headers = client_response_headers(resp.headers.items(), upstream_url=base,
-                                          prefix=route.prefix, rewrite=True)
+        headers = client_response_headers(
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in ex.headers],
+            upstream_url=base, prefix=route.prefix, rewrite=True)
         if extra:
             headers.update(extra)
-        status = resp.status
-        length = resp.content_length
+        status = ex.status
+        reason = ex.reason.decode("latin-1") or None
         if request.method == "HEAD" or status in _NO_BODY_STATUS:
-            out = web.StreamResponse(status=status, reason=resp.reason, headers=headers)
+            out = web.StreamResponse(status=status, reason=reason, headers=headers)
             await out.prepare(request)
             await out.write_eof()
             return out
-        if length is not None and length <= SMALL_BODY:
-            body = await resp.read()
-            return web.Response(status=status, reason=resp.reason, body=body,
-                                headers=headers)
-        out = web.StreamResponse(status=status, reason=resp.reason, headers=headers)
+        length = headers.get("Content-Length")
+        small = length is not None and length.isdigit() and int(length) <= SMALL_BODY
+        if small or ex.complete():
+            try:
+                body = await ex.whole()
+            except (UpstreamClosed, UpstreamProtocolError) as exc:
+                raise _body_error(route, exc) from exc
+            return web.Response(status=status, reason=reason, body=body, headers=headers)
+        out = web.StreamResponse(status=status, reason=reason, headers=headers)
         await out.prepare(request)
-        try:
-            async for chunk in resp.content.iter_any():
+        while True:
+            for chunk in ex.take():
                 await out.write(chunk)
-                if activity is not None:
-                    activity.last = monotonic()
-        except aiohttp.ClientPayloadError as exc:
-            # The head is sent; the only honest signal left is a cut connection.
-            log.warning("upstream_body_error", app=route.label, error=str(exc))
-            raise ConnectionResetError(f"upstream body error: {exc}") from exc
+            if activity is not None:
+                activity.last = monotonic()
+            if ex.complete() and not ex.body:
+                break
+            if ex.error is not None:
+                raise _body_error(route, ex.error)
+            await ex.more()
         await out.write_eof()
         return out
+
+
+class _ConnectFailed(Exception):
+    """The upstream could not be reached (the message says why)."""
+
+
+class _Upload:
+    """A request body on its way upstream, written by a task this request owns.
+
+    It runs beside the wait for the response, so an upstream may answer early. Each
+    chunk moved pushes the read deadline back while the head is awaited, so the read
+    timeout measures upstream silence, not how long a large upload takes.
+    """
+
+    def __init__(self, request: web.BaseRequest, chunked: bool,
+                 loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.request = request
+        self.chunked = chunked
+        self.loop = loop
+        self.timeout = timeout
+        self.deadline: asyncio.Timeout | None = None
+        self.task: asyncio.Task[None] | None = None
+        #: some of the body was read from the client (it cannot be sent again)
+        self.consumed = False
+        self.finished = False
+
+    def start(self, conn: UpstreamConnection) -> None:
+        self.task = self.loop.create_task(self._send(conn), name="orun.proxy.upload")
+        self.task.add_done_callback(_retrieve)
+
+    async def _send(self, conn: UpstreamConnection) -> None:
+        async for chunk in self.request.content.iter_any():
+            self.consumed = True
+            deadline = self.deadline
+            if deadline is not None:
+                deadline.reschedule(self.loop.time() + self.timeout)
+            if conn.closed:
+                return
+            if self.chunked:
+                conn.write((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+            else:
+                conn.write(chunk)
+            await conn.drain()
+        if self.chunked and not conn.closed:
+            conn.write(b"0\r\n\r\n")
+        self.finished = True
+
+    def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """An upload that failed (the client went away) has nowhere to report to."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _body_error(route: Route, error: BaseException) -> ConnectionResetError:
+    # The head is sent; the only honest signal left is a cut connection.
+    log.warning("upstream_body_error", app=route.label, error=str(error))
+    return ConnectionResetError(f"upstream body error: {error}")
+
+
+def _request_head(method: str, target: str, headers: Mapping[str, str], pool: UpstreamPool,
+                  upstream: URL, chunked: bool) -> bytes:
+    """The request line and headers as bytes (Host from the upstream unless kept)."""
+    parts = [method, " ", target, " HTTP/1.1\r\n"]
+    if "Host" not in headers:
+        parts += ("Host: ", upstream.raw_authority, "\r\n")
+    for name, value in headers.items():
+        parts += (name, ": ", value, "\r\n")
+    if chunked:
+        parts.append("Transfer-Encoding: chunked\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("latin-1")
 
 
 def _listener_port(request: web.BaseRequest) -> str:
@@ -238,14 +419,3 @@ def _listener_port(request: web.BaseRequest) -> str:
     if isinstance(sockname, tuple) and len(sockname) >= 2:
         return str(sockname[1])
     return ""
-
-
-async def _body(request: web.BaseRequest, deadline: asyncio.Timeout,
-                loop: asyncio.AbstractEventLoop, timeout: float) -> AsyncIterator[bytes]:
-    """The request body as a stream; every chunk moved pushes the read deadline back.
-
-    So the read timeout measures upstream silence, not how long a large upload takes.
-    """
-    async for chunk in request.content.iter_any():
-        deadline.reschedule(loop.time() + timeout)
-        yield chunk
