@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import stat
 import time
 from pathlib import Path
+from time import time as wall_time
 from typing import Any
 
 import structlog
@@ -29,7 +31,7 @@ from orun.control.changes import ChangeService
 from orun.control.declared import ReconcilePlan, Reconciler
 from orun.errors import ConfigError, OrunError
 from orun.events import ConfigReloaded
-from orun.log import configure_logging, flush_logging
+from orun.log import AccessLog, configure_logging, flush_logging
 from orun.proxy.forward import Forwarder
 from orun.proxy.handler import ProxyHandler
 from orun.routing.manager import RouteManager
@@ -45,18 +47,18 @@ from orun.state.store import Store
 from orun.state.unixpath import usable_socket_path
 
 log = structlog.get_logger("orun.server")
-access_log = structlog.get_logger("orun.access")
+def access_logger_class(access: AccessLog) -> type[AbstractAccessLogger]:
+    """aiohttp's access-log hook, feeding `access` one tuple per request (the log
+    thread formats and writes it)."""
 
+    class RequestLog(AbstractAccessLogger):
+        def log(self, request: web.BaseRequest, response: web.StreamResponse,
+                time: float) -> None:
+            access.add((wall_time(), request.method, request.raw_path,
+                        request.headers.get("Host", ""), response.status,
+                        response.body_length, round(time * 1000, 2), request.remote))
 
-class AccessLogger(AbstractAccessLogger):
-    """One structured line per request; written by the log thread, not the loop."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        access_log.info(
-            "request", method=request.method, path=request.path,
-            host=request.headers.get("Host", ""), status=response.status,
-            bytes=response.body_length, ms=round(time * 1000, 2), remote=request.remote,
-        )
+    return RequestLog
 
 
 class Server:
@@ -78,6 +80,8 @@ class Server:
         self.changes = ChangeService(self.apps, lambda: self if self.runtime else None)
         self.declared = Reconciler(self.apps, self.changes, self.config_path.parent)
         self.forwarder: Forwarder | None = None
+        #: access records, written by their own thread (started when the log is on)
+        self.access = AccessLog()
         self.routes: RouteManager | None = None
         self.runtime: Runtime | None = None
         self.targets: TargetFactory | None = None
@@ -122,9 +126,11 @@ class Server:
                                    lambda: self.config.system.default_domain)
         await self.routes.start()
         self.handler = ProxyHandler(self.routes)
+        if cfg.log.access_log:
+            self.access.start()
         proxy_server = web.Server(
-            self.handler, access_log_class=AccessLogger,
-            access_log=structlog.stdlib.get_logger("orun.access") if cfg.log.access_log
+            self.handler, access_log_class=access_logger_class(self.access),
+            access_log=logging.getLogger("orun.access") if cfg.log.access_log
             else None,
             handler_cancellation=True,
         )
@@ -255,6 +261,7 @@ class Server:
             await self.routes.stop()
         await self.bus.close()
         await self.store.close()
+        await asyncio.to_thread(self.access.stop)
         if self._owns_socket:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(os.unlink, usable_socket_path(self.socket_path))

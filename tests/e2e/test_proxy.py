@@ -290,3 +290,20 @@ async def test_location_below_upstream_base_path_keeps_the_request_path(orun, up
     await create_proxy(orun, f"{base}/redirect", "/r")
     async with http.get(orun.url("/r?to=path"), allow_redirects=False) as resp:
         assert resp.headers["Location"] == "/r/target"
+
+
+async def test_access_log_line_per_request(orun, upstream, http):
+    base, _ = upstream
+    await create_proxy(orun, base)
+    async with http.get(orun.url("/ext/echo/logged?x=1")) as resp:
+        assert resp.status == 200
+    for _ in range(100):  # the access log thread writes in batches
+        lines = [e for e in orun.log_events()
+                 if e.get("event") == "request" and e.get("path") == "/ext/echo/logged?x=1"]
+        if lines:
+            break
+        await asyncio.sleep(0.05)
+    (line,) = lines
+    assert line["status"] == 200 and line["method"] == "GET"
+    assert line["logger"] == "orun.access" and line["remote"] == "127.0.0.1"
+    assert line["host"] == f"127.0.0.1:{orun.port}"
