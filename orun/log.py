@@ -103,9 +103,12 @@ def _write_to_log_stream(text: str) -> None:
     if out is None:
         sys.stderr.write(text)
         return
-    with out.lock or threading.Lock():
+    out.acquire()
+    try:
         out.stream.write(text)
         out.flush()
+    finally:
+        out.release()
 
 
 class AccessLog:

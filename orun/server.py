@@ -47,6 +47,8 @@ from orun.state.store import Store
 from orun.state.unixpath import usable_socket_path
 
 log = structlog.get_logger("orun.server")
+
+
 def access_logger_class(access: AccessLog) -> type[AbstractAccessLogger]:
     """aiohttp's access-log hook, feeding `access` one tuple per request (the log
     thread formats and writes it)."""

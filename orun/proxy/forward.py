@@ -258,16 +258,6 @@ class Forwarder:
         request can be sent again: nothing of its body was read from the client yet."""
         conn = pool.take_idle()
         reused = conn is not None
-        try:
-            return await self._send(pool, conn, reused, head, method, upload, settings)
-        except BaseException:
-            if upload is not None:
-                upload.cancel()
-            raise
-
-    async def _send(self, pool: UpstreamPool, conn: UpstreamConnection | None, reused: bool,
-                    head: bytes, method: str, upload: _Upload | None,
-                    settings: ForwardSettings) -> tuple[UpstreamConnection, Exchange]:
         while True:
             if conn is None:
                 try:
@@ -283,18 +273,14 @@ class Forwarder:
             try:
                 await ex.head()
                 return conn, ex
-            except UpstreamClosed as exc:
-                sent_body = upload is not None and upload.consumed
-                if not (reused and exc.no_response and not sent_body):
-                    conn.close()
-                    raise
-            except BaseException:
+            except BaseException as exc:
                 conn.close()
-                raise
+                if upload is not None:
+                    upload.cancel()
+                stale = isinstance(exc, UpstreamClosed) and exc.no_response and reused
+                if not stale or (upload is not None and upload.consumed):
+                    raise
             log.debug("upstream_stale_retry", upstream=f"{pool.host}:{pool.port}")
-            if upload is not None:
-                upload.cancel()
-                upload.task = None
             conn, reused = None, False
 
     async def _respond(self, request: web.BaseRequest, route: Route, base: URL,

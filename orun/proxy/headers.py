@@ -126,8 +126,7 @@ def upstream_request_headers(
             continue
         if lname in HOP_BY_HOP or (websocket and lname in WEBSOCKET_HANDSHAKE):
             continue
-        if (lname in FORWARDING_NAMES or lname.startswith(FORWARDING_PREFIXES)
-                or ("_" in lname and is_forwarding(lname))):
+        if is_forwarding(lname):
             if is_trusted and "_" not in lname:
                 if lname == "x-forwarded-for":
                     inbound_xff.extend(v.strip() for v in value.split(",") if v.strip())

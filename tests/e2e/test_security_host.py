@@ -253,6 +253,14 @@ async def test_refuses_a_home_others_can_write(open_dir: Path) -> None:
         await server.start()
     assert f"the run folder {home / 'run'} is owned by uid {NOBODY}" in str(exc.value)
     os.chown(home / "run", 0, 0)
+    (home / "run").rmdir()
+    elsewhere = open_dir / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    (home / "run").symlink_to(elsewhere)  # a swapped run folder
+    with pytest.raises(AssertionError) as exc:
+        await server.start()
+    assert f"the run folder {home / 'run'} is a symlink" in str(exc.value)
+    (home / "run").unlink()
     await server.start()
     (await server.cli("app", "list")).ok()
     await server.stop()
