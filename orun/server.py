@@ -32,6 +32,7 @@ from orun.control.declared import ReconcilePlan, Reconciler
 from orun.errors import ConfigError, OrunError
 from orun.events import ConfigReloaded
 from orun.log import AccessLog, configure_logging, flush_logging
+from orun.proxy.fast import FastFront
 from orun.proxy.forward import Forwarder
 from orun.proxy.handler import ProxyHandler
 from orun.routing.manager import RouteManager
@@ -89,7 +90,8 @@ class Server:
         self.targets: TargetFactory | None = None
         self.handler: ProxyHandler | None = None
         self._proxy_runner: web.ServerRunner | None = None
-        self._proxy_site: web.TCPSite | None = None
+        self.front: FastFront | None = None
+        self._listener: asyncio.Server | None = None
         self._http_port: int | None = None
         self._admin_runner: web.AppRunner | None = None
         self._stop = asyncio.Event()
@@ -139,6 +141,11 @@ class Server:
         self._proxy_runner = web.ServerRunner(proxy_server, handle_signals=False,
                                               shutdown_timeout=1.0)
         await self._proxy_runner.setup()
+        self.front = FastFront(
+            self.routes, self.forwarder, proxy_server,
+            access=self.access.add if cfg.log.access_log else None,
+            enabled=cfg.proxy.fast_path)
+        self.front.start()
         await self.runtime.start()
         await self._bind_http(cfg.http)
         await self._start_admin()
@@ -175,16 +182,16 @@ class Server:
                         f"(socket {self.socket_path} answers)")
 
     async def _bind_http(self, listen: ListenConfig) -> None:
-        assert self._proxy_runner is not None
+        """Listen with the fast front as the protocol factory (it hands connections it
+        does not serve to aiohttp's server)."""
+        assert self.front is not None
         if not listen.enabled:
             self._http_port = None
             return
-        site = web.TCPSite(self._proxy_runner, listen.host, listen.port,
-                           reuse_address=True, backlog=1024)
-        await site.start()
-        self._proxy_site = site
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
+        listener = await asyncio.get_running_loop().create_server(
+            self.front, listen.host, listen.port, reuse_address=True, backlog=1024)
+        self._listener = listener
+        sockets = listener.sockets
         self._http_port = sockets[0].getsockname()[1] if sockets else listen.port
 
     async def _start_admin(self) -> None:
@@ -230,6 +237,11 @@ class Server:
     async def serve_forever(self) -> None:
         await self._stop.wait()
 
+    def _in_flight(self) -> int:
+        """Requests being answered on either path."""
+        return (self.handler.in_flight if self.handler is not None else 0) \
+            + (self.front.in_flight if self.front is not None else 0)
+
     def request_stop(self) -> None:
         self._stopping = True
         self._stop.set()
@@ -237,17 +249,20 @@ class Server:
     async def stop(self) -> None:
         """Graceful stop: no new connections, let in-flight work finish, then close."""
         timeout = self.config.system.shutdown_timeout_secs
-        if self._proxy_site is not None:
-            await self._proxy_site.stop()
-            self._proxy_site = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self.front is not None:
+            self.front.shutdown()
         if self._proxy_runner is not None and self._proxy_runner.server is not None:
             self._proxy_runner.server.pre_shutdown()
         deadline = time.monotonic() + timeout
-        while self.handler is not None and self.handler.in_flight > 0 \
-                and time.monotonic() < deadline:
+        while self._in_flight() > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        if self.handler is not None and self.handler.in_flight:
-            log.warning("shutdown_timeout", in_flight=self.handler.in_flight)
+        if self._in_flight():
+            log.warning("shutdown_timeout", in_flight=self._in_flight())
+        if self.front is not None:
+            await self.front.close()
         if self.forwarder is not None:
             await self.forwarder.close()
         if self._proxy_runner is not None:
@@ -309,6 +324,8 @@ class Server:
                 configure_logging(new.log.level, new.log.format)
             if self.forwarder is not None and ("proxy" in changed or "security" in changed):
                 self.forwarder.reconfigure(new.proxy, new.security.trusted_proxies)
+            if self.front is not None:
+                self.front.enabled = new.proxy.fast_path
             await asyncio.to_thread(self._write_info)
             log.info("config_reloaded", changed=list(changed))
             self.bus.publish(ConfigReloaded(new, changed))
@@ -340,15 +357,15 @@ class Server:
 
     async def _rebind_http(self, listen: ListenConfig) -> None:
         """Bind the new address first; only then close the old listener."""
-        old_site, old_port = self._proxy_site, self._http_port
-        self._proxy_site = None
+        old_listener, old_port = self._listener, self._http_port
+        self._listener = None
         try:
             await self._bind_http(listen)
         except OSError:
-            self._proxy_site, self._http_port = old_site, old_port
+            self._listener, self._http_port = old_listener, old_port
             raise
-        if old_site is not None:
-            await old_site.stop()
+        if old_listener is not None:
+            old_listener.close()
 
     # -- what the runtime asks about an app --------------------------------------------
 

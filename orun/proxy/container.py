@@ -22,7 +22,7 @@ from yarl import URL
 from orun.errors import EngineError, OrunError
 from orun.proxy.errors import error_response
 from orun.proxy.forward import Forwarder, bad_path, resolve_rest
-from orun.proxy.target import Backend, LiveState, Route, Serving
+from orun.proxy.target import Backend, FastPlan, LiveState, Route, Serving
 
 INTERNAL = "/_orun_app/"
 #: how long a browser's first request waits before it gets the starting page instead
@@ -39,6 +39,20 @@ class ContainerTarget:
     preserve_host: bool
     redirect_bare_path: bool
     kind: str = "container"
+
+    def fast(self, route: Route, rest: str, query: str) -> FastPlan | None:
+        """A running container's plain requests; everything else goes to `serve`."""
+        inst = self.live.instance
+        if inst is None:
+            return None
+        resolved = resolve_rest(rest)
+        if resolved is None or resolved.startswith(INTERNAL):
+            return None
+        if not resolved and self.redirect_bare_path and route.prefix:
+            return None
+        path = (resolved if self.strip_app else route.prefix + resolved) or "/"
+        return FastPlan(inst.upstream, path + "?" + query if query else path,
+                        self.preserve_host, inst.base, self.live.activity, inst.load)
 
     async def serve(self, request: web.BaseRequest, route: Route, rest: str) -> web.StreamResponse:
         # as the `proxy` spec does: no `..` above the app path (which the container sees

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from yarl import URL
 
 from orun.errors import SpecError
 from orun.proxy.forward import Forwarder, bad_path, resolve_rest
-from orun.proxy.target import Route
+from orun.proxy.target import FastPlan, Route
 
 
 def parse_upstream_url(url: str) -> URL:
@@ -37,6 +37,20 @@ class ExternalProxyTarget:
     #: False: the upstream sees the full public path, app prefix included
     strip_app: bool = True
     kind: str = "proxy"
+    #: precomputed for the fast path: the base as a URL, its origin, the extra headers
+    base_url: URL = field(init=False)
+    origin: str = field(init=False)
+    extra: bytes = field(init=False)
+    extra_names: frozenset[bytes] = field(init=False)
+
+    def __post_init__(self) -> None:
+        base_url = URL(self.base, encoded=True)
+        object.__setattr__(self, "base_url", base_url)
+        object.__setattr__(self, "origin", str(base_url.origin()))
+        object.__setattr__(self, "extra", "".join(
+            f"{n}: {v}\r\n" for n, v in self.response_headers.items()).encode("latin-1"))
+        object.__setattr__(self, "extra_names", frozenset(
+            n.lower().encode("latin-1") for n in self.response_headers))
 
     @classmethod
     def create(cls, forwarder: Forwarder, url: str, preserve_host: bool,
@@ -47,20 +61,32 @@ class ExternalProxyTarget:
         return cls(forwarder, base, parsed.raw_query_string, preserve_host,
                    dict(response_headers), strip_app)
 
-    async def serve(self, request: web.BaseRequest, route: Route, rest: str) -> web.StreamResponse:
-        # appended to the base path as sent, `/../x` would climb out of it upstream
+    def fast(self, route: Route, rest: str, query: str) -> FastPlan | None:
         resolved = resolve_rest(rest)
         if resolved is None:
-            return bad_path(request, route)
-        rest = resolved
-        query = request.raw_path.partition("?")[2]
+            return None
+        target = self._target(route, resolved, query)
+        if not target.startswith(self.origin):
+            return None
+        return FastPlan(self.origin, target[len(self.origin):], self.preserve_host,
+                        self.base_url, None, None, self.extra, self.extra_names)
+
+    def _target(self, route: Route, rest: str, query: str) -> str:
+        """The upstream URL for `rest` (dot segments resolved) and the client's query."""
         if self.base_query:
             query = f"{self.base_query}&{query}" if query else self.base_query
         if not self.strip_app:
             rest = route.prefix + rest
         path = rest if rest else ("" if self.base.count("/") > 2 else "/")
-        target = self.base + path + (f"?{query}" if query else "")
+        return self.base + path + (f"?{query}" if query else "")
+
+    async def serve(self, request: web.BaseRequest, route: Route, rest: str) -> web.StreamResponse:
+        # appended to the base path as sent, `/../x` would climb out of it upstream
+        resolved = resolve_rest(rest)
+        if resolved is None:
+            return bad_path(request, route)
+        target = self._target(route, resolved, request.raw_path.partition("?")[2])
         return await self.forwarder.forward(
             request, route, URL(target, encoded=True), preserve_host=self.preserve_host,
-            response_headers=self.response_headers, base=URL(self.base, encoded=True),
+            response_headers=self.response_headers, base=self.base_url,
         )

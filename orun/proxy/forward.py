@@ -111,6 +111,8 @@ class Forwarder:
         self._idle_timeout = proxy.idle_conn_timeout_secs
         self._session: aiohttp.ClientSession | None = None
         self._pools: dict[tuple[str, str, int], UpstreamPool] = {}
+        #: the same pools by origin text (`http://127.0.0.1:32768`), for the fast path
+        self._by_origin: dict[str, UpstreamPool] = {}
         self._tls: ssl.SSLContext | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.websockets = WebSocketRelays()
@@ -143,6 +145,7 @@ class Forwarder:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+        self._by_origin.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -170,7 +173,15 @@ class Forwarder:
                 if self._tls is None:
                     self._tls = ssl.create_default_context()
                 tls = self._tls
-            pool = self._pools[key] = UpstreamPool(key[1], key[2], tls)
+            pool = self._pools[key] = UpstreamPool(key[1], key[2], tls,
+                                                   upstream.raw_authority)
+        return pool
+
+    def pool_for(self, origin: str) -> UpstreamPool:
+        """The pool for an origin given as text (`http://host:port`): one dict lookup."""
+        pool = self._by_origin.get(origin)
+        if pool is None:
+            pool = self._by_origin[origin] = self._pool(URL(origin, encoded=True))
         return pool
 
     async def forward(
@@ -216,8 +227,8 @@ class Forwarder:
         pool = self._pool(upstream)
         method = request.method
         chunked = request.body_exists and "Content-Length" not in request.headers
-        head = _request_head(method, upstream.raw_path_qs or "/", headers, pool, upstream,
-                             chunked)
+        head = request_head(method, upstream.raw_path_qs or "/", headers,
+                            upstream.raw_authority, chunked=chunked)
         upload = _Upload(request, chunked, loop, settings.read_timeout) \
             if request.body_exists else None
         try:
@@ -384,12 +395,12 @@ def _body_error(route: Route, error: BaseException) -> ConnectionResetError:
     return ConnectionResetError(f"upstream body error: {error}")
 
 
-def _request_head(method: str, target: str, headers: Mapping[str, str], pool: UpstreamPool,
-                  upstream: URL, chunked: bool) -> bytes:
-    """The request line and headers as bytes (Host from the upstream unless kept)."""
+def request_head(method: str, target: str, headers: Mapping[str, str], authority: str, *,
+                 chunked: bool) -> bytes:
+    """The request line and headers as bytes (Host `authority` unless one is kept)."""
     parts = [method, " ", target, " HTTP/1.1\r\n"]
     if "Host" not in headers:
-        parts += ("Host: ", upstream.raw_authority, "\r\n")
+        parts += ("Host: ", authority, "\r\n")
     for name, value in headers.items():
         parts += (name, ": ", value, "\r\n")
     if chunked:

@@ -214,3 +214,108 @@ def rewrite_location(value: str, upstream_url: URL, prefix: str) -> str:
             return value
         return prefix + value
     return value
+
+
+# -- the same rules on raw bytes, for the fast path (orun/proxy/fast.py) ------------------
+
+_HOP_BY_HOP_B = frozenset(n.encode() for n in HOP_BY_HOP)
+#: request header names the fast builder looks at (everything else passes as is);
+#: a header named `close` may be one a `Connection: close` lists (the general builder
+#: drops it then), so its requests take the general builder
+_REQUEST_SPECIAL = _HOP_BY_HOP_B | frozenset(n.encode() for n in FORWARDING_NAMES) \
+    | {b"connection", b"host", b"close"}
+_FORWARDING_PREFIXES_B = tuple(p.encode() for p in FORWARDING_PREFIXES)
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
+
+
+def request_head_bytes(method: bytes, target: bytes,
+                       headers: Sequence[tuple[bytes, bytes, bytes]], authority: bytes | None,
+                       forwarded: bytes) -> bytes | None:
+    """The upstream request head for a client that is not a trusted proxy, as the
+    general builder (`upstream_request_headers`) makes it, from raw header triples
+    (name, lowercase name, value).
+
+    `authority` is the upstream's Host value, or None to keep the client's Host.
+    `forwarded` holds the X-Forwarded-* lines and the blank line that ends the head.
+    None when the request needs the general builder: a `Connection` header listing
+    more than keep-alive or close.
+    """
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    if authority is not None:
+        parts += (b"Host: ", authority, b"\r\n")
+    for name, lname, value in headers:
+        if lname in _REQUEST_SPECIAL:
+            if lname == b"host":
+                if authority is None:
+                    parts += (name, b": ", value, b"\r\n")
+            elif lname == b"connection":
+                if value.lower() not in _PLAIN_CONNECTION:
+                    return None
+            elif lname == b"close":
+                return None
+            continue
+        if (b"_" in lname or lname.startswith(_FORWARDING_PREFIXES_B)) \
+                and is_forwarding(lname.decode("latin-1")):
+            continue
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(forwarded)
+    return b"".join(parts)
+
+
+def forwarded_lines(peer: str, scheme: str, host: str, prefix: str) -> bytes:
+    """X-Forwarded-For/Real-IP/Proto/Host/Port/Prefix for a client that is not a trusted
+    proxy and sent a Host header, then the blank line ending the head (the values the
+    general builder sets in that case)."""
+    lines = (f"X-Forwarded-For: {peer}\r\nX-Real-IP: {peer}\r\nX-Forwarded-Proto: {scheme}\r\n"
+             f"X-Forwarded-Host: {host}\r\nX-Forwarded-Port: {host_port(host, scheme)}\r\n")
+    if prefix:
+        lines += f"X-Forwarded-Prefix: {prefix}\r\n"
+    return (lines + "\r\n").encode("latin-1")
+
+
+_RESPONSE_SPECIAL = _HOP_BY_HOP_B | {b"location", b"content-length"}
+_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+_CLOSE = b"Connection: close\r\n"
+
+
+def response_head_bytes(status: int, reason: bytes, headers: Sequence[tuple[bytes, bytes]],
+                        *, base: URL, prefix: str, extra: bytes, extra_names: frozenset[bytes],
+                        body: bool, close: bool,
+                        listed: frozenset[bytes] = frozenset()) -> tuple[bytes, bool]:
+    """The client's response head from the upstream's raw headers, as
+    `client_response_headers` would make it: hop-by-hop headers and those the upstream's
+    `Connection` lists dropped, `Location` made public, the app's `extra` header lines
+    replacing the upstream's of the same names; `Connection: close` when `close`.
+
+    Returns the head and whether the body must be re-framed as chunked: a response with
+    a `body` but no Content-Length (chunked or ending with the connection upstream).
+    """
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    length = False
+    for name, value in headers:
+        lname = name.lower()
+        if lname in _RESPONSE_SPECIAL:
+            if lname == b"content-length":
+                length = True
+            elif lname == b"location":
+                value = rewrite_location(value.decode("latin-1"), base, prefix) \
+                    .encode("latin-1")
+            elif lname == b"connection":
+                if value.lower() in _PLAIN_CONNECTION:
+                    continue
+                tokens = connection_tokens(value.decode("latin-1"))
+                unusual = frozenset(t.encode("latin-1") for t in tokens) - _PLAIN_CONNECTION
+                if unusual - listed:
+                    return response_head_bytes(
+                        status, reason, headers, base=base, prefix=prefix, extra=extra,
+                        extra_names=extra_names, body=body, close=close,
+                        listed=listed | unusual)
+                continue
+            else:
+                continue
+        if lname in listed or lname in extra_names:
+            continue
+        parts += (name, b": ", value, b"\r\n")
+    chunked = body and not length
+    parts += (extra, _CHUNKED if chunked else b"", _CLOSE if close else b"", b"\r\n")
+    return b"".join(parts), chunked

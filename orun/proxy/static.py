@@ -97,6 +97,10 @@ class StaticTarget:
     redirect_bare_path: bool
     kind: str = "static"
 
+    def fast(self, route: Route, rest: str, query: str) -> None:
+        """Files are served by aiohttp (sendfile, ranges, conditional requests)."""
+        return
+
     async def serve(self, request: web.BaseRequest, route: Route, rest: str) -> web.StreamResponse:
         if request.method not in _READ_METHODS:
             return error_response(request, 405, "405 method not allowed",

@@ -30,6 +30,32 @@ class Route:
     target: Target
 
 
+class FastPlan:
+    """Where the fast path sends one request (orun/proxy/fast.py): made by a target's
+    `fast()`, read once. A plain slotted class: built on every fast request."""
+
+    __slots__ = ("activity", "base", "extra", "extra_names", "load", "origin",
+                 "preserve_host", "target")
+
+    def __init__(self, origin: str, target: str, preserve_host: bool, base: URL,
+                 activity: ActivityCounter | None, load: Counter | None,
+                 extra: bytes = b"", extra_names: frozenset[bytes] = frozenset()) -> None:
+        #: the upstream's origin text (`http://127.0.0.1:32768`): its connection pool
+        self.origin = origin
+        #: the request target upstream: path and query, as sent
+        self.target = target
+        self.preserve_host = preserve_host
+        #: what `Location` headers are made public against (origin plus base path)
+        self.base = base
+        #: container apps: the idle-shutdown counter and the instance's drain counter
+        self.activity = activity
+        self.load = load
+        #: response headers the app's config sets (`Name: value\r\n` lines) and their
+        #: lowercase names (the upstream's own of those names are dropped)
+        self.extra = extra
+        self.extra_names = extra_names
+
+
 class Target(Protocol):
     """Serves requests for one app version. Built off the hot path, immutable after."""
 
@@ -40,6 +66,12 @@ class Target(Protocol):
 
     async def serve(self, request: web.BaseRequest, route: Route, rest: str) -> web.StreamResponse:
         """Answer `request`; `rest` is the raw path after the app prefix ("" or "/...")."""
+        ...
+
+    def fast(self, route: Route, rest: str, query: str) -> FastPlan | None:
+        """Where a plain HTTP/1.1 request goes when the fast path may forward it as is,
+        else None (it is answered by `serve` instead: a starting app, an error, a
+        static file, orun's own endpoints). `query` is the raw query ("" if none)."""
         ...
 
 
@@ -153,6 +185,7 @@ __all__ = [
     "ActivityCounter",
     "Backend",
     "Counter",
+    "FastPlan",
     "LiveState",
     "Route",
     "RouteLookup",

@@ -9,7 +9,9 @@ collect, and the waiting handler is woken once per upstream read, not per callba
 One `UpstreamPool` per upstream origin keeps idle connections (newest first); the
 `Forwarder` owns the pools and sweeps connections idle for longer than
 `proxy.idle_conn_timeout_secs`. An `Exchange` is one request/response on a connection:
-the connection's protocol fills it, the forwarder's handler drains it.
+the connection's protocol fills it, the forwarder's handler drains it. The fast path
+(orun/proxy/fast.py) plugs in its own `ResponseSink` instead and writes each read
+straight to the client.
 
 Backpressure: response bytes buffered beyond `HIGH_WATER` pause reading from the
 upstream until the handler has written them to the client; request bodies wait for the
@@ -22,12 +24,54 @@ import asyncio
 import collections
 import ssl
 from collections.abc import Iterable
-from typing import cast
+from typing import Protocol, cast
 
 import httptools
 
 #: response bytes buffered before the upstream socket is paused
 HIGH_WATER = 256 * 1024
+_FRAMING = (b"content-length", b"transfer-encoding")
+
+
+class ResponseSink(Protocol):
+    """Where one upstream response goes: the parser's callbacks, then `after_read` once
+    per upstream read (so a waiting handler wakes once, and output is written once)."""
+
+    #: the request was HEAD: the response ends at its head
+    head_only: bool
+    #: response bytes waiting for the handler (the connection pauses above HIGH_WATER)
+    buffered: int
+    #: some byte of the response arrived
+    got_bytes: bool
+
+    def on_status(self, reason: bytes) -> None: ...
+
+    def on_header(self, name: bytes, value: bytes) -> None: ...
+
+    def on_head(self, status: int, keep_alive: bool) -> None: ...
+
+    def on_interim(self) -> None:
+        """The head just parsed was a 1xx interim response: forget its headers."""
+        ...
+
+    def on_body(self, body: bytes) -> None: ...
+
+    def on_complete(self) -> None: ...
+
+    def after_read(self) -> None: ...
+
+    def fail(self, error: BaseException) -> None:
+        """The connection broke or the response was invalid; `after_read` follows."""
+        ...
+
+    def close_delimited(self) -> bool:
+        """The response head had neither Content-Length nor Transfer-Encoding: its body
+        ends when the connection does."""
+        ...
+
+    def write_paused(self, paused: bool) -> None:
+        """The upstream stopped (True) or resumed (False) taking request bytes."""
+        ...
 
 
 class UpstreamClosed(ConnectionError):
@@ -45,6 +89,10 @@ class UpstreamProtocolError(Exception):
 
 class _HeadOnly(Exception):
     """Raised from the parser callback to stop after the head of a HEAD response."""
+
+
+class _AfterEnd(Exception):
+    """Raised from the parser callback when bytes follow the end of the response."""
 
 
 class Exchange:
@@ -67,6 +115,44 @@ class Exchange:
         self.error: BaseException | None = None
         self.got_bytes = False
         self.waiter: asyncio.Future[None] | None = None
+
+    # -- ResponseSink: filled by the connection ------------------------------------------
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_head(self, status: int, keep_alive: bool) -> None:
+        self.status = status
+        self.keep_alive = keep_alive
+        self.head_done = True
+
+    def on_interim(self) -> None:
+        self.headers.clear()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+        self.buffered += len(body)
+
+    def on_complete(self) -> None:
+        self.done = True
+
+    def after_read(self) -> None:
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+
+    def close_delimited(self) -> bool:
+        return not any(n.lower() in _FRAMING for n, _ in self.headers)
+
+    def write_paused(self, paused: bool) -> None:
+        """The request body's writer awaits `UpstreamConnection.drain` instead."""
+
+    # -- used by the forwarder's handler ---------------------------------------------------
 
     def _wake(self) -> None:
         waiter = self.waiter
@@ -123,13 +209,16 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.exchange: Exchange | None = None
+        self.exchange: ResponseSink | None = None
         self.closed = False
         self.idle_since = 0.0
         self._paused = False
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self._interim = False
+        #: the head / the whole of the current response was parsed
+        self._head_done = False
+        self._done = False
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -147,13 +236,17 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, _HeadOnly):  # a HEAD answer ends at its head
                 self.parser = httptools.HttpResponseParser(self)
+            elif isinstance(exc.__context__, _AfterEnd):
+                # an upstream that sends more than it was asked for cannot be trusted
+                # with the next request; what follows the response is never forwarded
+                self.close()
             else:
-                ex.error = UpstreamProtocolError(f"invalid HTTP response: {exc.__context__}")
+                ex.fail(UpstreamProtocolError(f"invalid HTTP response: {exc.__context__}"))
                 self.close()
         except httptools.HttpParserError as exc:
-            ex.error = UpstreamProtocolError(f"invalid HTTP response: {exc}")
+            ex.fail(UpstreamProtocolError(f"invalid HTTP response: {exc}"))
             self.close()
-        ex._wake()
+        ex.after_read()
         if ex.buffered > HIGH_WATER and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
@@ -162,24 +255,33 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         self.pool.forget(self)
         ex = self.exchange
-        if ex is not None and not ex.done and ex.error is None:
-            why = f": {exc}" if exc else ""
-            if ex.got_bytes:
-                ex.error = UpstreamClosed(f"the upstream closed the connection in the middle "
-                                          f"of the response{why}", no_response=False)
+        if ex is not None and not self._done:
+            if self._head_done and not self._interim and ex.close_delimited():
+                # HTTP/1.0 style: the body ran until the upstream closed; that is its end
+                self._done = True
+                ex.on_complete()
             else:
-                ex.error = UpstreamClosed(f"the upstream closed the connection{why}",
-                                          no_response=True)
-            ex._wake()
+                why = f": {exc}" if exc else ""
+                if ex.got_bytes:
+                    ex.fail(UpstreamClosed(f"the upstream closed the connection in the "
+                                           f"middle of the response{why}", no_response=False))
+                else:
+                    ex.fail(UpstreamClosed(f"the upstream closed the connection{why}",
+                                           no_response=True))
+            ex.after_read()
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_result(None)
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self.exchange is not None:
+            self.exchange.write_paused(True)
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self.exchange is not None:
+            self.exchange.write_paused(False)
         drain = self._drain
         if drain is not None:
             self._drain = None
@@ -188,53 +290,64 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks -----------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._done:
+            raise _AfterEnd
+
     def on_status(self, reason: bytes) -> None:
         if self.exchange is not None:
-            self.exchange.reason = reason
+            self.exchange.on_status(reason)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.exchange is not None and not self._interim:
-            self.exchange.headers.append((name, value))
+            self.exchange.on_header(name, value)
 
     def on_headers_complete(self) -> None:
         ex = self.exchange
         if ex is None:
             return
         status = self.parser.get_status_code()
-        if 100 <= status < 200 and status != 101:
+        if 100 <= status < 200:
+            if status == 101:  # orun never asks this connection to switch protocols
+                raise UpstreamProtocolError("unexpected 101 Switching Protocols")
             # an interim response (103 Early Hints, an unasked 100): not the answer
             self._interim = True
-            ex.headers.clear()
+            ex.on_interim()
             return
-        ex.status = status
-        ex.keep_alive = self.parser.should_keep_alive()
-        ex.head_done = True
+        self._head_done = True
+        ex.on_head(status, self.parser.should_keep_alive())
         if ex.head_only:
-            ex.done = True
+            self._done = True
+            ex.on_complete()
             raise _HeadOnly
 
     def on_body(self, body: bytes) -> None:
         ex = self.exchange
         if ex is not None and not self._interim:
-            ex.body.append(bytes(body))
-            ex.buffered += len(body)
+            ex.on_body(body)
 
     def on_message_complete(self) -> None:
         if self._interim:
             self._interim = False
             return
         if self.exchange is not None:
-            self.exchange.done = True
+            self._done = True
+            self.exchange.on_complete()
 
     # -- used by the forwarder ------------------------------------------------------
 
     def begin(self, head: bytes, *, head_only: bool) -> Exchange:
         """Send a request head; the response goes into the returned exchange."""
-        assert self.transport is not None
         ex = Exchange(self, head_only)
-        self.exchange = ex
+        self.attach(ex)
+        assert self.transport is not None
         self.transport.write(head)
         return ex
+
+    def attach(self, sink: ResponseSink) -> None:
+        """Direct the next response into `sink` (the caller then writes the request)."""
+        self.exchange = sink
+        self._head_done = self._done = self._interim = False
 
     def write(self, data: bytes | Iterable[bytes]) -> None:
         assert self.transport is not None
@@ -250,6 +363,12 @@ class UpstreamConnection(asyncio.Protocol):
             self._drain = drain
             await drain
 
+    def pause(self) -> None:
+        """Stop reading the response (the client is not taking it yet)."""
+        if not self._paused and self.transport is not None and not self.closed:
+            self._paused = True
+            self.transport.pause_reading()
+
     def resume(self) -> None:
         if self._paused and self.transport is not None and not self.closed:
             self._paused = False
@@ -262,17 +381,21 @@ class UpstreamConnection(asyncio.Protocol):
 
     def reusable(self) -> bool:
         ex = self.exchange
-        return (not self.closed and ex is not None and ex.done and ex.keep_alive
+        return (not self.closed and isinstance(ex, Exchange) and ex.done and ex.keep_alive
                 and ex.error is None and not ex.body)
 
 
 class UpstreamPool:
     """Idle keep-alive connections to one origin (scheme, host, port)."""
 
-    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None) -> None:
+    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None,
+                 authority: str = "") -> None:
         self.host = host
         self.port = port
         self.tls = tls
+        #: the Host header for this origin (`h` or `h:port`), and the origin as text
+        self.authority = (authority or f"{host}:{port}").encode("latin-1")
+        self.origin = f"{'https' if tls is not None else 'http'}://{self.authority.decode()}"
         self.idle: list[UpstreamConnection] = []
 
     async def connect(self, timeout: float) -> UpstreamConnection:
@@ -297,12 +420,16 @@ class UpstreamPool:
     def release(self, conn: UpstreamConnection, now: float) -> None:
         """Back to the pool if its last exchange ended cleanly, else closed."""
         if conn.reusable():
-            conn.exchange = None
-            conn.idle_since = now
-            conn.resume()
-            self.idle.append(conn)
+            self.put(conn, now)
         else:
             conn.close()
+
+    def put(self, conn: UpstreamConnection, now: float) -> None:
+        """Back to the pool: the caller knows its last response ended cleanly."""
+        conn.exchange = None
+        conn.idle_since = now
+        conn.resume()
+        self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:
         if conn in self.idle:
@@ -324,5 +451,5 @@ class UpstreamPool:
         self.idle.clear()
 
 
-__all__ = ["HIGH_WATER", "Exchange", "UpstreamClosed", "UpstreamConnection", "UpstreamPool",
-           "UpstreamProtocolError"]
+__all__ = ["HIGH_WATER", "Exchange", "ResponseSink", "UpstreamClosed", "UpstreamConnection",
+           "UpstreamPool", "UpstreamProtocolError"]

@@ -38,6 +38,9 @@ class UnavailableTarget:
         self.status = status
         self.message = message
 
+    def fast(self, route: Route, rest: str, query: str) -> None:
+        return None
+
     async def serve(self, request: web.BaseRequest, route: Route,
                     rest: str) -> web.StreamResponse:
         return error_response(request, self.status, f"app {route.label}: {self.message}")

@@ -127,6 +127,9 @@ class ProxyConfig:
     #: time allowed for the upstream to send its response head (bodies stream untimed)
     read_timeout_secs: float = field(default=180.0, metadata=check(_positive))
     idle_conn_timeout_secs: float = field(default=15.0, metadata=check(_positive))
+    #: plain HTTP/1.1 requests to running apps skip aiohttp's request machinery
+    #: (orun/proxy/fast.py); false sends every request through aiohttp
+    fast_path: bool = True
 
 
 @dataclass(frozen=True, slots=True)

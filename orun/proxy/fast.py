@@ -1,0 +1,683 @@
+"""The fast path: plain HTTP/1.1 requests to running container and `proxy` apps, relayed
+by two protocols that write to each other, with no per-request task, request object or
+stream writer.
+
+Why: with orun's own upstream pool in place, aiohttp's per-request machinery (a task, a
+`Request`, header multidicts, a `StreamWriter`, the response object) was about half of
+the proxy's CPU per request. Here a client connection is an `asyncio.Protocol` that
+frames request heads itself (exactly, so it always knows where a request starts),
+validates each head with httptools, and writes the upstream head as bytes to a pooled
+`UpstreamConnection`, whose parser callbacks write the response straight back: one
+`writelines` per upstream read. Backpressure runs transport to transport.
+
+Every connection of the HTTP listener starts here. The first request the fast path does
+not take hands the connection, from that request's first byte on, to aiohttp's server
+(`web.Server`, a documented protocol factory), which keeps it. Taken here: HTTP/1.1
+requests with one Host header, a path (`/...`) target, no body or a Content-Length body,
+no Upgrade, Expect or Transfer-Encoding header, for an app whose target offers a
+`FastPlan` (a running container app or a `proxy` app, outside `/_orun_app/`). Everything
+else (HTTP/1.0, websockets, 100-continue, chunked uploads, static files, starting pages,
+errors, orun's own endpoints, heads httptools refuses) is aiohttp's, as before.
+
+Response bodies pass as the upstream framed them when it sent a Content-Length; any
+other body is re-framed as chunked from the parser's body callbacks, so nothing past
+the end of a response ever reaches the client (an app cannot answer the next request of
+a connection that another app may serve).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from time import monotonic
+from time import time as wall_time
+from typing import cast
+
+import httptools
+import structlog
+
+from orun.log import AccessRecord
+from orun.proxy.errors import error_body, reason_phrase
+from orun.proxy.forward import Forwarder, request_head
+from orun.proxy.headers import (
+    forwarded_lines,
+    request_head_bytes,
+    response_head_bytes,
+    upstream_request_headers,
+)
+from orun.proxy.target import ActivityCounter, Counter, FastPlan, Route, RouteSource
+from orun.proxy.upstream import (
+    UpstreamClosed,
+    UpstreamConnection,
+    UpstreamPool,
+    UpstreamProtocolError,
+)
+
+log = structlog.get_logger("orun.proxy")
+
+#: request head bytes without an end before aiohttp gets the connection (and answers)
+MAX_HEAD = 64 * 1024
+#: client bytes buffered (pipelined requests, a body waiting for its upstream) before
+#: the client's socket is paused
+CLIENT_HIGH_WATER = 256 * 1024
+#: idle client connections are closed after this long (aiohttp's default too)
+KEEPALIVE_SECS = 75.0
+_NO_BODY = frozenset({204, 304})
+_WATCHED = frozenset({b"host", b"content-length", b"transfer-encoding", b"upgrade",
+                      b"expect"})
+_VERSION = b" HTTP/1.1"
+_PAUSE_BUFFER = 1
+_PAUSE_UPSTREAM = 2
+
+
+class _Head:
+    """httptools' callbacks for one request head (reused for every request of a
+    connection): the target, the headers as (name, lowercase name, value), and what
+    decides whether the fast path may take it."""
+
+    __slots__ = ("complete", "headers", "host", "hosts", "keep", "length", "parser", "refuse",
+                 "url")
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes, bytes]] = []
+        self.complete = 0
+        self.host = b""
+        self.hosts = 0
+        self.length = 0
+        self.refuse = False
+        self.keep = True
+
+    def reset(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.complete = self.hosts = self.length = 0
+        self.refuse = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        self.headers.append((name, lname, value))
+        if lname in _WATCHED:
+            if lname == b"host":
+                self.hosts += 1
+                self.host = value
+            elif lname == b"content-length":
+                self.length = int(value)  # llhttp accepted it: digits only
+            else:
+                self.refuse = True
+
+    def on_headers_complete(self) -> None:
+        self.complete += 1
+        # read here: once the message is complete the parser forgets it
+        self.keep = self.parser.should_keep_alive()
+
+    def header(self, lname: bytes) -> bytes:
+        for _, name, value in self.headers:
+            if name == lname:
+                return value
+        return b""
+
+
+class FastFront:
+    """The HTTP listener's protocol factory and the owner of its fast connections.
+
+    `fallback` makes aiohttp's protocol for a connection handed over. `in_flight` counts
+    fast requests being answered (graceful shutdown waits for it, and aiohttp's)."""
+
+    def __init__(self, routes: RouteSource, forwarder: Forwarder,
+                 fallback: Callable[[], asyncio.BaseProtocol], *, scheme: str = "http",
+                 access: Callable[[AccessRecord], None] | None = None,
+                 enabled: bool = True, keepalive: float = KEEPALIVE_SECS) -> None:
+        self.routes = routes
+        self.forwarder = forwarder
+        self.fallback = fallback
+        self.scheme = scheme
+        self.access = access
+        self.enabled = enabled
+        self.keepalive = keepalive
+        self.in_flight = 0
+        self.closing = False
+        self.connections: set[FrontConnection] = set()
+        #: connections whose request waits for its upstream's response head
+        self.waiting: set[FrontConnection] = set()
+        self._ticker: asyncio.Task[None] | None = None
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        if not self.enabled or self.closing:
+            return self.fallback()
+        return FrontConnection(self)
+
+    def start(self) -> None:
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().create_task(
+                self._tick(), name="orun.proxy.fast.tick")
+
+    async def _tick(self) -> None:
+        """Read timeouts (coarse: 1/8 of the timeout, at most 0.5 s late) and idle
+        keep-alive connections, without a timer per request."""
+        loop = asyncio.get_running_loop()
+        last_idle_check = loop.time()
+        while True:
+            timeout = self.forwarder.settings.read_timeout
+            await asyncio.sleep(min(0.5, max(0.05, timeout / 8)))
+            now = loop.time()
+            for conn in [c for c in self.waiting if now - c.sent_at >= timeout]:
+                conn.timed_out(timeout)
+            if now - last_idle_check >= 1.0:
+                last_idle_check = now
+                for conn in [c for c in self.connections
+                             if not c.active and now - c.idle_since > self.keepalive]:
+                    conn.close()
+
+    def shutdown(self) -> None:
+        """Stop taking requests: idle connections close now, busy ones after their
+        response."""
+        self.closing = True
+        for conn in list(self.connections):
+            if conn.active:
+                conn.closing = True
+            else:
+                conn.close()
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        for conn in list(self.connections):
+            conn.close()
+
+
+class FrontConnection(asyncio.Protocol):
+    """One client connection on the fast path; also the `ResponseSink` of the upstream
+    connection its current request went to."""
+
+    __slots__ = (
+        "_fwd",
+        "_fwd_key",
+        "active",
+        "activity",
+        "body_left",
+        "body_sent",
+        "buf",
+        "buffered",
+        "chunked",
+        "closing",
+        "connecting",
+        "done",
+        "error",
+        "front",
+        "got_bytes",
+        "head",
+        "head_only",
+        "head_sent",
+        "idle_since",
+        "keep",
+        "load",
+        "loop",
+        "method",
+        "out",
+        "paused",
+        "peer",
+        "plan",
+        "pool",
+        "reason",
+        "reused",
+        "rh",
+        "rheaders",
+        "route",
+        "sent",
+        "sent_at",
+        "started",
+        "status",
+        "transport",
+        "up",
+        "up_keep",
+    )
+
+    def __init__(self, front: FastFront) -> None:
+        self.front = front
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self.buf = b""
+        self.rh = _Head()
+        self.closing = False
+        self.paused = 0
+        self.idle_since = self.loop.time()
+        self._fwd_key: tuple[bytes, str] | None = None
+        self._fwd = b""
+        # the current request
+        self.active = False
+        self.route: Route | None = None
+        self.plan: FastPlan | None = None
+        self.pool: UpstreamPool | None = None
+        self.up: UpstreamConnection | None = None
+        self.connecting: asyncio.Task[UpstreamConnection] | None = None
+        self.method = b""
+        self.head = b""
+        self.keep = True
+        self.body_left = 0
+        self.body_sent = 0
+        self.reused = False
+        self.sent_at = 0.0
+        self.started = 0.0
+        self.activity: ActivityCounter | None = None
+        self.load: Counter | None = None
+        # its response (the ResponseSink side)
+        self.head_only = False
+        self.buffered = 0  # never buffered here: every read is written out at once
+        self.got_bytes = False
+        self.head_sent = False
+        self.status = 0
+        self.reason = b""
+        self.rheaders: list[tuple[bytes, bytes]] = []
+        self.up_keep = False
+        self.chunked = False
+        self.done = False
+        self.error: BaseException | None = None
+        self.sent = 0
+        self.out: list[bytes] = []
+
+    # -- client side: asyncio.Protocol -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) else ""
+        self.front.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf = self.buf + data if self.buf else data
+        if not self.active:
+            self._next()
+            return
+        if self.body_left and self.up is not None:
+            self._pump()
+        if len(self.buf) > CLIENT_HIGH_WATER:
+            self._pause(_PAUSE_BUFFER)
+
+    def eof_received(self) -> bool:
+        # a client that half-closes after its request still gets the answer
+        if self.active:
+            self.closing = True
+            return True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        front = self.front
+        front.connections.discard(self)
+        front.waiting.discard(self)
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        if self.active:
+            up, self.up = self.up, None
+            if up is not None:
+                up.exchange = None
+                up.close()  # in the middle of a response: not reusable
+            self._end_request()
+
+    def pause_writing(self) -> None:
+        if self.up is not None:
+            self.up.pause()
+
+    def resume_writing(self) -> None:
+        if self.up is not None:
+            self.up.resume()
+
+    # -- requests --------------------------------------------------------------------
+
+    def _next(self) -> None:
+        """Start the next buffered request, or hand the connection to aiohttp."""
+        buf = self.buf
+        if not buf or self.closing:
+            return
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEAD:
+                self._handoff()
+            return
+        end += 4
+        rh = self.rh
+        rh.reset()
+        try:
+            rh.parser.feed_data(memoryview(buf)[:end])
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            # an upgrade is aiohttp's; so is an invalid head, which it answers as before
+            self._handoff()
+            return
+        line_end = buf.find(b"\r\n")
+        url = rh.url
+        if (rh.complete != 1 or rh.refuse or rh.hosts != 1
+                or buf[line_end - 9:line_end] != _VERSION or url[:1] != b"/"
+                or not url.isascii() or b"#" in url):
+            self._handoff()
+            return
+        raw = url.decode("latin-1")
+        path, _, query = raw.partition("?")
+        found = self.front.routes.current.match(rh.host.decode("latin-1"), path)
+        if found is None:
+            self._handoff()
+            return
+        route, rest = found
+        plan = route.target.fast(route, rest, query)
+        if plan is None:
+            self._handoff()
+            return
+        self.buf = buf[end:]
+        self._start(route, plan, buf[:buf.find(b" ")], rh)
+
+    def _start(self, route: Route, plan: FastPlan, method: bytes, rh: _Head) -> None:
+        front = self.front
+        settings = front.forwarder.settings
+        pool = front.forwarder.pool_for(plan.origin)
+        authority = None if plan.preserve_host else pool.authority
+        head: bytes | None = None
+        if not settings.trusted.networks or not settings.trusted.trusts(self.peer):
+            key = (rh.host, route.prefix)
+            if key != self._fwd_key:
+                self._fwd_key = key
+                self._fwd = forwarded_lines(self.peer, front.scheme, rh.host.decode("latin-1"),
+                                            route.prefix)
+            head = request_head_bytes(method, plan.target.encode("latin-1"), rh.headers,
+                                      authority, self._fwd)
+        if head is None:
+            headers = upstream_request_headers(
+                [(n, v) for n, _, v in rh.headers], peer=self.peer, scheme=front.scheme,
+                host=rh.host.decode("latin-1"), prefix=route.prefix, trusted=settings.trusted,
+                keep_host=plan.preserve_host)
+            head = request_head(method.decode("latin-1"), plan.target, headers,
+                                pool.authority.decode("latin-1"), chunked=False)
+        self.active = True
+        front.in_flight += 1
+        self.route, self.plan, self.pool = route, plan, pool
+        self.method, self.head = method, head
+        self.head_only = method == b"HEAD"
+        self.keep = rh.keep
+        self.body_left = rh.length
+        if rh.length:
+            # the parser now waits for the body, which is counted here: a fresh one
+            # for the next head
+            rh.parser = httptools.HttpRequestParser(rh)
+        self.activity, self.load = plan.activity, plan.load
+        if self.load is not None:
+            self.load.open += 1
+        if self.activity is not None:
+            self.activity.open += 1
+            self.activity.last = monotonic()
+        if front.access is not None:
+            self.started = monotonic()
+        up = pool.take_idle()
+        if up is None:
+            self._connect()
+        else:
+            self._send(up, reused=True)
+
+    def _connect(self) -> None:
+        assert self.pool is not None
+        timeout = self.front.forwarder.settings.connect_timeout
+        task = self.loop.create_task(self.pool.connect(timeout), name="orun.proxy.connect")
+        self.connecting = task
+        task.add_done_callback(self._connected)
+
+    def _connected(self, task: asyncio.Task[UpstreamConnection]) -> None:
+        if task is not self.connecting:
+            if not task.cancelled() and task.exception() is None:
+                task.result().close()
+            return
+        self.connecting = None
+        exc = task.exception()
+        if exc is None:
+            self._send(task.result(), reused=False)
+            return
+        if isinstance(exc, TimeoutError):
+            why = f"no connection within {self.front.forwarder.settings.connect_timeout:g}s"
+        else:
+            why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+        assert self.route is not None and self.pool is not None
+        self._error(502, f"app {self.route.label}: cannot connect to upstream "
+                         f"{self.pool.origin}: {why}")
+
+    def _send(self, up: UpstreamConnection, *, reused: bool) -> None:
+        self.up = up
+        self.reused = reused
+        up.attach(self)
+        transport = up.transport
+        assert transport is not None
+        if self.body_left and self.buf:
+            transport.writelines((self.head, self._body_part()))
+        else:
+            transport.write(self.head)
+        self.sent_at = self.loop.time()
+        self.front.waiting.add(self)
+
+    def _body_part(self) -> bytes:
+        buf = self.buf
+        n = min(self.body_left, len(buf))
+        part = buf if n == len(buf) else buf[:n]
+        self.buf = buf[n:] if n < len(buf) else b""
+        self.body_left -= n
+        self.body_sent += n
+        if self.paused & _PAUSE_BUFFER and len(self.buf) <= CLIENT_HIGH_WATER:
+            self._resume(_PAUSE_BUFFER)
+        return part
+
+    def _pump(self) -> None:
+        """Request body bytes that arrived go straight to the upstream."""
+        up = self.up
+        if up is not None and up.transport is not None and not up.closed:
+            up.transport.write(self._body_part())
+
+    def _pause(self, reason: int) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and self.transport is not None:
+                self.transport.resume_reading()
+
+    # -- the response: ResponseSink --------------------------------------------------
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.rheaders.append((name, value))
+
+    def on_head(self, status: int, keep_alive: bool) -> None:
+        self.front.waiting.discard(self)
+        self.status = status
+        self.up_keep = keep_alive
+        plan = self.plan
+        route = self.route
+        assert plan is not None and route is not None
+        body = not self.head_only and status not in _NO_BODY
+        close = not self.keep or self.closing
+        head, self.chunked = response_head_bytes(
+            status, self.reason, self.rheaders, base=plan.base, prefix=route.prefix,
+            extra=plan.extra, extra_names=plan.extra_names, body=body, close=close)
+        self.out.append(head)
+        self.head_sent = True
+
+    def on_interim(self) -> None:
+        self.rheaders = []
+
+    def on_body(self, body: bytes) -> None:
+        if self.chunked:
+            self.out += (b"%x\r\n" % len(body), body, b"\r\n")
+        else:
+            self.out.append(body)
+        self.sent += len(body)
+
+    def on_complete(self) -> None:
+        if self.chunked:
+            self.out.append(b"0\r\n\r\n")
+        self.done = True
+
+    def fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+
+    def close_delimited(self) -> bool:
+        for name, _ in self.rheaders:
+            lname = name.lower()
+            if lname == b"content-length" or lname == b"transfer-encoding":
+                return False
+        return True
+
+    def write_paused(self, paused: bool) -> None:
+        if paused:
+            self._pause(_PAUSE_UPSTREAM)
+        else:
+            self._resume(_PAUSE_UPSTREAM)
+
+    def after_read(self) -> None:
+        out = self.out
+        if out:
+            self.out = []
+            if self.transport is not None:
+                self.transport.writelines(out)
+            if self.activity is not None:
+                self.activity.last = monotonic()
+        if self.done:
+            self._finish()
+        elif self.error is not None:
+            self._upstream_failed(self.error)
+
+    # -- ends --------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        up, self.up = self.up, None
+        if up is not None:
+            if self.up_keep and not up.closed and self.error is None and self.pool is not None:
+                self.pool.put(up, self.loop.time())
+            else:
+                up.exchange = None
+                up.close()
+        close = self.body_left > 0 or not self.keep or self.closing
+        self._end_request()
+        if close:
+            # an early answer leaves body bytes unread: the connection cannot go on
+            self.close()
+            return
+        self.idle_since = self.loop.time()
+        if self.buf:
+            self._next()
+
+    def _end_request(self) -> None:
+        """Counters, the access log, and a clean slate for the next request."""
+        front = self.front
+        front.in_flight -= 1
+        front.waiting.discard(self)
+        if self.load is not None:
+            self.load.open -= 1
+        if self.activity is not None:
+            self.activity.open -= 1
+            self.activity.last = monotonic()
+        if front.access is not None:
+            rh = self.rh
+            front.access((wall_time(), self.method.decode("latin-1"),
+                          rh.url.decode("latin-1"), rh.host.decode("latin-1"), self.status,
+                          self.sent, round((monotonic() - self.started) * 1000, 2),
+                          self.peer))
+        self.active = False
+        self.route = self.plan = self.pool = None
+        self.activity = self.load = None
+        self.head_only = self.got_bytes = self.head_sent = self.chunked = self.done = False
+        self.error = None
+        self.rheaders = []
+        self.reason = b""
+        self.status = self.sent = self.body_sent = 0
+
+    def _upstream_failed(self, error: BaseException) -> None:
+        up, self.up = self.up, None
+        if up is not None:
+            up.exchange = None
+            up.close()
+        route, pool = self.route, self.pool
+        assert route is not None and pool is not None
+        if self.head_sent:
+            # the head is out: the only honest signal left is a cut connection
+            log.warning("upstream_body_error", app=route.label, error=str(error))
+            if self.active:
+                self._end_request()
+            self.close()
+            return
+        if isinstance(error, UpstreamClosed) and error.no_response and self.reused \
+                and not self.body_sent:
+            # a stale pooled connection: once more on a fresh one (nothing of the body
+            # went out, so the request cannot reach the app twice)
+            log.debug("upstream_stale_retry", upstream=pool.origin)
+            self.error = None
+            self.got_bytes = False
+            self.rheaders = []
+            self.front.waiting.discard(self)
+            self._connect()
+            return
+        if isinstance(error, (UpstreamClosed, UpstreamProtocolError, OSError)):
+            detail = str(error).splitlines()[0][:200] if str(error) else ""
+            message = f"app {route.label}: upstream {pool.origin} failed: " \
+                      f"{error.__class__.__name__}: {detail}".rstrip(": ")
+        else:
+            message = f"app {route.label}: upstream {pool.origin} failed: {error!r}"
+        self._error(502, message)
+
+    def timed_out(self, timeout: float) -> None:
+        """No response head within the read timeout: 504 naming the app."""
+        up, self.up = self.up, None
+        if up is not None:
+            up.exchange = None
+            up.close()
+        assert self.route is not None and self.pool is not None
+        self._error(504, f"app {self.route.label}: upstream {self.pool.origin} did not "
+                         f"respond within {timeout:g}s")
+
+    def _error(self, status: int, message: str) -> None:
+        """Answer the current request with orun's error and end it."""
+        content_type, text = error_body(self.rh.header(b"accept").decode("latin-1"),
+                                        status, message)
+        body = text.encode("utf-8")
+        close = self.body_left > 0 or not self.keep or self.closing
+        head = (f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"
+                f"Content-Type: {content_type}; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\n"
+                + ("Connection: close\r\n" if close else "") + "\r\n").encode("latin-1")
+        if self.transport is not None:
+            self.transport.write(head if self.head_only else head + body)
+        self.status = status
+        self.sent = len(body)
+        self.up_keep = False
+        self.done = True
+        self._finish()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _handoff(self) -> None:
+        """aiohttp's server takes the connection, from the buffered request on."""
+        transport = self.transport
+        assert transport is not None
+        self.front.connections.discard(self)
+        protocol = self.front.fallback()
+        buf, self.buf = self.buf, b""
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if self.paused:
+            self.paused = 0
+            transport.resume_reading()
+        if buf:
+            cast(asyncio.Protocol, protocol).data_received(buf)
+
+
+__all__ = ["CLIENT_HIGH_WATER", "KEEPALIVE_SECS", "MAX_HEAD", "FastFront", "FrontConnection"]
