@@ -297,10 +297,13 @@ class Engine:
 
     async def pause(self, container_id: str) -> None:
         """Freeze every process of the container (cgroup freezer): memory, sockets and
-        open connections stay, CPU use drops to zero. Tens of milliseconds either way."""
+        open connections stay, CPU use drops to zero. Tens of milliseconds either way.
+        One that is already paused is left so (the result is what was asked)."""
         try:
             await self._client.containers.container(container_id).pause()
         except DockerError as exc:
+            if "already paused" in str(exc.message or "").lower():
+                return
             raise EngineError(f"cannot pause container {container_id[:12]}: "
                               f"{_first_line(exc)}") from None
 

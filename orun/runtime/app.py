@@ -171,6 +171,9 @@ class AppRuntime:
         self.instance: Instance | None = None
         #: the container the idle pause tier froze (then `instance` is None)
         self.paused: Paused | None = None
+        #: `activity.last` of the idle period whose pause the engine refused (rootless
+        #: Podman on cgroup v1 cannot pause): not tried again before new traffic
+        self.pause_refused = -1.0
         self.operation: asyncio.Task[Instance] | None = None
         #: the last failure, shown to requests and in `app list` (with the log tail)
         self.error = ""

@@ -99,7 +99,7 @@ class Housekeeper:
                                      pause=pause, shutdown=shutdown)
                 if action == "stop":
                     await self._runtime.stop_app(rt, f"idle for {idle_for:.0f}s")
-                elif action == "pause":
+                elif action == "pause" and rt.pause_refused != act.last:
                     await self._runtime.pause_app(rt, f"idle for {idle_for:.0f}s")
             if now - last_health >= cfg.health_check_interval_secs:
                 last_health = now

@@ -67,10 +67,12 @@ class PauseTier:
         except EngineError as exc:
             log.warning("app_pause_failed", app=rt.label, container=inst.name,
                         error=exc.message)
+            rt.pause_refused = rt.activity.last
             busy = rt.operation is not None and not rt.operation.done()
             if rt.paused is paused and not busy:  # a thaw in flight sorts it out itself
+                # serving again as it was: its idle time goes on (the stop still comes)
                 self.release(rt)
-                self._host.resume(rt, inst)
+                rt.instance, rt.state = inst, "running"
             return
         log.info("app_paused", app=rt.label, container=inst.name, reason=reason)
 

@@ -91,9 +91,32 @@ async def test_idle_app_pauses_and_the_next_request_thaws_it(
     assert await listed_state(server, "/p") == "running"
     assert containers(server.home, all_=True, app_id=await app_id(server, "/p")) == [cid]
     assert events(server, "app_paused") and events(server, "app_thawed")
-    # idle again: paused again
+    # idle again: paused again; concurrent requests share one thaw
     await wait_state(cid, "paused")
+    results = await asyncio.gather(*(get(http, server.url(f"/p/{i}")) for i in range(10)))
+    assert [status for status, _ in results] == [200] * 10
+    assert len(events(server, "app_thawed")) == 2
     assert not events(server, "health_check_failed")
+
+
+async def test_paused_container_stopped_outside_orun(
+        corun: Orun, http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """`docker stop` of a paused container: orun notices, and the next request starts
+    it again (no hang on a thaw of a stopped container)."""
+    src = copy_app("versioned_app", tmp_path)
+    (await corun.cli("app", "create", "--spec", "container",
+                     "--conf", "container.idle_pause_secs=1", str(src), "/po")).ok()
+    assert (await get(http, corun.url("/po/")))[0] == 200
+    cid = await the_container(corun, "/po")
+    await wait_state(cid, "paused")
+    docker("stop", "-t", "1", cid)
+
+    async def noticed() -> bool:
+        return await listed_state(corun, "/po") in ("stopped", "crashed")
+
+    await wait_for(noticed, 10, "orun to notice the stop")
+    assert await get(http, corun.url("/po/")) == (200, "version 1 message=\n")
+    assert engine_state(cid) == "running"
 
 
 async def test_idle_stop_follows_the_pause(corun: Orun, http: aiohttp.ClientSession,
