@@ -10,7 +10,7 @@ need not import this module, and the hot path reads plain attributes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -96,10 +96,16 @@ class Counter(Protocol):
 
 class ActivityCounter(Protocol):
     """An app's traffic for idle shutdown: open plain requests, last traffic time
-    (monotonic). The proxy writes both as frames and chunks pass."""
+    (monotonic). The proxy writes both as frames and chunks pass.
+
+    `wake` is set while the app's container is paused by the idle tier: a websocket
+    that stayed open awaits it before it passes a frame on, which thaws the container
+    (plain requests need no hook: a paused app has no serving instance, so they take
+    the cold path). None while the app runs: one attribute read per frame."""
 
     open: int
     last: float
+    wake: Callable[[], Awaitable[object]] | None
 
 
 class Serving(Protocol):
@@ -118,8 +124,9 @@ class Serving(Protocol):
 
 
 class LiveState(Protocol):
-    """Read on every request: the serving container (None: not running) and the
-    traffic counter. Plain attributes in the implementation."""
+    """Read on every request: the serving container (None: not running, or paused by
+    the idle tier; `Backend.ensure` starts or thaws it) and the traffic counter. Plain
+    attributes in the implementation."""
 
     @property
     def instance(self) -> Serving | None: ...
@@ -137,12 +144,12 @@ class Backend(Protocol):
 
     @property
     def state(self) -> str:
-        """stopped, building, starting, running, failed, crashed, ..."""
+        """stopped, building, starting, running, paused, failed, crashed, ..."""
         ...
 
     def ensure(self) -> asyncio.Future[Serving]:
-        """The single-flight start of this version (shared by concurrent callers).
-        Raises `EngineError` when no container engine answers."""
+        """The single-flight start (or thaw, when paused) of this version, shared by
+        concurrent callers. Raises `EngineError` when no container engine answers."""
         ...
 
     def request_wait(self) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from time import monotonic
 
 import aiohttp
@@ -17,6 +17,7 @@ import structlog
 from aiohttp import WSMsgType, web
 from yarl import URL
 
+from orun.errors import OrunError
 from orun.proxy.errors import error_response
 from orun.proxy.target import ActivityCounter, Route
 
@@ -27,12 +28,17 @@ _WS = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 _UNSENDABLE = {1005: 1000, 1006: 1011, 1015: 1011}
 
 
-async def _pump(src: _WS, dst: _WS, activity: ActivityCounter | None) -> tuple[int, str]:
-    """Copy frames from `src` to `dst` until `src` closes; return its close code/reason."""
+async def _pump(src: _WS, dst: _WS, activity: ActivityCounter | None, *,
+                to_app: bool = False) -> tuple[int, str]:
+    """Copy frames from `src` to `dst` until `src` closes; return its close code/reason.
+    `to_app`: `dst` is the app, and a frame for it while it is paused (the websocket
+    stayed open while the app went idle) thaws it first."""
     while True:
         msg = await src.receive()
         if activity is not None:
             activity.last = monotonic()
+            if to_app and activity.wake is not None:
+                await _wake(activity.wake)
         kind = msg.type
         if kind is WSMsgType.TEXT:
             await dst.send_str(msg.data)
@@ -48,6 +54,14 @@ async def _pump(src: _WS, dst: _WS, activity: ActivityCounter | None) -> tuple[i
             return 1006, ""
 
 
+async def _wake(wake: Callable[[], Awaitable[object]]) -> None:
+    """Thaw the paused app before the frame is sent. The thaw is shared with other
+    callers (shielded: a relay that ends does not cancel it); when it fails the frame
+    is sent anyway, and the upstream's answer (or its closed socket) says what happened."""
+    with contextlib.suppress(OrunError):
+        await asyncio.shield(wake())
+
+
 class _Relay:
     def __init__(self, client: web.WebSocketResponse,
                  upstream: aiohttp.ClientWebSocketResponse,
@@ -58,7 +72,8 @@ class _Relay:
         self.tasks: tuple[asyncio.Task[tuple[int, str]], ...] = ()
 
     async def run(self) -> None:
-        to_upstream = asyncio.create_task(_pump(self.client, self.upstream, self.activity))
+        to_upstream = asyncio.create_task(_pump(self.client, self.upstream, self.activity,
+                                                to_app=True))
         to_client = asyncio.create_task(_pump(self.upstream, self.client, self.activity))
         self.tasks = (to_upstream, to_client)
         try:

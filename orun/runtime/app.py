@@ -137,21 +137,43 @@ class Progress:
 
 
 @dataclass(slots=True)
+class Paused:
+    """A container the idle pause tier froze: its memory, sockets and open websockets
+    are kept, it gets no CPU. It is not `instance` (requests take the cold path, where
+    `ensure` thaws it), so nothing on the hot path needs to know about pausing."""
+
+    instance: Instance
+    #: dev mode's source generation when it was paused: an edit since then needs a
+    #: (re)start, not a thaw of the old code
+    generation: int = 0
+    #: the engine's pause call while it runs (a thaw waits for it to finish first)
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
 class Retirement:
     """A superseded instance on its way out: draining, then stopping."""
 
     instance: Instance
     task: asyncio.Task[None] | None = None
     stopping: bool = False
+    #: it was paused when superseded: it is thawed first, so its open websockets can
+    #: finish while it drains
+    thaw: bool = False
 
 
 class AppRuntime:
     def __init__(self, app_id: str, label: str, logs: AppLogs) -> None:
         self.app_id = app_id
         self.label = label
-        #: stopped, building, starting, running, failed, crashed, unhealthy
+        #: stopped, building, starting, running, paused, failed, crashed, unhealthy
         self.state = "stopped"
         self.instance: Instance | None = None
+        #: the container the idle pause tier froze (then `instance` is None)
+        self.paused: Paused | None = None
+        #: `activity.last` of the idle period whose pause the engine refused (rootless
+        #: Podman on cgroup v1 cannot pause): not tried again before new traffic
+        self.pause_refused = -1.0
         self.operation: asyncio.Task[Instance] | None = None
         #: the last failure, shown to requests and in `app list` (with the log tail)
         self.error = ""
@@ -198,7 +220,7 @@ class AppRuntime:
         upstream address (for anonymous clients: log lines stay as they are)."""
         if not text:
             return text
-        inst = self.instance
+        inst = self.current()
         known = (inst.name, inst.upstream, inst.image, inst.container_id,
                  inst.container_id[:12]) if inst else ()
         for name in (*known, self.lost_container, self.lost_container[:12], self.image):
@@ -208,8 +230,14 @@ class AppRuntime:
             self._private = _private_pattern(self.app_id)
         return self._private.sub(HIDDEN, text)
 
+    def current(self) -> Instance | None:
+        """The app's container, serving or paused."""
+        if self.instance is not None:
+            return self.instance
+        return self.paused.instance if self.paused is not None else None
+
     def status(self) -> dict[str, object]:
-        inst = self.instance
+        inst = self.current()
         return {
             "state": self.state,
             "image": inst.image if inst else self.image,

@@ -1,5 +1,5 @@
-"""What the runtime's helpers (dev mode, housekeeping, the engine watcher) need from
-the `Runtime` that owns them.
+"""What the runtime's helpers (dev mode, housekeeping, the engine watcher, the pause
+tier) need from the `Runtime` that owns them.
 
 Each helper is given the runtime typed as one of these narrow interfaces, never the
 `Runtime` class itself: the helpers do not import `runtime.py` (which imports them),
@@ -45,6 +45,25 @@ class HousekeeperHost(RuntimeView, Protocol):
     async def stop_app(self, rt: AppRuntime, reason: str, *, state: str = "stopped",
                        timeout: int = 5) -> None: ...
 
+    async def pause_app(self, rt: AppRuntime, reason: str) -> None: ...
+
+
+class PauseHost(RuntimeView, Protocol):
+    """Pausing idle containers and thawing them."""
+
+    async def engine(self) -> Engine: ...
+
+    @property
+    def prober(self) -> HealthProber: ...
+
+    def config(self) -> Config: ...
+
+    def dev_generation(self, app_id: str) -> int: ...
+
+    def ensure(self, app: App) -> asyncio.Future[Instance]: ...
+
+    def resume(self, rt: AppRuntime, inst: Instance) -> None: ...
+
 
 class ContainerHost(RuntimeView, Protocol):
     """Putting containers into service and following their output."""
@@ -70,6 +89,8 @@ class WatcherHost(ContainerHost, Protocol):
 
     def lost(self, rt: AppRuntime, reason: str, exit_code: int | None) -> None: ...
 
+    def adopt_paused(self, app: App, rt: AppRuntime, inst: Instance) -> None: ...
+
     async def drop_engine(self) -> None: ...
 
 
@@ -90,4 +111,5 @@ class DevHost(ContainerHost, Protocol):
     async def container_tail(self, engine: Engine, container_id: str) -> str: ...
 
 
-__all__ = ["ContainerHost", "DevHost", "HousekeeperHost", "RuntimeView", "WatcherHost"]
+__all__ = ["ContainerHost", "DevHost", "HousekeeperHost", "PauseHost", "RuntimeView",
+           "WatcherHost"]

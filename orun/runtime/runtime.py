@@ -7,7 +7,9 @@
   old one keeps serving and the failure is shown.
 - The engine's event stream is watched (reconnect with backoff, full resync after):
   a crashed container leaves the routing table within about a second.
-- A periodic task health-checks running containers and stops idle ones.
+- A periodic task health-checks running containers, pauses idle ones (when the pause
+  tier is on, orun/runtime/pause.py: the next request thaws them in tens of ms) and
+  stops them when idle for longer.
 - On start, orun's labelled containers are adopted, so a restart of orun (even after
   `kill -9`) creates no duplicates.
 
@@ -45,6 +47,7 @@ from orun.runtime.app import (
     CRASH_WINDOW,
     AppRuntime,
     Instance,
+    Paused,
     Retirement,
     StartError,
     app_setting,
@@ -55,6 +58,7 @@ from orun.runtime.dev import DevMode
 from orun.runtime.health import HealthError, HealthProber
 from orun.runtime.housekeeping import Housekeeper
 from orun.runtime.logs import AppLogs, read_tail, stamp
+from orun.runtime.pause import PauseTier, ThawError
 from orun.runtime.plan import ContainerPlan, PlanInputs, plan_container
 from orun.runtime.watcher import EngineWatcher
 from orun.spec import Spec
@@ -101,6 +105,8 @@ class Runtime:
         self.labels = {LABEL_HOME: str(home)}
         self.watcher = EngineWatcher(self)
         self.housekeeper = Housekeeper(self)
+        #: the idle pause tier: freezes idle containers, thaws them on the next request
+        self.pauses = PauseTier(self)
         #: dev apps' source watchers (orun/runtime/dev.py)
         self.dev = DevMode(self, apps, load_spec)
 
@@ -127,6 +133,7 @@ class Runtime:
         if self._unsubscribe is not None:
             self._unsubscribe()
         await self.dev.stop()  # dev apps' source watchers
+        await self.pauses.stop()  # pause calls in flight (paused containers stay paused)
         for rt in self._runtimes.values():
             if rt.log_follower is not None:
                 rt.log_follower.cancel()
@@ -207,6 +214,12 @@ class Runtime:
             done: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
             done.set_result(inst)
             return done
+        paused = rt.paused
+        if paused is not None and paused.instance.version == app.current.version:
+            # paused by the idle tier: a thaw, not a start (another version starts
+            # below, and the paused container then drains like any replaced one)
+            rt.operation = self._spawn(self._thaw(app, rt, paused), f"orun.thaw.{app.id}")
+            return rt.operation
         if rt.state == "failed" and rt.failed_version == version_key(app):
             since = time.monotonic() - rt.failed_at
             if since < FAILED_RETRY_SECS:
@@ -228,6 +241,18 @@ class Runtime:
         rt.operation = self._spawn(self._bring_up(app, rt), f"orun.start.{app.id}")
         return rt.operation
 
+    async def _thaw(self, app: App, rt: AppRuntime, paused: Paused) -> Instance:
+        """Serve the paused container again; one that cannot (see `PauseTier.thaw`) is
+        stopped and the app starts as from stopped."""
+        try:
+            return await self.pauses.thaw(app, rt, paused)
+        except ThawError as exc:
+            log.info("app_thaw_failed", app=rt.label, container=paused.instance.name,
+                     reason=str(exc))
+            if rt.paused is paused:
+                await self.stop_app(rt, f"cannot thaw: {exc}")
+        return await self._bring_up(app, rt)
+
     async def _bring_up(self, app: App, rt: AppRuntime) -> Instance:
         rt.progress.reset()
         previous_state = rt.state
@@ -242,7 +267,7 @@ class Runtime:
         try:
             inst = await self.start_instance(app, rt, say)
         except asyncio.CancelledError:
-            rt.state = previous_state if rt.instance else "stopped"
+            rt.state = previous_state if rt.instance or rt.paused else "stopped"
             raise
         except (OrunError, HealthError) as exc:
             rt.progress.finish()
@@ -327,7 +352,12 @@ class Runtime:
             say(f"reusing container {plan.name} ({existing.state})")
         info = existing
         started_at = time.time()
-        if existing is None or not existing.running:
+        if existing is not None and existing.paused:
+            # the app's paused container is this version's too (a change that kept the
+            # container's inputs): thaw it, health-check it below as any start
+            await engine.unpause(container_id)
+            info = await engine.inspect(container_id)
+        elif existing is None or not existing.running:
             await engine.start(container_id)
             if track:
                 self.follow_logs(engine, rt, container_id, started_at)
@@ -371,6 +401,12 @@ class Runtime:
         old = rt.instance
         if old is not None and old.container_id == inst.container_id:
             return
+        thaw = False
+        if old is None and rt.paused is not None:
+            paused = self.pauses.release(rt)
+            assert paused is not None
+            if paused.instance.container_id != inst.container_id:
+                old, thaw = paused.instance, True  # drains (thawed) like a serving one
         engine = self._engine
         if engine is not None and rt.log_container != inst.container_id:
             self.follow_logs(engine, rt, inst.container_id, inst.started)
@@ -379,7 +415,7 @@ class Runtime:
         if engine is None:
             return
         if old is not None:
-            retirement = Retirement(old)
+            retirement = Retirement(old, thaw=thaw)
             rt.retiring[old.container_id] = retirement
             retirement.task = self._spawn(self._retire(engine, rt, retirement),
                                           f"orun.retire.{old.name}")
@@ -420,15 +456,32 @@ class Runtime:
         return plan
 
     def serve(self, rt: AppRuntime, inst: Instance) -> None:
+        """Put a container that came up healthy into service and announce it."""
+        self.resume(rt, inst)
+        log.info("app_serving", app=rt.label, container=inst.name, port=inst.host_port)
+        self._bus.publish(ContainerHealthy(rt.app_id, inst.container_id, inst.upstream,
+                                           inst.version))
+
+    def resume(self, rt: AppRuntime, inst: Instance) -> None:
+        """Requests go to `inst` from now on (a thawed container needs no announcement:
+        the routing table reads the instance live)."""
         rt.instance = inst
         rt.state = "running"
         rt.error = rt.error_detail = ""
         rt.health_failures = 0
         rt.activity.touch()
         self.housekeeper.wake()
-        log.info("app_serving", app=rt.label, container=inst.name, port=inst.host_port)
-        self._bus.publish(ContainerHealthy(rt.app_id, inst.container_id, inst.upstream,
-                                           inst.version))
+
+    def dev_generation(self, app_id: str) -> int:
+        return self.dev.generation(app_id)
+
+    async def pause_app(self, rt: AppRuntime, reason: str) -> None:
+        """Freeze the app's idle container (the idle pause tier)."""
+        await self.pauses.pause(rt, reason)
+
+    def adopt_paused(self, app: App, rt: AppRuntime, inst: Instance) -> None:
+        self.pauses.adopt(app, rt, inst)
+        self.housekeeper.wake()
 
     async def _prepare_mounts(self, engine: Engine, plan: ContainerPlan,
                               say: Callable[[str], None]) -> None:
@@ -448,6 +501,9 @@ class Runtime:
         waited = time.monotonic()
         deadline = waited + limit
         try:
+            if retirement.thaw:  # paused when replaced: its websockets may finish now
+                retirement.thaw = False
+                await self._unpause_quietly(engine, old.container_id)
             while old.load.open > 0 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
         except asyncio.CancelledError:
@@ -472,6 +528,16 @@ class Runtime:
             # its image may be removable only now that no container uses it
             await self._cleanup_app(engine, app, keep={rt.instance.container_id})
 
+    async def _unpause_quietly(self, engine: Engine, container_id: str) -> None:
+        """Thaw a container on its way out (a stop then reaches its processes at once,
+        and they exit gracefully); the thaw finishes even when the caller is cancelled
+        (a reclaimed container must not stay frozen)."""
+        async def thaw() -> None:
+            with contextlib.suppress(EngineError):
+                await engine.unpause(container_id)
+
+        await asyncio.shield(self._spawn(thaw(), f"orun.thaw.{container_id[:12]}"))
+
     async def _reclaim(self, rt: AppRuntime, identity: str) -> Instance | None:
         """A switch back to a version whose container is still draining takes that
         container back at once; one that is already stopping is waited for first."""
@@ -492,7 +558,7 @@ class Runtime:
         `builder.retain_images` newest of those (kept for rollback)."""
         try:
             for info in await engine.list_containers({**self.labels, LABEL_APP_ID: app.id}):
-                if info.id not in keep and not info.running:
+                if info.id not in keep and not info.running and not info.paused:
                     await engine.remove(info.id)
             key = app.id.split("_", 2)[-1]
             in_use = {c.image for c in await engine.list_containers(
@@ -572,9 +638,13 @@ class Runtime:
 
     async def stop_app(self, rt: AppRuntime, reason: str, *, state: str = "stopped",
                        timeout: int = 5) -> None:
-        """Take the app out of service now and stop its container; a start that comes in
-        meanwhile waits for the stop to finish before it reuses the container."""
+        """Take the app out of service now and stop its container (a paused one is thawed
+        first, so its processes get their SIGTERM); a start that comes in meanwhile
+        waits for the stop to finish before it reuses the container."""
         inst = rt.instance
+        paused = self.pauses.release(rt) if inst is None else None
+        if paused is not None:
+            inst = paused.instance
         if inst is None:
             return
         rt.instance = None
@@ -585,7 +655,11 @@ class Runtime:
 
         async def stop() -> None:
             try:
+                if paused is not None and paused.task is not None:
+                    await asyncio.wait([paused.task])  # its pause call first, then the thaw
                 engine = await self.engine()
+                if paused is not None:
+                    await engine.unpause(inst.container_id)
                 await engine.stop(inst.container_id, timeout=timeout)
             except EngineError as exc:
                 log.warning("app_stop_failed", app=rt.label, error=exc.message)
@@ -600,11 +674,13 @@ class Runtime:
         if rt is not None:
             if rt.operation is not None:
                 rt.operation.cancel()
-            if rt.instance is not None:
-                self._bus.publish(ContainerExited(app_id, rt.instance.container_id,
+            current = rt.current()
+            if current is not None:
+                self._bus.publish(ContainerExited(app_id, current.container_id,
                                                   "deleted", expected=True))
-                rt.expected_exits.add(rt.instance.container_id)
+                rt.expected_exits.add(current.container_id)
             rt.instance = None
+            self.pauses.release(rt)
         try:
             engine = await self.engine()
             for info in await engine.list_containers({**self.labels, LABEL_APP_ID: app_id}):
@@ -657,8 +733,12 @@ class Runtime:
             return True  # a broken spec surfaces as a start error, where it is shown
 
     def lost(self, rt: AppRuntime, reason: str, exit_code: int | None) -> None:
-        """The app's serving container stopped (seen in engine events or a resync)."""
+        """The app's serving (or paused) container stopped (seen in engine events or a
+        resync)."""
         inst = rt.instance
+        paused = self.pauses.release(rt) if inst is None else None
+        if paused is not None:
+            inst = paused.instance
         if inst is None:
             return
         expected = inst.container_id in rt.expected_exits

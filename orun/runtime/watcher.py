@@ -10,6 +10,7 @@ current app versions after an orun restart) is part of that resync, so it is ide
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -67,7 +68,8 @@ class EngineWatcher:
                 rt.crashes.pop()
             log.info("container_stopped_outside", app=rt.label)
             return
-        if rt is None or rt.instance is None or rt.instance.container_id != container_id:
+        current = rt.current() if rt is not None else None
+        if rt is None or current is None or current.container_id != container_id:
             return
         if action == "kill":
             return  # a `die` follows when the container actually stops
@@ -75,22 +77,24 @@ class EngineWatcher:
                                                  if exit_code is not None else ""), exit_code)
 
     async def _resync(self, engine: Engine) -> None:
-        """After (re)connecting: any serving container that is no longer running is lost,
-        and running containers nobody serves from are adopted."""
+        """After (re)connecting: any serving (or paused) container that is no longer
+        running (or paused) is lost, and running containers nobody serves from are
+        adopted."""
         infos = {i.id: i for i in await engine.list_containers(self._runtime.labels)}
         for rt in self._runtime.runtimes():
-            inst = rt.instance
+            inst = rt.current()
             if inst is None:
                 continue
             info = infos.get(inst.container_id)
-            if info is None or not info.running:
+            if info is None or not (info.running or info.paused):
                 self._runtime.lost(rt, "container is gone" if info is None else info.status,
                            info.exit_code if info else None)
         await self.adopt(engine)
 
     async def adopt(self, engine: Engine) -> None:
-        """Reuse running containers of the current app versions; stop duplicates and
-        remove containers of apps that no longer exist.
+        """Reuse running containers of the current app versions (a paused one stays
+        paused, for the next request to thaw); stop duplicates and remove containers of
+        apps that no longer exist.
 
         Idempotent, so it runs at start and after every reconnect to the engine: apps
         already serving, or in the middle of a start, are left alone.
@@ -112,14 +116,19 @@ class EngineWatcher:
                     log.info("container_removed", reason="app deleted", container=info.name)
                 continue
             rt = self._runtime.get(app_id)
-            if rt is not None and (rt.instance is not None or (
+            if rt is not None and (rt.current() is not None or (
                     rt.operation is not None and not rt.operation.done())):
                 continue
-            current = [c for c in found if c.running and c.host_port
-                       and c.labels.get(LABEL_VERSION) == str(app.current.version)]
+            # a running container of the current version first, else a paused one
+            current = sorted((c for c in found if (c.running or c.paused) and c.host_port
+                              and c.labels.get(LABEL_VERSION) == str(app.current.version)),
+                             key=lambda c: c.paused)
             keep = current[0] if current else None
             for info in found:
-                if info.running and info is not keep:
+                if (info.running or info.paused) and info is not keep:
+                    if info.paused:  # thawed first: its processes get their SIGTERM
+                        with contextlib.suppress(EngineError):
+                            await engine.unpause(info.id)
                     await engine.stop(info.id, timeout=5)
                     log.info("container_stopped", reason="superseded", container=info.name)
             if keep is None or keep.host_port is None:
@@ -133,7 +142,10 @@ class EngineWatcher:
                             started=time.time())
             rt.image, rt.port = keep.image, spec_port
             self._runtime.follow_logs(engine, rt, keep.id, time.time(), adopted=True)
-            self._runtime.serve(rt, inst)
+            if keep.paused:
+                self._runtime.adopt_paused(app, rt, inst)
+            else:
+                self._runtime.serve(rt, inst)
             adopted += 1
         if adopted:
             log.info("containers_adopted", adopted=adopted, seen=len(infos))

@@ -104,6 +104,11 @@ class AppDefaults:
 
     #: no requests and no streamed traffic for this long -> container stopped (0 = never)
     idle_shutdown_secs: float = field(default=180, metadata=check(_non_negative))
+    #: idle for this long -> container paused (no CPU, memory kept; the next request
+    #: thaws it in tens of ms instead of a cold start). 0 = off, the default: a paused
+    #: app holds its memory like a running one, so the tier pays when idle_shutdown_secs
+    #: is raised to turn cold starts into thaws. Ignored when not below the shutdown.
+    idle_pause_secs: float = field(default=0, metadata=check(_non_negative))
     #: one health probe's timeout
     health_timeout_secs: float = field(default=5.0, metadata=check(_positive))
     #: how long a starting container may take to answer its health check
