@@ -43,7 +43,7 @@ from orun.proxy.forward import Forwarder, request_head
 from orun.proxy.headers import (
     forwarded_lines,
     request_head_bytes,
-    response_head_bytes,
+    response_head_raw,
     upstream_request_headers,
 )
 from orun.proxy.target import ActivityCounter, Counter, FastPlan, Route, RouteSource
@@ -227,10 +227,8 @@ class FrontConnection(asyncio.Protocol):
         "peer",
         "plan",
         "pool",
-        "reason",
         "reused",
         "rh",
-        "rheaders",
         "route",
         "sent",
         "sent_at",
@@ -276,8 +274,6 @@ class FrontConnection(asyncio.Protocol):
         self.got_bytes = False
         self.head_sent = False
         self.status = 0
-        self.reason = b""
-        self.rheaders: list[tuple[bytes, bytes]] = []
         self.up_keep = False
         self.chunked = False
         self.done = False
@@ -488,29 +484,19 @@ class FrontConnection(asyncio.Protocol):
 
     # -- the response: ResponseSink --------------------------------------------------
 
-    def on_status(self, reason: bytes) -> None:
-        self.reason = reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.rheaders.append((name, value))
-
-    def on_head(self, status: int, keep_alive: bool) -> None:
+    def on_head(self, status: int, keep_alive: bool, head: bytes) -> None:
         self.front.waiting.discard(self)
         self.status = status
         self.up_keep = keep_alive
         plan = self.plan
         route = self.route
         assert plan is not None and route is not None
-        body = not self.head_only and status not in _NO_BODY
-        close = not self.keep or self.closing
-        head, self.chunked = response_head_bytes(
-            status, self.reason, self.rheaders, base=plan.base, prefix=route.prefix,
-            extra=plan.extra, extra_names=plan.extra_names, body=body, close=close)
-        self.out.append(head)
+        out, self.chunked = response_head_raw(
+            status, head, base=plan.base, prefix=route.prefix, extra=plan.extra,
+            extra_names=plan.extra_names, body=not self.head_only and status not in _NO_BODY,
+            close=not self.keep or self.closing)
+        self.out.append(out)
         self.head_sent = True
-
-    def on_interim(self) -> None:
-        self.rheaders = []
 
     def on_body(self, body: bytes) -> None:
         if self.chunked:
@@ -527,13 +513,6 @@ class FrontConnection(asyncio.Protocol):
     def fail(self, error: BaseException) -> None:
         if self.error is None:
             self.error = error
-
-    def close_delimited(self) -> bool:
-        for name, _ in self.rheaders:
-            lname = name.lower()
-            if lname == b"content-length" or lname == b"transfer-encoding":
-                return False
-        return True
 
     def write_paused(self, paused: bool) -> None:
         if paused:
@@ -595,8 +574,6 @@ class FrontConnection(asyncio.Protocol):
         self.activity = self.load = None
         self.head_only = self.got_bytes = self.head_sent = self.chunked = self.done = False
         self.error = None
-        self.rheaders = []
-        self.reason = b""
         self.status = self.sent = self.body_sent = 0
 
     def _upstream_failed(self, error: BaseException) -> None:
@@ -620,7 +597,6 @@ class FrontConnection(asyncio.Protocol):
             log.debug("upstream_stale_retry", upstream=pool.origin)
             self.error = None
             self.got_bytes = False
-            self.rheaders = []
             self.front.waiting.discard(self)
             self._connect()
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -319,3 +320,60 @@ def response_head_bytes(status: int, reason: bytes, headers: Sequence[tuple[byte
     chunked = body and not length
     parts += (extra, _CHUNKED if chunked else b"", _CLOSE if close else b"", b"\r\n")
     return b"".join(parts), chunked
+
+
+#: the response header lines the fast builder looks at, in the lowercased head (llhttp
+#: refuses whitespace before the colon, so a name is always followed by `:`)
+_SPECIAL_LINE = re.compile(
+    rb"\r\n(" + b"|".join(re.escape(n) for n in sorted(_RESPONSE_SPECIAL)) + rb"):([^\r\n]*)")
+
+
+def response_head_raw(status: int, head: bytes, *, base: URL, prefix: str, extra: bytes,
+                      extra_names: frozenset[bytes], body: bool,
+                      close: bool) -> tuple[bytes, bool]:
+    """`response_head_bytes` for a raw head (status line and header lines as the
+    upstream sent them, without the blank line): one scan of the lowercased head finds
+    the lines to cut (hop-by-hop) and whether it is sized; the other lines pass as
+    sent. A Location to rewrite, a Connection header listing other headers, or headers
+    the app's config replaces take `response_head_bytes`. Returns the head and
+    whether the body is re-chunked."""
+    if not extra_names:
+        cuts: list[tuple[int, int]] = []
+        length = False
+        general = False
+        for match in _SPECIAL_LINE.finditer(head.lower()):
+            name = match.group(1)
+            if name == b"content-length":
+                length = True
+            elif name == b"location" or (name == b"connection" and match.group(2).strip()
+                                         not in _PLAIN_CONNECTION):
+                general = True
+                break
+            else:
+                cuts.append(match.span())
+        if not general:
+            if cuts:
+                parts, at = [], 0
+                for begin, end in cuts:
+                    parts.append(head[at:begin])
+                    at = end
+                parts.append(head[at:])
+                head = b"".join(parts)
+            if not head.startswith(b"HTTP/1.1 "):
+                head = b"HTTP/1.1" + head[8:]
+            chunked = body and not length
+            return b"".join((head, b"\r\n", extra, _CHUNKED if chunked else b"",
+                             _CLOSE if close else b"", b"\r\n")), chunked
+    reason, headers = split_head(head)
+    return response_head_bytes(status, reason, headers, base=base, prefix=prefix,
+                               extra=extra, extra_names=extra_names, body=body, close=close)
+
+
+def split_head(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    lines = head.split(b"\r\n")
+    reason = lines[0].split(b" ", 2)[2] if lines[0].count(b" ") >= 2 else b""
+    headers = []
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers.append((name, value.strip(b" \t")))
+    return reason, headers

@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import ssl
 from collections.abc import Iterable
 from typing import Protocol, cast
 
 import httptools
+
+from orun.proxy.headers import split_head
 
 #: response bytes buffered before the upstream socket is paused
 HIGH_WATER = 256 * 1024
@@ -34,8 +37,9 @@ _FRAMING = (b"content-length", b"transfer-encoding")
 
 
 class ResponseSink(Protocol):
-    """Where one upstream response goes: the parser's callbacks, then `after_read` once
-    per upstream read (so a waiting handler wakes once, and output is written once)."""
+    """Where one upstream response goes: its head (as the raw bytes httptools
+    validated), its body pieces and its end, then `after_read` once per upstream read (so
+    a waiting handler wakes once, and output is written once)."""
 
     #: the request was HEAD: the response ends at its head
     head_only: bool
@@ -44,14 +48,9 @@ class ResponseSink(Protocol):
     #: some byte of the response arrived
     got_bytes: bool
 
-    def on_status(self, reason: bytes) -> None: ...
-
-    def on_header(self, name: bytes, value: bytes) -> None: ...
-
-    def on_head(self, status: int, keep_alive: bool) -> None: ...
-
-    def on_interim(self) -> None:
-        """The head just parsed was a 1xx interim response: forget its headers."""
+    def on_head(self, status: int, keep_alive: bool, head: bytes) -> None:
+        """The final response head: the status line and header lines, CRLF-separated,
+        without the blank line (interim 1xx heads are skipped)."""
         ...
 
     def on_body(self, body: bytes) -> None: ...
@@ -64,14 +63,12 @@ class ResponseSink(Protocol):
         """The connection broke or the response was invalid; `after_read` follows."""
         ...
 
-    def close_delimited(self) -> bool:
-        """The response head had neither Content-Length nor Transfer-Encoding: its body
-        ends when the connection does."""
-        ...
-
     def write_paused(self, paused: bool) -> None:
         """The upstream stopped (True) or resumed (False) taking request bytes."""
         ...
+
+
+_FRAMED = re.compile(rb"\r\n(?:content-length|transfer-encoding)[ \t]*:", re.I)
 
 
 class UpstreamClosed(ConnectionError):
@@ -118,19 +115,11 @@ class Exchange:
 
     # -- ResponseSink: filled by the connection ------------------------------------------
 
-    def on_status(self, reason: bytes) -> None:
-        self.reason = reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_head(self, status: int, keep_alive: bool) -> None:
+    def on_head(self, status: int, keep_alive: bool, head: bytes) -> None:
+        self.reason, self.headers = split_head(head)
         self.status = status
         self.keep_alive = keep_alive
         self.head_done = True
-
-    def on_interim(self) -> None:
-        self.headers.clear()
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -145,9 +134,6 @@ class Exchange:
     def fail(self, error: BaseException) -> None:
         if self.error is None:
             self.error = error
-
-    def close_delimited(self) -> bool:
-        return not any(n.lower() in _FRAMING for n, _ in self.headers)
 
     def write_paused(self, paused: bool) -> None:
         """The request body's writer awaits `UpstreamConnection.drain` instead."""
@@ -219,6 +205,12 @@ class UpstreamConnection(asyncio.Protocol):
         #: the head / the whole of the current response was parsed
         self._head_done = False
         self._done = False
+        #: the read being parsed, the start of a head that began in earlier reads, and
+        #: where in (pending + read) the current head starts (after interim heads)
+        self._read = b""
+        self._pending = b""
+        self._head_start = 0
+        self._head = b""
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -231,6 +223,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         ex.got_bytes = True
+        in_head = not self._head_done
+        if in_head:
+            self._read = data
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -246,6 +241,11 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             ex.fail(UpstreamProtocolError(f"invalid HTTP response: {exc}"))
             self.close()
+        if in_head:
+            self._read = b""
+            if not self._head_done:  # the head goes on in the next read
+                self._pending = (self._pending + data)[self._head_start:]
+                self._head_start = 0
         ex.after_read()
         if ex.buffered > HIGH_WATER and not self._paused and self.transport is not None:
             self._paused = True
@@ -256,7 +256,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool.forget(self)
         ex = self.exchange
         if ex is not None and not self._done:
-            if self._head_done and not self._interim and ex.close_delimited():
+            if self._head_done and not self._interim and not _FRAMED.search(self._head):
                 # HTTP/1.0 style: the body ran until the upstream closed; that is its end
                 self._done = True
                 ex.on_complete()
@@ -294,28 +294,26 @@ class UpstreamConnection(asyncio.Protocol):
         if self._done:
             raise _AfterEnd
 
-    def on_status(self, reason: bytes) -> None:
-        if self.exchange is not None:
-            self.exchange.on_status(reason)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.exchange is not None and not self._interim:
-            self.exchange.on_header(name, value)
-
     def on_headers_complete(self) -> None:
         ex = self.exchange
         if ex is None:
             return
+        buf = self._pending + self._read if self._pending else self._read
+        start = self._head_start
+        end = buf.find(b"\r\n\r\n", start)
         status = self.parser.get_status_code()
         if 100 <= status < 200:
             if status == 101:  # orun never asks this connection to switch protocols
                 raise UpstreamProtocolError("unexpected 101 Switching Protocols")
             # an interim response (103 Early Hints, an unasked 100): not the answer
             self._interim = True
-            ex.on_interim()
+            self._head_start = end + 4
             return
+        self._head = head = buf[start:end]
+        self._pending = b""
+        self._head_start = 0
         self._head_done = True
-        ex.on_head(status, self.parser.should_keep_alive())
+        ex.on_head(status, self.parser.should_keep_alive(), head)
         if ex.head_only:
             self._done = True
             ex.on_complete()
@@ -348,6 +346,8 @@ class UpstreamConnection(asyncio.Protocol):
         """Direct the next response into `sink` (the caller then writes the request)."""
         self.exchange = sink
         self._head_done = self._done = self._interim = False
+        self._pending = self._head = b""
+        self._head_start = 0
 
     def write(self, data: bytes | Iterable[bytes]) -> None:
         assert self.transport is not None

@@ -23,6 +23,7 @@ from orun.proxy.headers import (
     forwarded_lines,
     request_head_bytes,
     response_head_bytes,
+    response_head_raw,
     upstream_request_headers,
 )
 
@@ -95,10 +96,24 @@ def test_response_head_matches_the_general_builder(
         extra_names=frozenset(k.lower().encode() for k in config_headers),
         body=True, close=False)
     assert not chunked  # it has a Content-Length
+    assert _header_set(head) == expected
+    # the raw builder (regular expressions over the upstream's bytes) agrees too, and
+    # sets HTTP/1.1 whatever version the upstream spoke
+    for version in (b"HTTP/1.1", b"HTTP/1.0"):
+        raw_head = version + b" 200 OK\r\n" + b"\r\n".join(n + b": " + v for n, v in raw)
+        head, chunked = response_head_raw(
+            200, raw_head, base=base, prefix=prefix,
+            extra="".join(f"{k}: {v}\r\n" for k, v in config_headers.items()).encode(),
+            extra_names=frozenset(k.lower().encode() for k in config_headers),
+            body=True, close=False)
+        assert not chunked
+        assert _header_set(head) == expected
+
+
+def _header_set(head: bytes) -> list[tuple[str, str]]:
     lines = head.decode().split("\r\n")
     assert lines[0] == "HTTP/1.1 200 OK" and lines[-2:] == ["", ""]
-    got = sorted((k.lower(), v) for k, _, v in (line.partition(": ") for line in lines[1:-2]))
-    assert got == expected
+    return sorted((k.lower(), v) for k, _, v in (line.partition(": ") for line in lines[1:-2]))
 
 
 @pytest.mark.parametrize(("body", "length", "close"),
