@@ -66,9 +66,10 @@ class ExternalProxyTarget:
         if resolved is None:
             return None
         target = self._target(route, resolved, query)
-        if not target.startswith(self.origin):
+        origin = self.origin
+        if not target.startswith(origin):
             return None
-        return FastPlan(self.origin, target[len(self.origin):], self.preserve_host,
+        return FastPlan(origin, target[len(origin):] or "/", self.preserve_host,
                         self.base_url, None, None, self.extra, self.extra_names)
 
     def _target(self, route: Route, rest: str, query: str) -> str:

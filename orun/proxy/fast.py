@@ -344,7 +344,7 @@ class FrontConnection(asyncio.Protocol):
         rh = self.rh
         rh.reset()
         try:
-            rh.parser.feed_data(memoryview(buf)[:end])
+            rh.parser.feed_data(buf if end == len(buf) else memoryview(buf)[:end])
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             # an upgrade is aiohttp's; so is an invalid head, which it answers as before
             self._handoff()
