@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -282,6 +284,30 @@ async def test_shutdown_closes_both_ends_with_1001(make_orun, upstream, http):
                                                    "server shutting down")
     assert await server.wait_exit() == 0
     await wait_until(lambda: 1001 in app[WS_CLOSES], 5, "the upstream's close 1001")
+
+
+def _open_files(pid: int) -> tuple[int, int]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no Max open files line")
+
+
+async def test_orun_raises_its_open_files_limit_to_the_hard_one(make_orun):
+    """At 1,024 open files orun would refuse connections at ~500 websockets."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    expected = hard if hard != resource.RLIM_INFINITY \
+        else int(Path("/proc/sys/fs/nr_open").read_text())
+    server: Orun = make_orun(CONFIG)
+    server.preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    await server.start()
+    assert server.proc is not None
+    assert _open_files(server.proc.pid)[0] == expected
+    event = next(e for e in server.log_events() if e.get("event") == "open_files_limit")
+    assert event["limit"] == expected and event["raised_from"] == 256
+    assert event["websockets"] == (expected - 200) // 2
+    await server.stop()
 
 
 # -- in process: the relay's bookkeeping, on real sockets ---------------------------------
