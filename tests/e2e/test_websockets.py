@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
+import shutil
 import signal
+import ssl
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +287,48 @@ async def test_shutdown_closes_both_ends_with_1001(make_orun, upstream, http):
                                                    "server shutting down")
     assert await server.wait_exit() == 0
     await wait_until(lambda: 1001 in app[WS_CLOSES], 5, "the upstream's close 1001")
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by the openssl CLI."""
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+async def test_wss_upstreams_are_verified_and_relayed(make_orun, http, tmp_path):
+    cert, key = _self_signed(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    runner = web.AppRunner(make_upstream(), access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        trusting = make_orun(CONFIG, name="trusting")
+        trusting.extra_env["SSL_CERT_FILE"] = str(cert)  # orun trusts this certificate
+        await trusting.start()
+        await proxy_app(trusting, f"https://127.0.0.1:{port}")
+        async with http.ws_connect(trusting.url("/p/ws")) as ws:
+            await ws.send_str("over tls")
+            assert (await ws.receive(timeout=5)).data == "over tls"
+        # without trusting it, the certificate is refused: a 502 that says why
+        doubting = make_orun(CONFIG, name="doubting")
+        await doubting.start()
+        await proxy_app(doubting, f"https://127.0.0.1:{port}")
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await http.ws_connect(doubting.url("/p/ws"))
+        assert info.value.status == 502
+        async with http.get(doubting.url("/p/ws"), headers={
+                "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as resp:
+            assert "certificate verify failed" in await resp.text()
+    finally:
+        await runner.cleanup()
 
 
 def _open_files(pid: int) -> tuple[int, int]:
