@@ -431,6 +431,23 @@ class _Relay(asyncio.Protocol):
             if transport is not None:
                 transport.abort()
 
+    def release(self) -> None:
+        """The handler is done with this relay (it ended, failed or was cancelled): cut
+        what is still open, and let a connection that is closing send its last bytes
+        (a close frame), for at most `CLOSE_TIMEOUT_SECS`."""
+        if self.finished:
+            return
+        lingering = False
+        for transport in (self._upstream, self._client):
+            if transport is None:
+                continue
+            if transport.is_closing():
+                lingering = True
+            else:
+                transport.abort()
+        if lingering:
+            self._arm_timer()
+
 
 def _client_handshake_problem(request: web.BaseRequest) -> str | None:
     """Why the client's upgrade request is not a valid websocket handshake, or None."""
@@ -573,7 +590,7 @@ class WebSocketRelays:
                 relay.resume_upstream()
         finally:
             self._open.discard(relay)
-            relay.abort()
+            relay.release()
         return response
 
     async def close_all(self, code: int, reason: str) -> None:
