@@ -198,9 +198,9 @@ class _Relay(asyncio.Protocol):
         "_up_lost",
         "_up_paused",
         "_upstream",
-        "_wake",
         "answer",
         "finished",
+        "wake",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, request_head: bytes,
@@ -211,8 +211,8 @@ class _Relay(asyncio.Protocol):
         self.answer: asyncio.Future[tuple[int, str, dict[str, str]]] | None = \
             loop.create_future()
         self._buf = b""
-        #: upstream bytes that came before the client's side was ready
-        self._held: list[bytes] = []
+        #: upstream bytes that came before the client's side was ready (rarely any)
+        self._held: list[bytes] | None = None
         self._held_size = 0
         self._upstream: asyncio.Transport | None = None
         self._client: asyncio.Transport | None = None
@@ -224,8 +224,9 @@ class _Relay(asyncio.Protocol):
         self._up_lost = False
         self._client_lost = False
         self._timer: asyncio.TimerHandle | None = None
-        #: set when the relay ended, or when the client must be drained
-        self._wake: asyncio.Future[None] = loop.create_future()
+        #: what the handler task awaits: set when the relay ended, or when the client
+        #: must be drained (then `rearm` makes a new one)
+        self.wake: asyncio.Future[None] = loop.create_future()
         self.finished = False
 
     # -- the upstream connection (asyncio.Protocol) ------------------------------------
@@ -293,6 +294,8 @@ class _Relay(asyncio.Protocol):
             self._hold(buf[end + 4:])
 
     def _hold(self, data: bytes) -> None:
+        if self._held is None:
+            self._held = []
         self._held.append(data)
         self._held_size += len(data)
         if self._held_size > _HOLD_LIMIT and not self._up_paused and self._upstream:
@@ -320,8 +323,8 @@ class _Relay(asyncio.Protocol):
         if not self._up_paused and upstream is not None and not upstream.is_closing():
             upstream.pause_reading()
             self._up_paused = True
-        if not self._wake.done():
-            self._wake.set_result(None)
+        if not self.wake.done():
+            self.wake.set_result(None)
 
     def resume_upstream(self) -> None:
         if self._up_paused and self._upstream is not None and not self._upstream.is_closing():
@@ -352,7 +355,7 @@ class _Relay(asyncio.Protocol):
         """The client got its 101: pass on what the upstream sent meanwhile, then relay."""
         self._client = client
         self._client_proto = client_proto
-        held, self._held, self._held_size = self._held, [], 0
+        held, self._held, self._held_size = self._held or (), None, 0
         for data in held:
             self._from_upstream(data)
         if self._up_paused and not client_proto.writing_paused:
@@ -398,16 +401,12 @@ class _Relay(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._wake.done():
-            self._wake.set_result(None)
+        if not self.wake.done():
+            self.wake.set_result(None)
 
-    async def wait(self) -> bool:
-        """Wait until the relay ended (True) or the client must be drained (False)."""
-        await self._wake
-        if self.finished:
-            return True
-        self._wake = self._loop.create_future()
-        return False
+    def rearm(self) -> None:
+        """A new `wake` future, once the handler task took the last one."""
+        self.wake = self._loop.create_future()
 
     def shutdown(self, code: int, reason: str) -> None:
         """Close both ends with `code` (each only between two frames; cut otherwise)."""
@@ -584,10 +583,14 @@ class WebSocketRelays:
             # aiohttp's own websocket response plugs its frame reader in the same way
             client_proto.set_parser(cast(Any, relay))
             relay.start(client, client_proto)
-            while not await relay.wait():
+            # (a future awaited in place: no coroutine per websocket besides this one)
+            await relay.wake
+            while not relay.finished:  # woken to drain the client
+                relay.rearm()
                 with contextlib.suppress(ConnectionError):  # gone: feed_eof ends it
                     await writer.drain()
                 relay.resume_upstream()
+                await relay.wake
         finally:
             self._open.discard(relay)
             relay.release()
