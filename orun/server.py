@@ -31,6 +31,7 @@ from orun.control.changes import ChangeService
 from orun.control.declared import ReconcilePlan, Reconciler
 from orun.errors import ConfigError, OrunError
 from orun.events import ConfigReloaded
+from orun.limits import raise_open_files_limit
 from orun.log import AccessLog, configure_logging, flush_logging
 from orun.proxy.fast import FastFront
 from orun.proxy.forward import Forwarder
@@ -110,6 +111,7 @@ class Server:
             read_config_file, self.config_path, required=self._config_required
         )
         configure_logging(self.config.log.level, self.config.log.format)
+        await asyncio.to_thread(raise_open_files_limit)
         if tightened:
             log.info("home_permissions_tightened", home=str(self.home), paths=tightened,
                      reason="made owner-only (0700 folders, 0600 files)")

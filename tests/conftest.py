@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ class Orun:
         self.port = 0
         #: extra environment for the server process (e.g. DOCKER_HOST)
         self.extra_env: dict[str, str] = {}
+        #: run in the server process before it starts (e.g. to lower a limit)
+        self.preexec: Callable[[], None] | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -65,7 +67,8 @@ class Orun:
             info.unlink()
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen([PYTHON, "-m", "orun", "serve"], env=self.env,
-                                     stdout=log, stderr=log, start_new_session=True)
+                                     stdout=log, stderr=log, start_new_session=True,
+                                     preexec_fn=self.preexec)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
