@@ -42,7 +42,7 @@ from orun.runtime.app import Instance
 from orun.runtime.runtime import Runtime
 from orun.sources import SnapshotStore
 from orun.spec import SpecCatalog
-from orun.state.config import Config, ListenConfig, read_config_file
+from orun.state.config import Config, ConfigFile, ListenConfig, read_config_file
 from orun.state.home import prepare_home
 from orun.state.model import App
 from orun.state.store import Store
@@ -72,6 +72,7 @@ class Server:
         self.home = home
         self.config_path = config_path or home / "orun.yaml"
         self._config_required = config_path is not None
+        self._config_file = ConfigFile(self.config_path, required=self._config_required)
         self.config = Config()
         self.run_dir = home / "run"
         self.socket_path = self.run_dir / "orun.sock"
@@ -107,9 +108,7 @@ class Server:
     async def start(self) -> None:
         # before anything reads the home (the config) or writes to it
         tightened = await asyncio.to_thread(prepare_home, self.home, self.run_dir)
-        self.config = await asyncio.to_thread(
-            read_config_file, self.config_path, required=self._config_required
-        )
+        self.config = await asyncio.to_thread(self._config_file.read)
         configure_logging(self.config.log.level, self.config.log.format)
         await asyncio.to_thread(raise_open_files_limit)
         if tightened:
@@ -295,8 +294,7 @@ class Server:
         problem keep the old config and the old apps."""
         async with self._reload_lock:
             try:
-                new = await asyncio.to_thread(read_config_file, self.config_path,
-                                              required=self._config_required)
+                new = await asyncio.to_thread(self._config_file.read)
             except ConfigError as exc:
                 log.error("config_reload_failed", config=str(self.config_path),
                           problems=exc.problems)

@@ -6,7 +6,6 @@ Errors print one line `error: <message>` on stderr and exit 1.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import json
 import os
@@ -31,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _home() -> Path:
-    from orun.state.config import default_home
+    from orun.state.home import default_home
 
     return default_home()
 
@@ -68,6 +67,8 @@ def _source_arg(source: str) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio  # here: the other commands start faster without it
+
     from orun.server import run_server
 
     config = Path(args.config).expanduser().resolve() if args.config else None

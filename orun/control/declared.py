@@ -30,7 +30,7 @@ from orun.errors import OrunError
 from orun.sources.ref import is_git_source
 from orun.state.config import DeclaredApp
 from orun.state.model import App, AppSettings
-from orun.state.paths import AppPath, parse_app_path
+from orun.state.paths import AppPath, PathIndex, parse_app_path
 
 log = structlog.get_logger("orun.declared")
 
@@ -106,9 +106,13 @@ class Reconciler:
         declared: dict[str, App] = {
             self._key(a.path, default): a for a in self._apps.all()
             if a.origin == "config" and a.is_main}
+        # the filesystem work of every entry at once, in a thread (not on the loop)
+        sources = await asyncio.to_thread(
+            lambda: [resolve_source(e.source, self.base_dir) for e in entries])
         seen: dict[str, int] = {}
-        wanted_paths: list[tuple[int, AppPath]] = []
-        for index, entry in enumerate(entries):
+        # earlier entries by path: the overlap check below stays linear in the entries
+        wanted_paths: PathIndex[tuple[int, AppPath]] = PathIndex()
+        for index, (entry, source) in enumerate(zip(entries, sources, strict=True)):
             where = f"apps[{index}] ({entry.path})"
             try:
                 path = parse_app_path(entry.path, default)
@@ -120,19 +124,21 @@ class Reconciler:
                 plan.problems.append(f"{where}: the same path as apps[{seen[key]}]")
                 continue
             seen[key] = index
-            for other_index, other in wanted_paths:
+            domain = path.effective_domain(default)
+            for other_index, other in wanted_paths.overlapping(domain, path.path):
                 if _overlap(path, other, default):
                     plan.problems.append(f"{where}: overlaps apps[{other_index}] "
                                          f"({other})")
-            wanted_paths.append((index, path))
+            wanted_paths.add(domain, path.path, (index, path))
             try:
                 current = declared.get(key)
                 if current is None:
-                    plan.creates.append(await self._check_create(entry))
-                elif self._identity_changed(current, entry):
+                    plan.creates.append(await self._check_create(entry, source))
+                elif self._identity_changed(current, entry, source):
                     # source, dev or staging place changed: a different app
                     plan.deletes.append(current)
-                    plan.creates.append(await self._check_create(entry, replacing=current))
+                    plan.creates.append(await self._check_create(entry, source,
+                                                                 replacing=current))
                 else:
                     update = await self._check_update(current, entry)
                     if update is not None:
@@ -201,17 +207,19 @@ class Reconciler:
     def _key(path: AppPath, default: str) -> str:
         return f"{path.effective_domain(default)}:{path.path}"
 
-    def _identity_changed(self, app: App, entry: DeclaredApp) -> bool:
+    @staticmethod
+    def _identity_changed(app: App, entry: DeclaredApp, source: str) -> bool:
+        """`source`: the entry's, resolved (`resolve_source`)."""
         moved_stage = bool(entry.stage_at) and app.kind != "dev" \
             and app.stage_at != entry.stage_at
-        return (app.source != resolve_source(entry.source, self.base_dir)
+        return (app.source != source
                 or (app.kind == "dev") != entry.dev or moved_stage)
 
-    async def _check_create(self, entry: DeclaredApp, *,
+    async def _check_create(self, entry: DeclaredApp, source: str, *,
                             replacing: App | None = None) -> CreateRequest:
         settings = desired_settings(entry)
         req = CreateRequest(
-            path=entry.path, source=resolve_source(entry.source, self.base_dir),
+            path=entry.path, source=source,
             spec=entry.spec, params=settings.params,
             container_args=settings.container_args,
             container_options=settings.container_options,

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from orun.runtime.runtime import Runtime
 
 _CacheKey = tuple[str, int, str, str]
+#: (spec name, spec snapshot digest)
+_SpecKey = tuple[str, str]
 
 
 class UnavailableTarget:
@@ -53,6 +55,9 @@ class TargetFactory:
         self.forwarder = forwarder
         self.runtime = runtime
         self._cache: dict[_CacheKey, Target] = {}
+        #: loaded specs by snapshot: a spec snapshot is immutable (content-addressed),
+        #: and a thousand apps share a handful of them
+        self._specs: dict[_SpecKey, Spec] = {}
 
     def _key(self, app: App) -> _CacheKey:
         v = app.current
@@ -75,16 +80,24 @@ class TargetFactory:
         return target.kind if target is not None else None
 
     def retain(self, apps: list[App]) -> None:
-        """Forget targets of versions no longer routed."""
+        """Forget targets (and loaded specs) of versions no longer routed."""
         keep = {self._key(a) for a in apps}
         for key in [k for k in self._cache if k not in keep]:
             del self._cache[key]
+        specs = {(a.spec, a.current.spec_digest) for a in apps}
+        for spec_key in [k for k in self._specs if k not in specs]:
+            del self._specs[spec_key]
 
     async def load_spec(self, app: App) -> Spec:
-        snap = self.snapshots.get(app.current.spec_digest)
+        digest = app.current.spec_digest
+        snap = self.snapshots.get(digest)
         if snap is None:
-            raise SpecError(f"spec snapshot {app.current.spec_digest[:12]} is missing")
-        return await asyncio.to_thread(load_spec_dir, app.spec, snap.path)
+            raise SpecError(f"spec snapshot {digest[:12]} is missing")
+        spec = self._specs.get((app.spec, digest))
+        if spec is None:
+            spec = await asyncio.to_thread(load_spec_dir, app.spec, snap.path)
+            self._specs[(app.spec, digest)] = spec
+        return spec
 
     async def _build(self, app: App) -> Target:
         spec = await self.load_spec(app)

@@ -16,6 +16,8 @@ A param is required when it says so, or when it has no default.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,6 +183,17 @@ def _check_params(params: dict[str, ParamSpec], problems: list[str]) -> None:
             )
 
 
+@functools.lru_cache(maxsize=64)
+def _parse_yaml(text: str) -> Any:
+    """A spec.yaml's data, parsed once per distinct text.
+
+    Specs are loaded per app (route building, starts, checks at create) and the YAML
+    parser is pure Python (a few ms per spec): with a thousand apps of a handful of
+    specs, parsing the same few texts again dominated a restart and every reconcile.
+    """
+    return YAML(typ="safe", pure=True).load(text)
+
+
 def load_spec_dir(name: str, path: Path) -> Spec:
     """Load the spec in folder `path` (blocking; call via `asyncio.to_thread`)."""
     spec_file = path / SPEC_FILE
@@ -193,7 +206,8 @@ def load_spec_dir(name: str, path: Path) -> Spec:
     except OSError as exc:
         raise SpecError(f"spec {name}: cannot read {spec_file}: {exc.strerror}") from None
     try:
-        data = YAML(typ="safe", pure=True).load(text)
+        # a copy: build() may hand parts of the data (param defaults) to the Spec
+        data = copy.deepcopy(_parse_yaml(text))
     except YAMLError as exc:
         raise SpecError(f"spec {name}: {spec_file} is not valid YAML: {exc}") from None
     problems: list[str] = []

@@ -8,7 +8,6 @@ string`) and raises one `ConfigError`; a reload that fails keeps the old config.
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -194,12 +193,6 @@ class Config:
     apps: list[DeclaredApp] = field(default_factory=list)
 
 
-def default_home() -> Path:
-    """`$ORUN_HOME`, else `~/.orun`."""
-    env = os.environ.get("ORUN_HOME")
-    return Path(env).expanduser().resolve() if env else Path.home() / ".orun"
-
-
 def parse_config(text: str, *, source: str = "config") -> Config:
     """Parse and validate YAML text; raise `ConfigError` listing every problem."""
     try:
@@ -216,17 +209,50 @@ def parse_config(text: str, *, source: str = "config") -> Config:
     return config
 
 
+def _read_text(path: Path, *, required: bool) -> str | None:
+    """The file's text; None for a missing optional file (blocking)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise ConfigError([f"config file {path} does not exist"], source=str(path)) from None
+        return None
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror}"], source=str(path)) from None
+
+
 def read_config_file(path: Path, *, required: bool) -> Config:
     """Read `path` (blocking: call through `asyncio.to_thread` on the loop).
 
     A missing optional file means "all defaults"; a missing `--config` file is an error.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if required:
-            raise ConfigError([f"config file {path} does not exist"], source=str(path)) from None
-        return Config()
-    except OSError as exc:
-        raise ConfigError([f"cannot read {path}: {exc.strerror}"], source=str(path)) from None
-    return parse_config(text, source=str(path))
+    text = _read_text(path, required=required)
+    return Config() if text is None else parse_config(text, source=str(path))
+
+
+class ConfigFile:
+    """The server's config file, parsed again only when its text changed.
+
+    A reload with an unchanged file (a SIGHUP out of habit, or a tool that rewrites the
+    same file) then costs a read and a string compare instead of a parse: the YAML
+    parser is pure Python, so with a thousand `apps:` entries a parse takes about half
+    a second, holding the GIL (and so the proxy's event loop) all along. Parsing is a
+    pure function of the text, so the cached `Config` is exactly what a parse would give.
+    Blocking, like `read_config_file`: call `read` through `asyncio.to_thread`, one call
+    at a time (the server's reload lock does that).
+    """
+
+    def __init__(self, path: Path, *, required: bool) -> None:
+        self.path = path
+        self.required = required
+        self._text: str | None = None
+        self._config: Config | None = None
+
+    def read(self) -> Config:
+        text = _read_text(self.path, required=self.required)
+        if text is None:
+            return Config()
+        if self._config is None or text != self._text:
+            self._config = parse_config(text, source=str(self.path))
+            self._text = text
+        return self._config

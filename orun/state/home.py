@@ -34,6 +34,13 @@ _TIGHTEN_TREES = ("metadata", "logs")
 _TIGHTEN_DIRS = ("snapshots", "specs", "mounts", "run", "run/app", "tmp")
 
 
+def default_home() -> Path:
+    """`$ORUN_HOME`, else `~/.orun`. Here, not in `orun.state.config`, so the CLI finds
+    the home without importing the YAML parser (part of every command's start-up)."""
+    env = os.environ.get("ORUN_HOME")
+    return Path(env).expanduser().resolve() if env else Path.home() / ".orun"
+
+
 def _refuse_unsafe(path: Path, what: str, *, follow: bool) -> None:
     info = path.stat() if follow else path.lstat()
     me = os.geteuid()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from orun.state.paths import AppPath
@@ -81,11 +81,16 @@ class App:
         return replace(self, current=version, updated=now, previous_version=previous)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["path"] = self.path.path
-        data["domain"] = self.path.domain
-        data["app_path"] = str(self.path)
-        return data
+        """What `dataclasses.asdict` gives (same keys, same order, fresh containers),
+        written out: asdict's generic deep copy made `app list` and every store write
+        cost tens of µs per app, which a thousand apps turn into a slow listing."""
+        return {
+            "id": self.id, "path": self.path.path, "kind": self.kind, "source": self.source,
+            "stage_at": self.stage_at, "linked_id": self.linked_id,
+            "current": version_to_json(self.current), "created": self.created,
+            "updated": self.updated, "previous_version": self.previous_version,
+            "origin": self.origin, "domain": self.path.domain, "app_path": str(self.path),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> App:
@@ -96,6 +101,23 @@ class App:
             updated=data["updated"], previous_version=data.get("previous_version"),
             origin=data.get("origin", "cli"),
         )
+
+
+def version_to_json(v: AppVersion) -> dict[str, Any]:
+    """`dataclasses.asdict(v)`, written out (see `App.to_json`)."""
+    st = v.settings
+    return {
+        "version": v.version, "source_digest": v.source_digest, "spec_digest": v.spec_digest,
+        "settings": {
+            "spec": st.spec, "params": dict(st.params),
+            "container_args": dict(st.container_args),
+            "container_options": dict(st.container_options),
+            "container_volumes": list(st.container_volumes),
+            "app_config": dict(st.app_config), "branch": st.branch, "commit": st.commit,
+        },
+        "git_commit": v.git_commit, "git_message": v.git_message, "git_branch": v.git_branch,
+        "created": v.created,
+    }
 
 
 def version_from_json(data: dict[str, Any]) -> AppVersion:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Generic, TypeVar
 
 from orun.errors import AppPathError
 
 RESERVED = "_cl_"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -83,6 +86,52 @@ def paths_overlap(a: str, b: str) -> bool:
         return True
     short, long = (a, b) if len(a) < len(b) else (b, a)
     return long.startswith(short + "/")
+
+
+def path_ancestors(path: str) -> Iterator[str]:
+    """Every path `path` would overlap as the longer one (`paths_overlap`): each prefix
+    that ends just before a `/`, nearest first, then the root. None for the root."""
+    if path == "/":
+        return
+    cut = path.rfind("/")
+    while cut > 0:
+        path = path[:cut]
+        yield path
+        cut = path.rfind("/")
+    yield "/"
+
+
+class PathIndex(Generic[T]):
+    """Items at app paths, by domain, answering "which of them may overlap this path?"
+    in time that grows with the path's depth, not with the number of items.
+
+    `overlapping` returns exactly the items whose path `paths_overlap`s the one asked
+    about (the same path, an ancestor, the root, or one below it), in the order they
+    were added; callers apply their own finer rules (`paths_clash`) to that short list
+    instead of comparing against every app.
+    """
+
+    def __init__(self) -> None:
+        self._seq = 0
+        #: (domain, path) -> the items at that path
+        self._at: dict[tuple[str, str], list[tuple[int, T]]] = {}
+        #: (domain, path) -> the items at paths below it
+        self._below: dict[tuple[str, str], list[tuple[int, T]]] = {}
+
+    def add(self, domain: str, path: str, item: T) -> None:
+        self._seq += 1
+        entry = (self._seq, item)
+        self._at.setdefault((domain, path), []).append(entry)
+        for above in path_ancestors(path):
+            self._below.setdefault((domain, above), []).append(entry)
+
+    def overlapping(self, domain: str, path: str) -> list[T]:
+        found = list(self._at.get((domain, path), ()))
+        found += self._below.get((domain, path), ())
+        for above in path_ancestors(path):
+            found += self._at.get((domain, above), ())
+        found.sort(key=lambda entry: entry[0])
+        return [item for _, item in found]
 
 
 @lru_cache(maxsize=256)

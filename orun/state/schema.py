@@ -9,10 +9,11 @@ dataclasses double as the typed objects the rest of orun reads. Field constraint
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, Literal, TypeVar, cast, get_args, get_origin
 
 T = TypeVar("T")
 
@@ -108,6 +109,17 @@ def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
     raise TypeError(f"schema: unsupported type {tp!r} at {path}")  # programming error
 
 
+@functools.cache
+def _shape(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]:
+    """A dataclass's resolved type hints and its fields, worked out once per class.
+
+    `typing.get_type_hints` evaluates every (string) annotation again on each call; a
+    config with a thousand `apps:` entries would pay that a thousand times per read.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    return typing.get_type_hints(cls), fields
+
+
 def build(cls: type[T], data: Any, path: str, problems: list[str]) -> T:
     """Build dataclass `cls` from mapping `data`, collecting every problem found.
 
@@ -121,8 +133,7 @@ def build(cls: type[T], data: Any, path: str, problems: list[str]) -> T:
     if not shape_ok:
         problems.append(f"{path or 'top level'}: expected a mapping, got {_typename(data)}")
         data = {}
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints, fields = _shape(cast(type, cls))
     for key in data:
         if key not in fields:
             known = ", ".join(sorted(fields))

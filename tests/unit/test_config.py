@@ -13,6 +13,7 @@ from orun.errors import ConfigError
 from orun.state.config import (
     DEFAULT_HTTP_PORT,
     Config,
+    ConfigFile,
     DeclaredApp,
     parse_config,
     read_config_file,
@@ -274,6 +275,50 @@ def test_unreadable_path_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         read_config_file(tmp_path, required=False)  # a directory
     assert info.value.problems[0].startswith(f"cannot read {tmp_path}: ")
+
+
+# -- ConfigFile: the server's file, parsed once per text --------------------------------------
+
+
+def test_config_file_parses_an_unchanged_text_once(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import orun.state.config as config_module
+
+    parses: list[str] = []
+
+    def counting_parse(text: str, *, source: str = "config") -> Config:
+        parses.append(text)
+        return parse_config(text, source=source)
+
+    monkeypatch.setattr(config_module, "parse_config", counting_parse)
+    path = tmp_path / "orun.yaml"
+    text = "http: {port: 0}\napps:\n" + "".join(
+        f"  - {{path: /a{i}, source: '-', spec: proxy, params: {{url: 'http://h'}}}}\n"
+        for i in range(50))
+    path.write_text(text)
+    file = ConfigFile(path, required=True)
+    first = file.read()
+    assert len(first.apps) == 50
+    assert file.read() is first and file.read() is first  # unchanged: no parse at all
+    assert len(parses) == 1
+
+    path.write_text(text + "# a comment\n")  # another text: parsed, equal config
+    second = file.read()
+    assert second == first and len(parses) == 2
+    path.write_text("http: {port: x}\n")  # a bad edit raises, and caches nothing
+    with pytest.raises(ConfigError):
+        file.read()
+    assert len(parses) == 3
+    path.write_text(text + "# a comment\n")  # back to the last good text: cached
+    assert file.read() is second and len(parses) == 3
+    path.write_text(text)
+    assert file.read() == first and len(parses) == 4
+
+
+def test_config_file_missing(tmp_path: Path) -> None:
+    assert ConfigFile(tmp_path / "orun.yaml", required=False).read() == Config()
+    with pytest.raises(ConfigError):
+        ConfigFile(tmp_path / "orun.yaml", required=True).read()
 
 
 # -- the schema builder on its own ---------------------------------------------------------

@@ -8,8 +8,10 @@ from orun.errors import AppPathError, OrunError
 from orun.state.paths import (
     AppPath,
     PathGlob,
+    PathIndex,
     normalize_domain,
     parse_app_path,
+    path_ancestors,
     paths_overlap,
     validate_for_create,
 )
@@ -282,3 +284,42 @@ def test_glob_errors() -> None:
     assert str(info.value) == 'invalid app path glob app, expected path to start with "/"'
     with pytest.raises(AppPathError, match="default_domain is not configured"):
         PathGlob.parse("x.:/a", "")
+
+
+# -- PathIndex ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "ancestors"),
+    [("/", []), ("/a", ["/"]), ("/a/b/c", ["/a/b", "/a", "/"]),
+     ("/a//b", ["/a/", "/a", "/"]), ("/a/", ["/a", "/"])],
+)
+def test_path_ancestors(path: str, ancestors: list[str]) -> None:
+    assert list(path_ancestors(path)) == ancestors
+
+
+def test_path_index_finds_exactly_the_overlapping_paths() -> None:
+    """Checked against `paths_overlap` on every pair of a tricky set of paths."""
+    paths = ["/", "/a", "/a/b", "/a/b/c", "/ab", "/a/bc", "/a/", "/a//b", "/b", "/b/a",
+             "/x_cl_stage", "/x", "/x/y/z", "/a/b/c/d/e"]
+    domains = ["", "example.com"]
+    index: PathIndex[tuple[str, str]] = PathIndex()
+    added: list[tuple[str, str]] = []
+    for path in paths:
+        for domain in domains:
+            index.add(domain, path, (domain, path))
+            added.append((domain, path))
+    for domain in [*domains, "other.test"]:
+        for path in [*paths, "/zzz", "/a/b/c/q"]:
+            want = [item for item in added if item[0] == domain
+                    and paths_overlap(item[1], path)]
+            assert index.overlapping(domain, path) == want, (domain, path)
+
+
+def test_path_index_keeps_duplicates_in_insertion_order() -> None:
+    index: PathIndex[int] = PathIndex()
+    for n, path in enumerate(["/a/b", "/a", "/a/b", "/"]):
+        index.add("d", path, n)
+    assert index.overlapping("d", "/a/b") == [0, 1, 2, 3]
+    assert index.overlapping("d", "/a/c") == [1, 3]
+    assert index.overlapping("e", "/a") == []

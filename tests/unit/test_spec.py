@@ -249,6 +249,20 @@ def test_load_valid_spec(tmp_path: Path) -> None:
     assert spec.files == ("index.html", "sub/dir/app.js")
 
 
+def test_loads_of_the_same_text_share_no_mutable_parts(tmp_path: Path) -> None:
+    """The parse of a spec.yaml text is cached; every load still gets its own objects,
+    and a changed file (or another folder with it) is read again."""
+    first = load_spec_dir("mine", write_spec(tmp_path / "one", VALID, {"a.txt": "a"}))
+    first.params["hosts"].default.append("c")
+    first.container.build_args["A"] = "changed"
+    second = load_spec_dir("mine", write_spec(tmp_path / "two", VALID))
+    assert second.params["hosts"].default == ["a", "b"]
+    assert second.container.build_args == {"A": "1"}
+    assert second.path == tmp_path / "two" and second.files == ()
+    write_spec(tmp_path / "two", VALID.replace("A test spec", "Changed"))
+    assert load_spec_dir("mine", tmp_path / "two").description == "Changed"
+
+
 def test_spec_to_json(tmp_path: Path) -> None:
     spec = load_spec_dir("mine", write_spec(tmp_path / "mine", VALID, {"a.txt": "a"}))
     data = spec.to_json()

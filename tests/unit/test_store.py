@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -18,6 +19,25 @@ def make_app(app_id: str, path: str, version: int = 1) -> App:
                          settings=settings, git_commit="c0ffee", created=1.5)
     return App(id=app_id, path=AppPath("", path), kind="prod", source="/src",
                stage_at="domain", linked_id=None, current=current, created=1.0, updated=2.0)
+
+
+def test_app_json_is_asdict_written_out() -> None:
+    """`App.to_json` builds by hand what `dataclasses.asdict` gave (same keys, same
+    order, fresh containers), so the store and the API keep their shape."""
+    app = dataclasses.replace(make_app("app_prd_a", "/a"), path=AppPath("x.test", "/a"),
+                              linked_id="app_stg_a", previous_version=3, origin="config")
+    expected = dataclasses.asdict(app)
+    expected.update(path="/a", domain="x.test", app_path="x.test:/a")
+    data = app.to_json()
+    assert data == expected
+    assert list(data) == list(expected)
+    assert list(data["current"]) == list(expected["current"])
+    assert list(data["current"]["settings"]) == list(expected["current"]["settings"])
+    data["current"]["settings"]["params"]["index"] = "changed"
+    data["current"]["settings"]["container_volumes"].append("w")
+    assert app.current.settings.params == {"index": "a.html"}
+    assert app.current.settings.container_volumes == ["v"]
+    assert App.from_json(app.to_json()) == app
 
 
 async def test_migrates_new_store_and_round_trips(tmp_path: Path) -> None:

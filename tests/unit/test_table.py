@@ -195,3 +195,43 @@ def test_empty_table_matches_nothing() -> None:
     assert len(EMPTY_TABLE) == 0
     assert EMPTY_TABLE.match("localhost", "/") is None
     assert EMPTY_TABLE.apps() == []
+
+
+# -- cost with many apps ----------------------------------------------------------------
+
+
+class CountingPaths(dict[str, Route]):
+    """A domain's path map that counts the lookups `match` makes in it."""
+
+    lookups = 0
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        CountingPaths.lookups += 1
+        return super().get(key, default)
+
+
+def counted(apps: int) -> RouteTable:
+    """A table with `apps` apps at /app<i> plus `apps` domains, on counting maps."""
+    paths = CountingPaths({f"/app{i}": route(f"a{i}", f"/app{i}") for i in range(apps)})
+    paths["/deep/er"] = route("deep", "/deep/er")
+    domains: dict[str, Any] = {"localhost": paths}
+    for i in range(apps):
+        domains[f"d{i}.test"] = CountingPaths({"/": route(f"d{i}", "")})
+    return RouteTable(1, "localhost", domains)
+
+
+@pytest.mark.parametrize(
+    ("host", "path"),
+    [("localhost", "/app3/x/y"), ("localhost", "/deep/er/z"), ("d7.test", "/any/where"),
+     ("localhost", "/nothing/here"), ("nowhere.test", "/")],
+)
+def test_a_lookup_costs_the_same_with_10_or_10000_apps(host: str, path: str) -> None:
+    """`match` makes one dict lookup per path segment, whatever the number of apps."""
+    miss = host == "nowhere.test" or path.startswith("/nothing")
+    costs = []
+    for apps in (10, 10_000):
+        t = counted(apps)
+        CountingPaths.lookups = 0
+        assert (t.match(host, path) is None) == miss
+        costs.append(CountingPaths.lookups)
+    assert costs[0] == costs[1] <= path.count("/") + 1
