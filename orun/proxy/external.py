@@ -40,13 +40,18 @@ class ExternalProxyTarget:
     #: precomputed for the fast path: the base as a URL, its origin, the extra headers
     base_url: URL = field(init=False)
     origin: str = field(init=False)
+    #: the base's path after the origin ("" or "/base")
+    path_base: str = field(init=False)
     extra: bytes = field(init=False)
     extra_names: frozenset[bytes] = field(init=False)
 
     def __post_init__(self) -> None:
         base_url = URL(self.base, encoded=True)
         object.__setattr__(self, "base_url", base_url)
-        object.__setattr__(self, "origin", str(base_url.origin()))
+        origin = str(base_url.origin())
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "path_base",
+                           self.base[len(origin):] if self.base.startswith(origin) else "")
         object.__setattr__(self, "extra", "".join(
             f"{n}: {v}\r\n" for n, v in self.response_headers.items()).encode("latin-1"))
         object.__setattr__(self, "extra_names", frozenset(
@@ -63,13 +68,14 @@ class ExternalProxyTarget:
 
     def fast(self, route: Route, rest: str, query: str) -> FastPlan | None:
         resolved = resolve_rest(rest)
-        if resolved is None:
+        if resolved is None or not self.base.startswith(self.origin):
             return None
-        target = self._target(route, resolved, query)
-        origin = self.origin
-        if not target.startswith(origin):
-            return None
-        return FastPlan(origin, target[len(origin):] or "/", self.preserve_host,
+        if self.base_query:
+            query = f"{self.base_query}&{query}" if query else self.base_query
+        if not self.strip_app:
+            resolved = route.prefix + resolved
+        path = (self.path_base + resolved) or "/"
+        return FastPlan(self.origin, path + "?" + query if query else path, self.preserve_host,
                         self.base_url, None, None, self.extra, self.extra_names)
 
     def _target(self, route: Route, rest: str, query: str) -> str:

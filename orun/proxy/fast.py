@@ -41,6 +41,7 @@ from orun.log import AccessRecord
 from orun.proxy.errors import error_body, reason_phrase
 from orun.proxy.forward import Forwarder, request_head
 from orun.proxy.headers import (
+    RequestHeaders,
     forwarded_lines,
     request_head_bytes,
     response_head_raw,
@@ -64,63 +65,34 @@ CLIENT_HIGH_WATER = 256 * 1024
 #: idle client connections are closed after this long (aiohttp's default too)
 KEEPALIVE_SECS = 75.0
 _NO_BODY = frozenset({204, 304})
-_WATCHED = frozenset({b"host", b"content-length", b"transfer-encoding", b"upgrade",
-                      b"expect"})
+_NO_HEADERS = RequestHeaders(b"")
 _VERSION = b" HTTP/1.1"
 _PAUSE_BUFFER = 1
 _PAUSE_UPSTREAM = 2
 
 
 class _Head:
-    """httptools' callbacks for one request head (reused for every request of a
-    connection): the target, the headers as (name, lowercase name, value), and what
-    decides whether the fast path may take it."""
+    """The current request's head. httptools validates it (strictly: a head it accepts
+    has one request line, CRLF line ends, valid names and values) and says whether the
+    connection stays open; the request line and header block are read from the bytes,
+    and the headers scanned once per distinct block (a client repeats the same headers
+    on its connection: the last block and its scan are kept and compared)."""
 
-    __slots__ = ("complete", "headers", "host", "hosts", "keep", "length", "parser", "refuse",
-                 "url")
+    __slots__ = ("block", "complete", "headers", "keep", "method", "parser", "url")
 
     def __init__(self) -> None:
         self.parser = httptools.HttpRequestParser(self)
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes, bytes]] = []
         self.complete = 0
-        self.host = b""
-        self.hosts = 0
-        self.length = 0
-        self.refuse = False
         self.keep = True
-
-    def reset(self) -> None:
+        self.method = b""
         self.url = b""
-        self.headers = []
-        self.complete = self.hosts = self.length = 0
-        self.refuse = False
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        lname = name.lower()
-        self.headers.append((name, lname, value))
-        if lname in _WATCHED:
-            if lname == b"host":
-                self.hosts += 1
-                self.host = value
-            elif lname == b"content-length":
-                self.length = int(value)  # llhttp accepted it: digits only
-            else:
-                self.refuse = True
+        self.block = b""
+        self.headers = _NO_HEADERS
 
     def on_headers_complete(self) -> None:
         self.complete += 1
         # read here: once the message is complete the parser forgets it
         self.keep = self.parser.should_keep_alive()
-
-    def header(self, lname: bytes) -> bytes:
-        for _, name, value in self.headers:
-            if name == lname:
-                return value
-        return b""
 
 
 class FastFront:
@@ -342,7 +314,7 @@ class FrontConnection(asyncio.Protocol):
             return
         end += 4
         rh = self.rh
-        rh.reset()
+        rh.complete = 0
         try:
             rh.parser.feed_data(buf if end == len(buf) else memoryview(buf)[:end])
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
@@ -350,15 +322,25 @@ class FrontConnection(asyncio.Protocol):
             self._handoff()
             return
         line_end = buf.find(b"\r\n")
-        url = rh.url
-        if (rh.complete != 1 or rh.refuse or rh.hosts != 1
-                or buf[line_end - 9:line_end] != _VERSION or url[:1] != b"/"
+        sp1 = buf.find(b" ", 0, line_end)
+        sp2 = buf.rfind(b" ", 0, line_end)
+        block = buf[line_end:end - 4]
+        if block == rh.block:
+            headers = rh.headers
+        else:
+            headers = rh.headers = RequestHeaders(block)
+            rh.block = block
+        url = buf[sp1 + 1:sp2]
+        if (rh.complete != 1 or headers.refuse or headers.hosts != 1
+                or buf[sp2:line_end] != _VERSION or url[:1] != b"/"
                 or not url.isascii() or b"#" in url):
             self._handoff()
             return
+        rh.url = url
+        rh.method = method = buf[:sp1]
         raw = url.decode("latin-1")
         path, _, query = raw.partition("?")
-        found = self.front.routes.current.match(rh.host.decode("latin-1"), path)
+        found = self.front.routes.current.match(headers.host.decode("latin-1"), path)
         if found is None:
             self._handoff()
             return
@@ -368,28 +350,29 @@ class FrontConnection(asyncio.Protocol):
             self._handoff()
             return
         self.buf = buf[end:]
-        self._start(route, plan, buf[:buf.find(b" ")], rh)
+        self._start(route, plan, method, rh, headers)
 
-    def _start(self, route: Route, plan: FastPlan, method: bytes, rh: _Head) -> None:
+    def _start(self, route: Route, plan: FastPlan, method: bytes, rh: _Head,
+               headers: RequestHeaders) -> None:
         front = self.front
         settings = front.forwarder.settings
         pool = front.forwarder.pool_for(plan.origin)
         authority = None if plan.preserve_host else pool.authority
         head: bytes | None = None
         if not settings.trusted.networks or not settings.trusted.trusts(self.peer):
-            key = (rh.host, route.prefix)
+            key = (headers.host, route.prefix)
             if key != self._fwd_key:
                 self._fwd_key = key
-                self._fwd = forwarded_lines(self.peer, front.scheme, rh.host.decode("latin-1"),
-                                            route.prefix)
-            head = request_head_bytes(method, plan.target.encode("latin-1"), rh.headers,
+                self._fwd = forwarded_lines(self.peer, front.scheme,
+                                            headers.host.decode("latin-1"), route.prefix)
+            head = request_head_bytes(method, plan.target.encode("latin-1"), headers,
                                       authority, self._fwd)
         if head is None:
-            headers = upstream_request_headers(
-                [(n, v) for n, _, v in rh.headers], peer=self.peer, scheme=front.scheme,
-                host=rh.host.decode("latin-1"), prefix=route.prefix, trusted=settings.trusted,
-                keep_host=plan.preserve_host)
-            head = request_head(method.decode("latin-1"), plan.target, headers,
+            general = upstream_request_headers(
+                [(n, v) for n, _, v in headers.pairs], peer=self.peer, scheme=front.scheme,
+                host=headers.host.decode("latin-1"), prefix=route.prefix,
+                trusted=settings.trusted, keep_host=plan.preserve_host)
+            head = request_head(method.decode("latin-1"), plan.target, general,
                                 pool.authority.decode("latin-1"), chunked=False)
         self.active = True
         front.in_flight += 1
@@ -397,8 +380,8 @@ class FrontConnection(asyncio.Protocol):
         self.method, self.head = method, head
         self.head_only = method == b"HEAD"
         self.keep = rh.keep
-        self.body_left = rh.length
-        if rh.length:
+        self.body_left = headers.length
+        if headers.length:
             # the parser now waits for the body, which is counted here: a fresh one
             # for the next head
             rh.parser = httptools.HttpRequestParser(rh)
@@ -566,7 +549,8 @@ class FrontConnection(asyncio.Protocol):
         if front.access is not None:
             rh = self.rh
             front.access((wall_time(), self.method.decode("latin-1"),
-                          rh.url.decode("latin-1"), rh.host.decode("latin-1"), self.status,
+                          rh.url.decode("latin-1"), rh.headers.host.decode("latin-1"),
+                          self.status,
                           self.sent, round((monotonic() - self.started) * 1000, 2),
                           self.peer))
         self.active = False
@@ -620,7 +604,7 @@ class FrontConnection(asyncio.Protocol):
 
     def _error(self, status: int, message: str) -> None:
         """Answer the current request with orun's error and end it."""
-        content_type, text = error_body(self.rh.header(b"accept").decode("latin-1"),
+        content_type, text = error_body(self.rh.headers.header(b"accept").decode("latin-1"),
                                         status, message)
         body = text.encode("utf-8")
         close = self.body_left > 0 or not self.keep or self.closing

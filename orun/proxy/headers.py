@@ -229,38 +229,96 @@ _FORWARDING_PREFIXES_B = tuple(p.encode() for p in FORWARDING_PREFIXES)
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
 
 
-def request_head_bytes(method: bytes, target: bytes,
-                       headers: Sequence[tuple[bytes, bytes, bytes]], authority: bytes | None,
-                       forwarded: bytes) -> bytes | None:
+_WATCHED_REQUEST = frozenset({b"host", b"content-length", b"transfer-encoding", b"upgrade",
+                              b"expect", b"connection"})
+_REFUSED_REQUEST = frozenset({b"transfer-encoding", b"upgrade", b"expect"})
+
+
+class RequestHeaders:
+    """What the fast path needs from a request's header block, computed once per
+    distinct block (clients repeat the same headers on a connection, so the fast path
+    keeps the last one and compares bytes).
+
+    `kept` / `kept_with_host` are the header lines to forward as they are (`Name:
+    value\r\n` each): hop-by-hop headers and every forwarding-like header dropped, as
+    `upstream_request_headers` does for a client that is not a trusted proxy, without or
+    with the client's Host line in its place. None when the request needs the general
+    builder (a Connection header listing more than keep-alive or close).
+    """
+
+    __slots__ = ("close", "host", "hosts", "kept", "kept_with_host", "length", "pairs",
+                 "refuse")
+
+    def __init__(self, block: bytes) -> None:
+        #: (name, lowercase name, value) of every header, in order
+        self.pairs: list[tuple[bytes, bytes, bytes]] = []
+        self.host = b""
+        self.hosts = 0
+        self.length = 0
+        #: a header the fast path leaves to aiohttp (Transfer-Encoding, Upgrade, Expect)
+        self.refuse = False
+        #: `Connection: close`
+        self.close = False
+        kept: list[bytes] | None = []
+        kept_with_host: list[bytes] = []
+        for line in block.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            value = value.strip(b" \t")
+            lname = name.lower()
+            self.pairs.append((name, lname, value))
+            if lname in _WATCHED_REQUEST:
+                if lname == b"host":
+                    self.hosts += 1
+                    self.host = value
+                    kept_with_host += (name, b": ", value, b"\r\n")
+                    continue
+                if lname == b"content-length":
+                    self.length = int(value)  # llhttp accepted it: digits only
+                elif lname == b"connection":
+                    tokens = value.lower()
+                    if tokens == b"close":
+                        self.close = True
+                    elif tokens != b"keep-alive":
+                        kept = None
+                    continue
+                else:
+                    self.refuse = True
+            if lname in _REQUEST_SPECIAL:
+                if lname == b"close":
+                    kept = None
+                continue
+            if (b"_" in lname or lname.startswith(_FORWARDING_PREFIXES_B)) \
+                    and is_forwarding(lname.decode("latin-1")):
+                continue
+            if kept is not None:
+                kept += (name, b": ", value, b"\r\n")
+            kept_with_host += (name, b": ", value, b"\r\n")
+        self.kept = b"".join(kept) if kept is not None else None
+        self.kept_with_host = b"".join(kept_with_host)
+
+    def header(self, lname: bytes) -> bytes:
+        for _, name, value in self.pairs:
+            if name == lname:
+                return value
+        return b""
+
+
+def request_head_bytes(method: bytes, target: bytes, headers: RequestHeaders,
+                       authority: bytes | None, forwarded: bytes) -> bytes | None:
     """The upstream request head for a client that is not a trusted proxy, as the
-    general builder (`upstream_request_headers`) makes it, from raw header triples
-    (name, lowercase name, value).
+    general builder (`upstream_request_headers` then `request_head`) makes it.
 
     `authority` is the upstream's Host value, or None to keep the client's Host.
     `forwarded` holds the X-Forwarded-* lines and the blank line that ends the head.
-    None when the request needs the general builder: a `Connection` header listing
-    more than keep-alive or close.
+    None when the request needs the general builder.
     """
-    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-    if authority is not None:
-        parts += (b"Host: ", authority, b"\r\n")
-    for name, lname, value in headers:
-        if lname in _REQUEST_SPECIAL:
-            if lname == b"host":
-                if authority is None:
-                    parts += (name, b": ", value, b"\r\n")
-            elif lname == b"connection":
-                if value.lower() not in _PLAIN_CONNECTION:
-                    return None
-            elif lname == b"close":
-                return None
-            continue
-        if (b"_" in lname or lname.startswith(_FORWARDING_PREFIXES_B)) \
-                and is_forwarding(lname.decode("latin-1")):
-            continue
-        parts += (name, b": ", value, b"\r\n")
-    parts.append(forwarded)
-    return b"".join(parts)
+    if headers.kept is None:
+        return None
+    if authority is None:
+        return b"".join((method, b" ", target, b" HTTP/1.1\r\n", headers.kept_with_host,
+                         forwarded))
+    return b"".join((method, b" ", target, b" HTTP/1.1\r\nHost: ", authority, b"\r\n",
+                     headers.kept, forwarded))
 
 
 def forwarded_lines(peer: str, scheme: str, host: str, prefix: str) -> bytes:

@@ -18,6 +18,7 @@ from yarl import URL
 
 from orun.proxy.forward import request_head
 from orun.proxy.headers import (
+    RequestHeaders,
     TrustedProxies,
     client_response_headers,
     forwarded_lines,
@@ -56,9 +57,11 @@ def test_request_head_matches_the_general_builder(
         raw, peer="10.0.0.7", scheme="http", host=host.decode(), prefix=prefix,
         trusted=TrustedProxies.parse([]), keep_host=keep_host)
     expected = request_head("GET", "/x?y=1", headers, "127.0.0.1:9000", chunked=False)
+    block = b"".join(b"\r\n" + n + b": " + v for n, v in raw)
+    scanned = RequestHeaders(block)
+    assert (scanned.host, scanned.hosts) == (host, 1)
     fast = request_head_bytes(
-        b"GET", b"/x?y=1", [(n, n.lower(), v) for n, v in raw],
-        None if keep_host else b"127.0.0.1:9000",
+        b"GET", b"/x?y=1", scanned, None if keep_host else b"127.0.0.1:9000",
         forwarded_lines("10.0.0.7", "http", host.decode(), prefix))
     if fast is None:  # the fast builder declined: the general one is used instead
         assert any(n.lower() in (b"connection", b"close") for n, _ in extra)
@@ -139,3 +142,23 @@ def test_aiohttp_is_the_pinned_version() -> None:
     pins = [line.strip() for line in setup["options"]["install_requires"].splitlines()
             if line.strip().startswith("aiohttp")]
     assert pins == [f"aiohttp=={aiohttp.__version__}"]
+
+
+@pytest.mark.parametrize("base", ["http://h:9/public", "http://h:9", "http://h:9/",
+                                  "http://h/x?a=1", "https://h/deep/er/"])
+@pytest.mark.parametrize("strip", [True, False])
+@pytest.mark.parametrize(("rest", "query"), [("", ""), ("/", ""), ("/a/b", "x=1"), ("", "q"),
+                                             ("/a/../b", "")])
+def test_proxy_app_fast_plan_targets_what_serve_targets(base: str, strip: bool, rest: str,
+                                                        query: str) -> None:
+    from orun.proxy.external import ExternalProxyTarget
+    from orun.proxy.forward import resolve_rest
+    from orun.proxy.target import Route
+
+    target = ExternalProxyTarget.create(None, base, False, {}, strip_app=strip)  # type: ignore[arg-type]
+    route = Route("app", "/p", "/p", target)
+    plan = target.fast(route, rest, query)
+    assert plan is not None
+    resolved = resolve_rest(rest)
+    assert resolved is not None
+    assert target.origin + plan.target == target._target(route, resolved, query)
