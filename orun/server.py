@@ -36,13 +36,15 @@ from orun.log import AccessLog, configure_logging, flush_logging
 from orun.proxy.fast import FastFront
 from orun.proxy.forward import Forwarder
 from orun.proxy.handler import ProxyHandler
+from orun.proxy.listener import Listener
+from orun.proxy.tls import Certificates
 from orun.routing.manager import RouteManager
 from orun.routing.targets import TargetFactory
 from orun.runtime.app import Instance
 from orun.runtime.runtime import Runtime
 from orun.sources import SnapshotStore
 from orun.spec import SpecCatalog
-from orun.state.config import Config, ConfigFile, ListenConfig, read_config_file
+from orun.state.config import Config, ConfigFile, read_config_file
 from orun.state.home import prepare_home
 from orun.state.model import App
 from orun.state.store import Store
@@ -93,8 +95,10 @@ class Server:
         self.handler: ProxyHandler | None = None
         self._proxy_runner: web.ServerRunner | None = None
         self.front: FastFront | None = None
-        self._listener: asyncio.Server | None = None
-        self._http_port: int | None = None
+        self.tls_front: FastFront | None = None
+        self._http: Listener | None = None
+        self._https: Listener | None = None
+        self.certs = Certificates(home / "certs")
         self._admin_runner: web.AppRunner | None = None
         self._stop = asyncio.Event()
         self._stopping = False
@@ -142,13 +146,21 @@ class Server:
         self._proxy_runner = web.ServerRunner(proxy_server, handle_signals=False,
                                               shutdown_timeout=1.0)
         await self._proxy_runner.setup()
-        self.front = FastFront(
-            self.routes, self.forwarder, proxy_server,
-            access=self.access.add if cfg.log.access_log else None,
-            enabled=cfg.proxy.fast_path)
+        access = self.access.add if cfg.log.access_log else None
+        self.front = FastFront(self.routes, self.forwarder, proxy_server, access=access,
+                               enabled=cfg.proxy.fast_path)
+        self.tls_front = FastFront(self.routes, self.forwarder, proxy_server, scheme="https",
+                                   access=access, enabled=cfg.proxy.fast_path)
         self.front.start()
+        self.tls_front.start()
+        self.certs.default_domain = cfg.system.default_domain
+        await asyncio.to_thread(self.certs.load)
+        self._http = Listener(self.front)
+        self._https = Listener(self.tls_front, self.certs.listener_context())
         await self.runtime.start()
-        await self._bind_http(cfg.http)
+        await self._http.bind(cfg.http.host, cfg.http.port)
+        await self._https.bind(cfg.https.host, cfg.https.port)
+        self._apply_redirect(cfg)
         await self._start_admin()
         await asyncio.to_thread(self._write_info)
         self._install_signals()
@@ -161,7 +173,7 @@ class Server:
             else:
                 await self._apply_declared(plan)
         log.info("orun_started", version=__version__, http=self.http_address,
-                 home=str(self.home), apps=len(self.apps.all()),
+                 https=self.https_address, home=str(self.home), apps=len(self.apps.all()),
                  config=str(self.config_path))
 
     def _prepare_dirs(self) -> None:
@@ -182,18 +194,17 @@ class Server:
         raise OrunError(f"orun is already running with home {self.home} "
                         f"(socket {self.socket_path} answers)")
 
-    async def _bind_http(self, listen: ListenConfig) -> None:
-        """Listen with the fast front as the protocol factory (it hands connections it
-        does not serve to aiohttp's server)."""
-        assert self.front is not None
-        if not listen.enabled:
-            self._http_port = None
-            return
-        listener = await asyncio.get_running_loop().create_server(
-            self.front, listen.host, listen.port, reuse_address=True, backlog=1024)
-        self._listener = listener
-        sockets = listener.sockets
-        self._http_port = sockets[0].getsockname()[1] if sockets else listen.port
+    def _apply_redirect(self, cfg: Config) -> None:
+        """`http.redirect_to_https`: the HTTP listener answers every request with a 308
+        to the HTTPS one (through aiohttp: the fast path is off there)."""
+        https_port = self._https.port if self._https is not None else None
+        redirect = cfg.http.redirect_to_https and https_port is not None
+        if self.handler is not None:
+            self.handler.https_redirect = https_port if redirect else None
+        if self.front is not None:
+            self.front.enabled = cfg.proxy.fast_path and not redirect
+        if self.tls_front is not None:
+            self.tls_front.enabled = cfg.proxy.fast_path
 
     async def _start_admin(self) -> None:
         runner = web.AppRunner(make_admin_app(self.apps, self.changes, self),
@@ -241,7 +252,7 @@ class Server:
     def _in_flight(self) -> int:
         """Requests being answered on either path."""
         return (self.handler.in_flight if self.handler is not None else 0) \
-            + (self.front.in_flight if self.front is not None else 0)
+            + sum(front.in_flight for front in (self.front, self.tls_front) if front)
 
     def request_stop(self) -> None:
         self._stopping = True
@@ -250,11 +261,12 @@ class Server:
     async def stop(self) -> None:
         """Graceful stop: no new connections, let in-flight work finish, then close."""
         timeout = self.config.system.shutdown_timeout_secs
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        if self.front is not None:
-            self.front.shutdown()
+        for listener in (self._http, self._https):
+            if listener is not None:
+                listener.close()
+        for front in (self.front, self.tls_front):
+            if front is not None:
+                front.shutdown()
         if self._proxy_runner is not None and self._proxy_runner.server is not None:
             self._proxy_runner.server.pre_shutdown()
         deadline = time.monotonic() + timeout
@@ -262,8 +274,9 @@ class Server:
             await asyncio.sleep(0.05)
         if self._in_flight():
             log.warning("shutdown_timeout", in_flight=self._in_flight())
-        if self.front is not None:
-            await self.front.close()
+        for front in (self.front, self.tls_front):
+            if front is not None:
+                await front.close()
         if self.forwarder is not None:
             await self.forwarder.close()
         if self._proxy_runner is not None:
@@ -293,6 +306,9 @@ class Server:
         """Parse -> validate (the `apps:` list included) -> diff -> apply; on any
         problem keep the old config and the old apps."""
         async with self._reload_lock:
+            # certificates are files of their own: they swap on every reload (new
+            # handshakes only; a broken file keeps what was loaded for its name)
+            await asyncio.to_thread(self.certs.load)
             try:
                 new = await asyncio.to_thread(self._config_file.read)
             except ConfigError as exc:
@@ -311,11 +327,15 @@ class Server:
                 log.info("config_unchanged", config=str(self.config_path))
                 apps = await self._apply_declared(plan)
                 return {"applied": True, "changed": [], "apps": apps}
-            if "http" in changed and new.http != old.http:
+            for name, listener, listen in (("http", self._http, new.http),
+                                           ("https", self._https, new.https)):
+                before = old.http if name == "http" else old.https
+                if listener is None or (listen.host, listen.port) == (before.host, before.port):
+                    continue
                 try:
-                    await self._rebind_http(new.http)
+                    await listener.bind(listen.host, listen.port)
                 except OSError as exc:
-                    problem = f"http: cannot listen on {new.http.host}:{new.http.port}: " \
+                    problem = f"{name}: cannot listen on {listen.host}:{listen.port}: " \
                               f"{exc.strerror}"
                     log.error("config_reload_failed", problems=[problem])
                     return {"applied": False, "problems": [problem]}
@@ -324,8 +344,7 @@ class Server:
                 configure_logging(new.log.level, new.log.format)
             if self.forwarder is not None and ("proxy" in changed or "security" in changed):
                 self.forwarder.reconfigure(new.proxy, new.security.trusted_proxies)
-            if self.front is not None:
-                self.front.enabled = new.proxy.fast_path
+            self._apply_redirect(new)
             await asyncio.to_thread(self._write_info)
             log.info("config_reloaded", changed=list(changed))
             self.bus.publish(ConfigReloaded(new, changed))
@@ -354,18 +373,6 @@ class Server:
         done = await self.declared.apply(plan)
         await self.sync_routes()
         return done
-
-    async def _rebind_http(self, listen: ListenConfig) -> None:
-        """Bind the new address first; only then close the old listener."""
-        old_listener, old_port = self._listener, self._http_port
-        self._listener = None
-        try:
-            await self._bind_http(listen)
-        except OSError:
-            self._listener, self._http_port = old_listener, old_port
-            raise
-        if old_listener is not None:
-            old_listener.close()
 
     # -- what the runtime asks about an app --------------------------------------------
 
@@ -410,9 +417,19 @@ class Server:
         return snap.path
 
     def _app_url(self, app: App) -> str:
-        return self.app_urls(app.path.domain, app.path.path).get("http", "")
+        """`CL_APP_URL`: the HTTPS URL when that listener is on (as OpenRun does)."""
+        urls = self.app_urls(app.path.domain, app.path.path)
+        return urls.get("https") or urls.get("http", "")
 
     # -- views -------------------------------------------------------------------
+
+    @property
+    def _http_port(self) -> int | None:
+        return self._http.port if self._http is not None else None
+
+    @property
+    def _https_port(self) -> int | None:
+        return self._https.port if self._https is not None else None
 
     @property
     def http_address(self) -> str | None:
@@ -420,11 +437,20 @@ class Server:
             return None
         return f"{self.config.http.host}:{self._http_port}"
 
+    @property
+    def https_address(self) -> str | None:
+        if self._https_port is None:
+            return None
+        return f"{self.config.https.host}:{self._https_port}"
+
     def app_urls(self, domain: str, path: str) -> dict[str, str]:
         urls: dict[str, str] = {}
+        host = domain or self.config.system.default_domain
         if self._http_port is not None:
-            host = domain or self.config.system.default_domain
             urls["http"] = f"http://{host}:{self._http_port}{path}"
+        if self._https_port is not None:
+            port = "" if self._https_port == 443 else f":{self._https_port}"
+            urls["https"] = f"https://{host}{port}{path}"
         return urls
 
     def describe(self, app: App) -> dict[str, Any]:
@@ -454,7 +480,8 @@ class Server:
         return {
             "version": __version__, "pid": os.getpid(), "home": str(self.home),
             "config": str(self.config_path), "http": self.http_address,
-            "http_port": self._http_port, "default_domain": self.config.system.default_domain,
+            "http_port": self._http_port, "https": self.https_address,
+            "https_port": self._https_port, "default_domain": self.config.system.default_domain,
             "started_at": self.started_at,
             "routes": len(self.routes.current) if self.routes else 0,
         }

@@ -33,17 +33,28 @@ class CliResult:
         return self
 
 
+def with_test_https(config: str) -> str:
+    """Tests run many servers at once: unless a config says where HTTPS listens, it
+    listens on a free loopback port (the default, 25223, would collide)."""
+    if any(line.startswith("https:") for line in config.splitlines()):
+        return config
+    return config.rstrip("\n") + ("\n" if config.strip() else "") + \
+        "https: {host: 127.0.0.1, port: 0}\n"
+
+
 class Orun:
     """A real orun server process on loopback, with its home, CLI and log."""
 
     def __init__(self, home: Path, config: str = "") -> None:
         self.home = home
         self.home.mkdir(parents=True, exist_ok=True)
-        self.config_text = config or "http: {host: 127.0.0.1, port: 0}\n"
+        self.config_text = with_test_https(config or "http: {host: 127.0.0.1, port: 0}\n")
         (home / "orun.yaml").write_text(self.config_text)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = home / "server.log"
         self.port = 0
+        #: the HTTPS listener's port (None when the config turns it off)
+        self.https_port: int | None = None
         #: extra environment for the server process (e.g. DOCKER_HOST)
         self.extra_env: dict[str, str] = {}
         #: run in the server process before it starts (e.g. to lower a limit)
@@ -58,7 +69,7 @@ class Orun:
         return env
 
     def write_config(self, text: str) -> None:
-        self.config_text = text
+        self.config_text = text = with_test_https(text)
         (self.home / "orun.yaml").write_text(text)
 
     async def start(self, timeout: float = 20.0) -> None:
@@ -78,6 +89,7 @@ class Orun:
                 data = json.loads(info.read_text())
                 if data.get("pid") == self.proc.pid:
                     self.port = int(data["http_port"])
+                    self.https_port = data.get("https_port")
                     return
             await asyncio.sleep(0.05)
         raise AssertionError(f"orun did not start within {timeout}s:\n{self.log()}")

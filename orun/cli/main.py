@@ -117,11 +117,15 @@ def cmd_app_create(args: argparse.Namespace) -> int:
     result = _client().request("POST", "/app", body=body)
     app = result["app"]
     lines = [f"      App: {app['app_path']}"]
-    if result.get("urls", {}).get("http"):
-        lines.append(f" HTTP Url: {result['urls']['http']}")
+    urls = result.get("urls", {})
+    if urls.get("https"):
+        lines.append(f"HTTPS Url: {urls['https']}")
+    if urls.get("http"):
+        lines.append(f" HTTP Url: {urls['http']}")
     stage = result.get("stage")
     if stage:
-        url = stage.get("urls", {}).get("http", "")
+        stage_urls = stage.get("urls", {})
+        url = stage_urls.get("https") or stage_urls.get("http", "")
         lines.append(f"    Stage: {stage['app_path']}" + (f"  ({url})" if url else ""))
     lines.append(f"     Spec: {app['current']['settings']['spec']}")
     if app["current"].get("git_commit"):

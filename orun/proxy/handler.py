@@ -19,10 +19,14 @@ class ProxyHandler:
         self._routes = routes
         #: requests being handled now (graceful shutdown waits for this to reach 0)
         self.in_flight = 0
+        #: `http.redirect_to_https`: the HTTPS listener's port, else None
+        self.https_redirect: int | None = None
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         self.in_flight += 1
         try:
+            if self.https_redirect is not None and not request.secure:
+                return https_redirect(request, self.https_redirect)
             raw_path = request.raw_path
             if raw_path[:1] != "/":
                 found_request = origin_form(request)
@@ -41,6 +45,18 @@ class ProxyHandler:
             return await route.target.serve(request, route, rest)
         finally:
             self.in_flight -= 1
+
+
+def https_redirect(request: web.BaseRequest, port: int) -> web.Response:
+    """308 to the same host, path and query on the HTTPS listener (308 keeps the
+    method and body, so a form POST is not turned into a GET)."""
+    host = request.headers.get("Host", "")
+    name = host[:host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
+    if not name:
+        return error_response(request, 400, "a Host header is needed to redirect to HTTPS")
+    target = request.raw_path if request.raw_path.startswith("/") else "/"
+    location = f"https://{name}{'' if port == 443 else f':{port}'}{target}"
+    return web.Response(status=308, headers={"Location": location})
 
 
 def target_authority(target: str) -> tuple[str, str, str] | None:

@@ -20,6 +20,7 @@ from orun.state.schema import build, check
 
 DEFAULT_HTTP_PORT = 25222
 DEFAULT_HTTPS_PORT = 25223
+DEFAULT_HTTPS_PORT = 25223
 
 
 def _port(value: int) -> str | None:
@@ -55,6 +56,8 @@ class ListenConfig:
 
     host: str = "127.0.0.1"
     port: int = field(default=DEFAULT_HTTP_PORT, metadata=check(_port))
+    #: answer every request with a 308 to the same URL on the HTTPS listener
+    redirect_to_https: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -63,10 +66,11 @@ class ListenConfig:
 
 @dataclass(frozen=True, slots=True)
 class HttpsConfig:
-    """HTTPS listener; off until certificates are supported (a later issue)."""
+    """The HTTPS listener (certificates from `$ORUN_HOME/certs`, see orun/proxy/tls.py).
+    Port 0 picks a free port; a negative port disables it."""
 
-    host: str = "0.0.0.0"
-    port: int = field(default=-1, metadata=check(_port))
+    host: str = "127.0.0.1"
+    port: int = field(default=DEFAULT_HTTPS_PORT, metadata=check(_port))
 
     @property
     def enabled(self) -> bool:

@@ -98,10 +98,11 @@ async def test_container_spec_at_path_and_domain(corun: Orun, http: aiohttp.Clie
     env = await get_json(http, corun.url("/c/env"))
     assert env["PORT"] == "8080"  # from EXPOSE
     assert env["CL_APP_PATH"] == "/c"
-    assert env["CL_APP_URL"] == f"http://localhost:{corun.port}/c"
+    # HTTPS is on (tests: a free port), so CL_APP_URL uses it, as OpenRun does
+    assert env["CL_APP_URL"] == f"https://localhost:{corun.https_port}/c"
     env = await get_json(http, corun.url("/env"), headers={"Host": f"cdom.localhost:{corun.port}"})
     assert env["CL_APP_PATH"] == ""
-    assert env["CL_APP_URL"] == f"http://cdom.localhost:{corun.port}/"
+    assert env["CL_APP_URL"] == f"https://cdom.localhost:{corun.https_port}/"
     listing = (await corun.cli("app", "list")).ok().out
     line = next(ln for ln in listing.splitlines() if " /c " in ln)
     assert "running" in line and "8080" in line and "orun-" in line

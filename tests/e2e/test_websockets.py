@@ -360,8 +360,11 @@ async def test_orun_raises_its_open_files_limit_to_the_hard_one(make_orun):
 
 @dataclass
 class Activity:
+    """The proxy's ActivityCounter: no pause tier here (`wake` is None)."""
+
     open: int = 0
     last: float = 0.0
+    wake: None = None
 
 
 @contextlib.asynccontextmanager

@@ -46,8 +46,7 @@ def test_default_values() -> None:
     assert c.http.host == "127.0.0.1"
     assert c.http.port == DEFAULT_HTTP_PORT
     assert c.http.enabled
-    assert c.https.port == -1
-    assert not c.https.enabled
+    assert (c.https.host, c.https.port) == ("127.0.0.1", 25223) and c.https.enabled
     assert c.system.default_domain == "localhost"
     assert c.system.shutdown_timeout_secs == 10.0
     assert c.builder.max_concurrent_builds == 1
@@ -146,7 +145,7 @@ builder: {max_concurrent_builds: 0}
 bogus: 1
 """
     found = problems(text)
-    assert "http.prot: unknown key (known keys: host, port)" in found
+    assert "http.prot: unknown key (known keys: host, port, redirect_to_https)" in found
     assert "http.port: expected an integer, got a string" in found
     assert ("system.default_domain: 'Example.COM' is not a valid domain name "
             "(lowercase, no port, no path)") in found

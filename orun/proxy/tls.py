@@ -1,0 +1,201 @@
+"""Certificates for the HTTPS listener, picked per connection by SNI.
+
+`$ORUN_HOME/certs` holds them: `<domain>.crt` + `<domain>.key` for one name,
+`_wildcard.<domain>.crt/.key` for every name one label below it (`*.<domain>`), and
+orun's own self-signed default (`_orun_default.crt/.key`, made once and kept, so a
+browser exception for it stays valid). A name with no file of its own gets the default.
+
+The listener's context only dispatches: its SNI callback puts each connection on the
+context of the certificate it picked, from a table that `load()` builds whole and swaps
+in one assignment. So a reload (SIGHUP) changes what new handshakes get and never
+touches a connection that is open. A file that cannot be read or does not match its key
+is logged and skipped; the certificate loaded for that name before stays in use.
+
+`load()` reads files and may generate a key: run it in a thread.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import ssl
+from collections.abc import Mapping
+from pathlib import Path
+
+import structlog
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+log = structlog.get_logger("orun.tls")
+
+DEFAULT_NAME = "_orun_default"
+WILDCARD_PREFIX = "_wildcard."
+#: a self-signed default lasts this long (it is never trusted by a CA anyway)
+DEFAULT_VALID_DAYS = 3650
+
+
+def server_context() -> ssl.SSLContext:
+    """A server context with orun's TLS policy: TLS 1.2 or newer, the ssl module's
+    modern cipher list, HTTP/1.1 offered by ALPN."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+class Certificates:
+    """The certificate table of one orun home (see the module docstring)."""
+
+    def __init__(self, folder: Path, default_domain: str = "localhost") -> None:
+        self.folder = folder
+        self.default_domain = default_domain
+        #: name (lowercase; `*.domain` for wildcards) -> its context
+        self._by_name: Mapping[str, ssl.SSLContext] = {}
+        self._default: ssl.SSLContext | None = None
+        #: file stem -> (mtime, size) of what was loaded, so unchanged files are kept
+        self._seen: dict[str, tuple[float, int]] = {}
+        self._listener: ssl.SSLContext | None = None
+
+    # -- the listener ---------------------------------------------------------------
+
+    def listener_context(self) -> ssl.SSLContext:
+        """The context the HTTPS listener is created with (after `load()`)."""
+        if self._listener is None:
+            assert self._default is not None, "Certificates.load() was not called"
+            ctx = server_context()
+            default = self.folder / f"{DEFAULT_NAME}.crt"
+            ctx.load_cert_chain(default, self.folder / f"{DEFAULT_NAME}.key")
+            ctx.sni_callback = self._sni
+            self._listener = ctx
+        return self._listener
+
+    def _sni(self, conn: ssl.SSLObject | ssl.SSLSocket, name: str | None,
+             _ctx: ssl.SSLContext) -> None:
+        ctx = self.pick(name)
+        if ctx is not None:
+            conn.context = ctx
+        return
+
+    def pick(self, name: str | None) -> ssl.SSLContext | None:
+        """The context for a server name: its own, its wildcard's, else the default."""
+        table = self._by_name
+        if name:
+            name = name.lower().rstrip(".")
+            ctx = table.get(name)
+            if ctx is not None:
+                return ctx
+            dot = name.find(".")
+            if dot > 0:
+                ctx = table.get("*" + name[dot:])
+                if ctx is not None:
+                    return ctx
+        return self._default
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    # -- loading (in a thread) --------------------------------------------------------------
+
+    def load(self) -> list[str]:
+        """(Re)read the folder: make the default if missing, load every pair, swap the
+        table. Returns the problems (also logged); a broken pair keeps its old context."""
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        problems: list[str] = []
+        self._ensure_default()
+        old = self._by_name
+        table: dict[str, ssl.SSLContext] = {}
+        seen: dict[str, tuple[float, int]] = {}
+        for crt in sorted(self.folder.glob("*.crt")):
+            stem = crt.name[:-4]
+            if stem == DEFAULT_NAME:
+                continue
+            name = "*." + stem[len(WILDCARD_PREFIX):] if stem.startswith(WILDCARD_PREFIX) \
+                else stem
+            name = name.lower()
+            key = crt.with_suffix(".key")
+            try:
+                stat_c, stat_k = crt.stat(), key.stat()
+                stamp = (max(stat_c.st_mtime, stat_k.st_mtime), stat_c.st_size + stat_k.st_size)
+                if self._seen.get(stem) == stamp and name in old:
+                    table[name] = old[name]
+                else:
+                    ctx = server_context()
+                    ctx.load_cert_chain(crt, key)
+                    table[name] = ctx
+                seen[stem] = stamp
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                problem = f"certificate {crt.name}: cannot be used " \
+                          f"({getattr(exc, 'strerror', None) or exc}); " \
+                          f"{'the one loaded before stays' if name in old else 'skipped'}"
+                problems.append(problem)
+                log.error("certificate_invalid", file=str(crt), error=str(exc))
+                if name in old:
+                    table[name] = old[name]
+                    if stem in self._seen:
+                        seen[stem] = self._seen[stem]
+        default = server_context()
+        default.load_cert_chain(self.folder / f"{DEFAULT_NAME}.crt",
+                                self.folder / f"{DEFAULT_NAME}.key")
+        self._by_name, self._default, self._seen = table, default, seen
+        log.info("certificates_loaded", names=sorted(table), folder=str(self.folder))
+        return problems
+
+    def _ensure_default(self) -> None:
+        crt = self.folder / f"{DEFAULT_NAME}.crt"
+        key = self.folder / f"{DEFAULT_NAME}.key"
+        if crt.exists() and key.exists():
+            return
+        cert_pem, key_pem = self_signed(self.default_domain)
+        _write_private(key, key_pem)
+        _write_private(crt, cert_pem)
+        log.info("default_certificate_created", file=str(crt),
+                 names=_default_names(self.default_domain))
+
+
+def _default_names(domain: str) -> list[str]:
+    names = ["localhost", "*.localhost"]
+    if domain not in ("localhost", ""):
+        names += [domain, f"*.{domain}"]
+    return names
+
+
+def self_signed(domain: str) -> tuple[bytes, bytes]:
+    """A self-signed certificate (PEM) and its P-256 key (PEM) for localhost, the
+    default domain, their subdomains and the loopback addresses."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"orun default ({domain})")])
+    now = datetime.datetime.now(datetime.UTC)
+    alt: list[x509.GeneralName] = [x509.DNSName(n) for n in _default_names(domain)]
+    alt += [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.IPAddress(ipaddress.ip_address("::1"))]
+    cert = (x509.CertificateBuilder()
+            .subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=DEFAULT_VALID_DAYS))
+            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write owner-only, atomically (a reader never sees half a key)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    tmp.replace(path)
+
+
+__all__ = ["DEFAULT_NAME", "WILDCARD_PREFIX", "Certificates", "self_signed", "server_context"]
