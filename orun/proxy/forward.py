@@ -1,8 +1,8 @@
 """Forwarding one HTTP request to an upstream, streaming both bodies.
 
-One `ClientSession` is the persistent upstream pool for every app. The seam is
-`Forwarder.forward()`: a faster upstream pool (own protocol, raw response bytes) can
-replace the session without touching targets.
+Used by aiohttp's request path (the fast path, orun/proxy/fast.py, shares the pools):
+plain HTTP goes over orun's own keep-alive pools (orun/proxy/upstream.py), websocket
+upgrades to the relay (orun/proxy/websocket.py), which opens its own connection.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from time import monotonic
 from urllib.parse import unquote
 
-import aiohttp
 import structlog
 from aiohttp import web
 from yarl import URL
@@ -103,13 +102,12 @@ class Forwarder:
     """Owns the upstream connection pools and the open websocket relays.
 
     Plain HTTP goes through orun's own keep-alive pools (orun/proxy/upstream.py);
-    websocket upgrades through one aiohttp `ClientSession`.
+    websocket upgrades through the relays.
     """
 
     def __init__(self, proxy: ProxyConfig, trusted_proxies: list[str]) -> None:
         self.settings = ForwardSettings.from_config(proxy, trusted_proxies)
         self._idle_timeout = proxy.idle_conn_timeout_secs
-        self._session: aiohttp.ClientSession | None = None
         self._pools: dict[tuple[str, str, int], UpstreamPool] = {}
         #: the same pools by origin text (`http://127.0.0.1:32768`), for the fast path
         self._by_origin: dict[str, UpstreamPool] = {}
@@ -118,17 +116,6 @@ class Forwarder:
         self.websockets = WebSocketRelays()
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=0, keepalive_timeout=self._idle_timeout, ttl_dns_cache=10,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
-            timeout=aiohttp.ClientTimeout(total=None),
-            read_bufsize=2**16,
-        )
         self._sweeper = asyncio.create_task(self._sweep(), name="orun.proxy.sweep")
 
     def reconfigure(self, proxy: ProxyConfig, trusted_proxies: list[str]) -> None:
@@ -146,9 +133,6 @@ class Forwarder:
             pool.close()
         self._pools.clear()
         self._by_origin.clear()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     async def _sweep(self) -> None:
         """Close pooled connections idle for longer than `idle_conn_timeout_secs`."""
@@ -158,11 +142,6 @@ class Forwarder:
             cutoff = loop.time() - self._idle_timeout
             for pool in list(self._pools.values()):
                 pool.sweep(cutoff)
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        assert self._session is not None, "Forwarder.start() was not called"
-        return self._session
 
     def _pool(self, upstream: URL) -> UpstreamPool:
         key = (upstream.scheme, upstream.raw_host or "", upstream.port or 80)
@@ -211,7 +190,7 @@ class Forwarder:
         )
         if websocket:
             return await self.websockets.relay(
-                request, route, upstream, headers, self.session, settings.connect_timeout,
+                request, route, upstream, headers, settings.connect_timeout,
                 activity,
             )
         if headers.pop("Expect", "").lower() == "100-continue":

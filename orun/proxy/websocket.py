@@ -605,13 +605,11 @@ class WebSocketRelays:
         return len(self._open)
 
     async def relay(self, request: web.BaseRequest, route: Route, upstream: URL,
-                    headers: Mapping[str, str], session: object,
-                    connect_timeout: float,
+                    headers: Mapping[str, str], connect_timeout: float,
                     activity: ActivityCounter | None = None) -> web.StreamResponse:
         """Relay the websocket `request` asks for to `upstream` (its http(s) URL) until
         either end closes it. `headers` are the ones to send upstream, without the
-        handshake's own. `session` is not used (the relay speaks to the upstream on its
-        own connection); it stays until the caller stops passing it."""
+        handshake's own."""
         problem = _client_handshake_problem(request)
         if problem is not None:
             return error_response(request, 400, f"app {route.label}: bad websocket "

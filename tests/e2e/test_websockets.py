@@ -373,7 +373,7 @@ async def relay_server(relays: WebSocketRelays, upstream: str, activity: Activit
     route = Route("app", "/r", "/r", target=None)  # type: ignore[arg-type]
 
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
-        return await relays.relay(request, route, URL(upstream + "/ws"), {}, None, 5.0,
+        return await relays.relay(request, route, URL(upstream + "/ws"), {}, 5.0,
                                   activity)
 
     runner = web.ServerRunner(web.Server(handler, handler_cancellation=True),
