@@ -31,6 +31,9 @@ FORWARDING_NAMES = FORWARDING | frozenset({
     "x-http-host-override", "x-scheme", "x-url-scheme", "front-end-https",
 })
 FORWARDING_PREFIXES = ("x-forwarded-", "x-original-")
+#: Who the user is, as orun's app authentication tells the app: set only by orun, so
+#: removed from every client request, a trusted proxy's too (`_` spellings as well).
+IDENTITY_PREFIX = "x-orun-"
 #: Headers aiohttp's websocket client writes itself.
 WEBSOCKET_HANDSHAKE = frozenset({
     "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
@@ -76,6 +79,11 @@ def is_forwarding(lname: str) -> bool:
     if "_" in lname:
         lname = lname.replace("_", "-")
     return lname in FORWARDING_NAMES or lname.startswith(FORWARDING_PREFIXES)
+
+
+def is_identity(lname: str) -> bool:
+    """True for a name of orun's identity headers (`X-Orun-User`...), `_` spellings too."""
+    return lname.replace("_", "-").startswith(IDENTITY_PREFIX)
 
 
 def host_port(host: str, scheme: str) -> str:
@@ -126,6 +134,8 @@ def upstream_request_headers(
             conn_listed = conn_listed | connection_tokens(value)
             continue
         if lname in HOP_BY_HOP or (websocket and lname in WEBSOCKET_HANDSHAKE):
+            continue
+        if lname.startswith(("x-orun", "x_orun")) and is_identity(lname):
             continue
         if is_forwarding(lname):
             if is_trusted and "_" not in lname:
@@ -225,7 +235,8 @@ _HOP_BY_HOP_B = frozenset(n.encode() for n in HOP_BY_HOP)
 #: drops it then), so its requests take the general builder
 _REQUEST_SPECIAL = _HOP_BY_HOP_B | frozenset(n.encode() for n in FORWARDING_NAMES) \
     | {b"connection", b"host", b"close"}
-_FORWARDING_PREFIXES_B = tuple(p.encode() for p in FORWARDING_PREFIXES)
+#: name starts that need a closer look (forwarding-like or identity headers)
+_FORWARDING_PREFIXES_B = (*(p.encode() for p in FORWARDING_PREFIXES), b"x-orun", b"x_orun")
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
 
 
@@ -288,7 +299,8 @@ class RequestHeaders:
                     kept = None
                 continue
             if (b"_" in lname or lname.startswith(_FORWARDING_PREFIXES_B)) \
-                    and is_forwarding(lname.decode("latin-1")):
+                    and (is_forwarding(lname.decode("latin-1"))
+                         or is_identity(lname.decode("latin-1"))):
                 continue
             if kept is not None:
                 kept += (name, b": ", value, b"\r\n")

@@ -353,3 +353,32 @@ async def test_trusted_proxy_forwarding_headers_pass(make_orun: Any, upstream: U
     (_, headers), = upstream.seen
     assert {k.lower(): v for k, v in headers}["x-forwarded-port"] == "8443"
     await server.stop()
+
+
+IDENTITY = [("X-Orun-User", "admin"), ("X-Orun-Email", "boss@example.test"),
+            ("X_Orun_Groups", "admins"), ("x-orun-user", "root")]
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+async def test_spoofed_identity_headers_never_reach_an_app(
+        make_orun: Any, upstream: Upstream, trusted: bool) -> None:
+    """X-Orun-* say who signed in: only orun sets them, so a client's (a trusted
+    proxy's too) are dropped, on the fast path, aiohttp's path and websockets alike."""
+    server = make_orun("http: {host: 127.0.0.1, port: 0}\n"
+                       + ("security: {trusted_proxies: [127.0.0.0/8]}\n" if trusted else ""))
+    await server.start()
+    await create_proxy(server, f"{upstream.base}/public", "/pub")
+    host = ("Host", f"127.0.0.1:{server.port}")
+    for line in ("GET /pub/fast HTTP/1.1", "GET /pub/old HTTP/1.0"):
+        resp = await raw_request(server.port, line, [host, *IDENTITY, ("X-Orunner", "kept")])
+        assert resp.status == 200
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            server.url("/pub/ws"), headers=dict(IDENTITY[:2])) as ws:
+        await ws.send_str("headers")
+        await ws.receive()
+    assert len(upstream.seen) == 3
+    for _path, headers in upstream.seen:
+        names = {k.lower().replace("_", "-") for k, _ in headers}
+        assert not {n for n in names if n.startswith("x-orun-")}, names
+    assert ("X-Orunner", "kept") in upstream.seen[0][1]
+    await server.stop()

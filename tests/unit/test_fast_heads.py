@@ -43,6 +43,7 @@ REQUEST_EXTRAS: list[list[tuple[bytes, bytes]]] = [
     [(b"close", b"odd"), (b"Connection", b"close")],
     [(b"Cookie", b"a=1"), (b"Cookie", b"b=2"), (b"Content-Length", b"3")],
     [(b"Front-End-Https", b"on"), (b"X-Scheme", b"https"), (b"CF-Connecting-IP", b"1.1.1.1")],
+    [(b"X-Orun-User", b"admin"), (b"x_orun_email", b"a@b"), (b"X-Orunner", b"kept")],
 ]
 
 
