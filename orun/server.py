@@ -155,8 +155,9 @@ class Server:
         self.tls_front.start()
         self.certs.default_domain = cfg.system.default_domain
         await asyncio.to_thread(self.certs.load)
+        tls = await asyncio.to_thread(self.certs.listener_context)  # reads the default's files
         self._http = Listener(self.front)
-        self._https = Listener(self.tls_front, self.certs.listener_context())
+        self._https = Listener(self.tls_front, tls)
         await self.runtime.start()
         await self._http.bind(cfg.http.host, cfg.http.port)
         await self._https.bind(cfg.https.host, cfg.https.port)

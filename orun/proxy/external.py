@@ -37,21 +37,21 @@ class ExternalProxyTarget:
     #: False: the upstream sees the full public path, app prefix included
     strip_app: bool = True
     kind: str = "proxy"
-    #: precomputed for the fast path: the base as a URL, its origin, the extra headers
+    #: precomputed once: the base as a URL, split into its origin and its path ("" or
+    #: "/base"), and the config's response headers as header lines
     base_url: URL = field(init=False)
     origin: str = field(init=False)
-    #: the base's path after the origin ("" or "/base")
     path_base: str = field(init=False)
     extra: bytes = field(init=False)
     extra_names: frozenset[bytes] = field(init=False)
 
     def __post_init__(self) -> None:
         base_url = URL(self.base, encoded=True)
+        path_base = base_url.raw_path.rstrip("/")
         object.__setattr__(self, "base_url", base_url)
-        origin = str(base_url.origin())
-        object.__setattr__(self, "origin", origin)
-        object.__setattr__(self, "path_base",
-                           self.base[len(origin):] if self.base.startswith(origin) else "")
+        # split the text itself, so that origin + path_base is the base as given
+        object.__setattr__(self, "origin", self.base[:len(self.base) - len(path_base)])
+        object.__setattr__(self, "path_base", path_base)
         object.__setattr__(self, "extra", "".join(
             f"{n}: {v}\r\n" for n, v in self.response_headers.items()).encode("latin-1"))
         object.__setattr__(self, "extra_names", frozenset(
@@ -68,24 +68,20 @@ class ExternalProxyTarget:
 
     def fast(self, route: Route, rest: str, query: str) -> FastPlan | None:
         resolved = resolve_rest(rest)
-        if resolved is None or not self.base.startswith(self.origin):
+        if resolved is None:
             return None
-        if self.base_query:
-            query = f"{self.base_query}&{query}" if query else self.base_query
-        if not self.strip_app:
-            resolved = route.prefix + resolved
-        path = (self.path_base + resolved) or "/"
-        return FastPlan(self.origin, path + "?" + query if query else path, self.preserve_host,
+        return FastPlan(self.origin, self._target(route, resolved, query), self.preserve_host,
                         self.base_url, None, None, self.extra, self.extra_names)
 
     def _target(self, route: Route, rest: str, query: str) -> str:
-        """The upstream URL for `rest` (dot segments resolved) and the client's query."""
+        """The upstream request target (path and query, after the origin) for `rest`
+        (dot segments resolved) and the client's query."""
         if self.base_query:
             query = f"{self.base_query}&{query}" if query else self.base_query
         if not self.strip_app:
             rest = route.prefix + rest
-        path = rest if rest else ("" if self.base.count("/") > 2 else "/")
-        return self.base + path + (f"?{query}" if query else "")
+        path = (self.path_base + rest) or "/"
+        return path + "?" + query if query else path
 
     async def serve(self, request: web.BaseRequest, route: Route, rest: str) -> web.StreamResponse:
         # appended to the base path as sent, `/../x` would climb out of it upstream
@@ -94,6 +90,7 @@ class ExternalProxyTarget:
             return bad_path(request, route)
         target = self._target(route, resolved, request.raw_path.partition("?")[2])
         return await self.forwarder.forward(
-            request, route, URL(target, encoded=True), preserve_host=self.preserve_host,
-            response_headers=self.response_headers, base=self.base_url,
+            request, route, URL(self.origin + target, encoded=True),
+            preserve_host=self.preserve_host, response_headers=self.response_headers,
+            base=self.base_url,
         )

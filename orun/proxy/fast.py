@@ -78,13 +78,12 @@ class _Head:
     and the headers scanned once per distinct block (a client repeats the same headers
     on its connection: the last block and its scan are kept and compared)."""
 
-    __slots__ = ("block", "complete", "headers", "keep", "method", "parser", "url")
+    __slots__ = ("block", "complete", "headers", "keep", "parser", "url")
 
     def __init__(self) -> None:
         self.parser = httptools.HttpRequestParser(self)
         self.complete = 0
         self.keep = True
-        self.method = b""
         self.url = b""
         self.block = b""
         self.headers = _NO_HEADERS
@@ -337,7 +336,7 @@ class FrontConnection(asyncio.Protocol):
             self._handoff()
             return
         rh.url = url
-        rh.method = method = buf[:sp1]
+        method = buf[:sp1]
         raw = url.decode("latin-1")
         path, _, query = raw.partition("?")
         found = self.front.routes.current.match(headers.host.decode("latin-1"), path)

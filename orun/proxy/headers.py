@@ -257,8 +257,7 @@ class RequestHeaders:
     builder (a Connection header listing more than keep-alive or close).
     """
 
-    __slots__ = ("close", "host", "hosts", "kept", "kept_with_host", "length", "pairs",
-                 "refuse")
+    __slots__ = ("host", "hosts", "kept", "kept_with_host", "length", "pairs", "refuse")
 
     def __init__(self, block: bytes) -> None:
         #: (name, lowercase name, value) of every header, in order
@@ -268,8 +267,6 @@ class RequestHeaders:
         self.length = 0
         #: a header the fast path leaves to aiohttp (Transfer-Encoding, Upgrade, Expect)
         self.refuse = False
-        #: `Connection: close`
-        self.close = False
         kept: list[bytes] | None = []
         kept_with_host: list[bytes] = []
         for line in block.split(b"\r\n")[1:]:
@@ -286,10 +283,8 @@ class RequestHeaders:
                 if lname == b"content-length":
                     self.length = int(value)  # llhttp accepted it: digits only
                 elif lname == b"connection":
-                    tokens = value.lower()
-                    if tokens == b"close":
-                        self.close = True
-                    elif tokens != b"keep-alive":
+                    # keep-alive itself is httptools' to say; other tokens list headers
+                    if value.lower() not in _PLAIN_CONNECTION:
                         kept = None
                     continue
                 else:

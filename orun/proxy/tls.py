@@ -95,9 +95,6 @@ class Certificates:
                     return ctx
         return self._default
 
-    def names(self) -> list[str]:
-        return sorted(self._by_name)
-
     # -- loading (in a thread) --------------------------------------------------------------
 
     def load(self) -> list[str]:

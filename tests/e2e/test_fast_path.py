@@ -276,3 +276,21 @@ async def test_a_slow_upstream_gets_a_504_and_a_fast_one_still_serves(
         assert took < 2.5
     finally:
         await server.stop()
+
+
+async def test_a_client_that_half_closes_still_gets_its_answer(orun: Orun) -> None:
+    async def reply(up: RawUpstream, conn: int, req: int, head: bytes,
+                    writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.2)  # the client's end of sending arrives first
+        writer.write(ok(b"still here"))
+        await writer.drain()
+        return True
+
+    async with raw_upstream(reply) as up:
+        await create(orun, up.port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", orun.port)
+        writer.write(b"GET /up/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        writer.write_eof()
+        data = await asyncio.wait_for(reader.read(), 10)  # orun answers, then closes
+        writer.close()
+    assert [(s, b) for s, _, b in responses(data)] == [(200, b"still here")]

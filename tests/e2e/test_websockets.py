@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
-import shutil
 import signal
 import ssl
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from aiohttp import WSMsgType, web
 from yarl import URL
 
 from orun.proxy.target import Route
+from orun.proxy.tls import self_signed
 from orun.proxy.websocket import WebSocketRelays
 from tests.conftest import Orun, serve_app
 from tests.upstream import WS_CLOSES, make_upstream
@@ -290,15 +289,14 @@ async def test_shutdown_closes_both_ends_with_1001(make_orun, upstream, http):
 
 
 def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, made by the openssl CLI."""
+    """A certificate for 127.0.0.1 (and localhost) and its key."""
+    cert_pem, key_pem = self_signed("localhost")
     cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    cert.write_bytes(cert_pem)
+    key.write_bytes(key_pem)
     return cert, key
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
 async def test_wss_upstreams_are_verified_and_relayed(make_orun, http, tmp_path):
     cert, key = _self_signed(tmp_path)
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
