@@ -91,3 +91,19 @@ class ContainerExited(Event):
     reason: str
     exit_code: int | None = None
     expected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AuthDecision(Event):
+    """Someone signed in to an app, or was refused (issue 13: the audit trail keeps one
+    row per event). Published on a sign-in (a credential or session seen for the first
+    time) and on every refusal, never on each request of a known session. `method` is
+    the app's auth type (`system`, `oidc:<name>`, `forward:<name>`); `reason` says why a
+    refusal happened and never holds a secret."""
+
+    app_id: str
+    user: str
+    remote: str
+    method: str
+    allowed: bool
+    reason: str = ""
