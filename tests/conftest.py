@@ -18,8 +18,19 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import HealthCheck, settings
 
 PYTHON = sys.executable
+
+# Property-based tests: the suite runs a fixed, derandomised set of examples (a flaky
+# suite is worse than a short one); `scripts/fuzz` runs the "fuzz" profile, random and
+# long, and each finding becomes a regression example.
+settings.register_profile("ci", derandomize=True, max_examples=150, deadline=None,
+                          database=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz", max_examples=5000, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("ORUN_HYPOTHESIS_PROFILE", "ci"))
 
 
 @dataclass

@@ -127,8 +127,10 @@ class ContainerTarget:
                 headers = {"Retry-After": "5"}
             # anonymous clients see the cause and the log tail, not orun's internals
             public = backend.public_text
+            notice = getattr(exc, "notice", "")
             return error_response(request, exc.status,
-                                  f"app {route.label}: {public(exc.message)}", headers=headers,
+                                  f"app {route.label}: {public(exc.message)}"
+                                  + (f" ({notice})" if notice else ""), headers=headers,
                                   detail=public(getattr(exc, "detail", "")))
 
     def _starting_page(self, route: Route) -> web.Response:

@@ -49,8 +49,8 @@ def resolve_rest(rest: str) -> str | None:
     resolved as RFC 3986 does; the segments kept are returned as sent (`a%2Fb` stays).
     None when the path cannot be forwarded safely: a `..` that climbs above the app's
     root, or a dot segment an upstream would find only after decoding or splitting
-    further (`..%2f`, `..%5c`, `..\\`, Tomcat's `..;`). Cheap for ordinary paths: one
-    scan when no segment starts with a dot and nothing is percent-encoded.
+    further (`..%2f`, `..%5c`, `..\\`, Tomcat's `..;`), or an encoded NUL (`..%00`). Cheap
+    for ordinary paths: one scan when no segment starts with a dot and nothing is percent-encoded.
     """
     if "/." not in rest and "%" not in rest and "\\" not in rest:
         return rest if not rest or rest[0] == "/" else None
@@ -70,6 +70,8 @@ def resolve_rest(rest: str) -> str | None:
             if i == last:
                 out.append("")  # `/a/b/..` is `/a/`
             continue
+        if "\x00" in name:
+            return None  # `..%00`: a C upstream would stop reading at the NUL
         if ";" in name or "/" in name or "\\" in name:
             for piece in name.replace("\\", "/").split("/"):
                 if piece.partition(";")[0] in _DOT_SEGMENTS:

@@ -17,6 +17,7 @@ from yarl import URL
 from orun.errors import BuildError, OrunError
 from orun.runtime.activity import Activity
 from orun.runtime.logs import AppLogs
+from orun.state.config import Config
 from orun.state.model import App
 
 #: lines of the current start operation kept for the starting page
@@ -51,10 +52,12 @@ class StartError(OrunError):
     status = 500
 
     def __init__(self, message: str, detail: str = "", *, status: int = 500,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, notice: str = "") -> None:
         super().__init__(message, status=status)
         self.detail = detail
         self.retry_after = retry_after
+        #: when and why the next attempt happens (the error page shows it)
+        self.notice = notice
 
     @classmethod
     def of(cls, exc: Exception) -> StartError:
@@ -178,11 +181,15 @@ class AppRuntime:
         #: the last failure, shown to requests and in `app list` (with the log tail)
         self.error = ""
         self.error_detail = ""
-        #: which version (`version_key`) failed to start, when, and how (answers repeats
-        #: from memory)
+        #: which version (`version_key`) failed to start, under which server config
+        #: (`config_key`), how, how many times in a row, and when (monotonic) a request
+        #: may try it again: until then repeats are answered from memory
         self.failed_version: object = None
+        self.failed_config: object = None
         self.failed_at = 0.0
         self.failed_status = 500
+        self.failed_count = 0
+        self.retry_at = 0.0
         self.image = ""
         self.port = 0
         self.crashes: collections.deque[float] = collections.deque(maxlen=10)
@@ -258,6 +265,25 @@ def app_setting(app: App, key: str, default: float) -> float:
         return float(raw)
     except ValueError:
         return default
+
+
+#: a failed start of unchanged inputs is tried again by a request only after this long,
+#: doubled with each failure in a row, at most FAILED_RETRY_MAX_SECS
+FAILED_RETRY_SECS = 10.0
+FAILED_RETRY_MAX_SECS = 600.0
+
+
+def failed_retry_delay(failures: int) -> float:
+    """The backoff after `failures` failed starts of the same inputs in a row."""
+    return float(min(FAILED_RETRY_MAX_SECS, FAILED_RETRY_SECS * 2.0 ** max(0, failures - 1)))
+
+
+def config_key(config: Config) -> str:
+    """The parts of the server config a build or start depends on (build args, the
+    builder, the app defaults, what containers may be given): a change to any of them
+    is a new input, so a remembered failure no longer applies."""
+    return repr((config.builder, config.app_defaults, config.security.allowed_mounts,
+                 config.security.allowed_container_args, config.system.container_engine))
 
 
 def version_key(app: App) -> object:

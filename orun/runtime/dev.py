@@ -256,6 +256,7 @@ class DevMode:
         self._generations[app_id] = self.generation(app_id) + 1
         # the source changed: an earlier failure says nothing about it any more
         rt.failed_version = None
+        rt.failed_count = 0
         rt.crashes.clear()
         say = self._sayer(app_id, rt)
         what = "orun started: picking up edits made while it was not watching" if startup \

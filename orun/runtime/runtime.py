@@ -51,6 +51,8 @@ from orun.runtime.app import (
     Retirement,
     StartError,
     app_setting,
+    config_key,
+    failed_retry_delay,
     version_key,
 )
 from orun.runtime.backend import AppBackend
@@ -69,8 +71,6 @@ log = structlog.get_logger("orun.runtime")
 
 #: container log lines appended to a start failure
 FAILURE_LOG_LINES = 40
-#: a failed start of an unchanged version is answered from memory for this long
-FAILED_RETRY_SECS = 5.0
 
 
 class Runtime:
@@ -220,14 +220,17 @@ class Runtime:
             # below, and the paused container then drains like any replaced one)
             rt.operation = self._spawn(self._thaw(app, rt, paused), f"orun.thaw.{app.id}")
             return rt.operation
-        if rt.state == "failed" and rt.failed_version == version_key(app):
-            since = time.monotonic() - rt.failed_at
-            if since < FAILED_RETRY_SECS:
-                # a refresh storm on a broken app must not rebuild it on every request
-                err = StartError(rt.error, rt.error_detail, status=rt.failed_status,
-                                 retry_after=FAILED_RETRY_SECS - since)
+        if rt.state == "failed" and rt.failed_version == version_key(app) \
+                and rt.failed_config == config_key(self._config()):
+            wait = rt.retry_at - time.monotonic()
+            if wait > 0:
+                # the same inputs would fail the same way: a client polling a broken app
+                # must not rebuild it on every request (only a change, `app reload` or
+                # the backoff starts it again)
                 again: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
-                again.set_exception(err)
+                again.set_exception(StartError(
+                    rt.error, rt.error_detail, status=rt.failed_status, retry_after=wait,
+                    notice=self._retry_notice(rt, wait)))
                 return again
         wait = rt.crash_backoff(time.monotonic())
         if wait > 0:
@@ -273,6 +276,8 @@ class Runtime:
             rt.progress.finish()
             raise self.record_failure(app, rt, exc, say) from None
         rt.progress.finish()
+        rt.failed_version = rt.failed_config = None
+        rt.failed_count = 0
         return inst
 
     def record_failure(self, app: App, rt: AppRuntime, exc: OrunError | HealthError,
@@ -284,11 +289,34 @@ class Runtime:
         rt.error, rt.error_detail = err.message, err.detail
         rt.state = "running" if rt.instance is not None else "failed"
         rt.failed_status = err.status
-        # remember build/start failures (costly to repeat); an absent engine is not
-        rt.failed_version = version_key(app) if err.status == 500 else None
-        rt.failed_at = time.monotonic()
-        log.warning("app_start_failed", app=rt.label, error=err.message)
+        # remember build/start failures (costly to repeat) by their inputs; an absent
+        # engine is not
+        key, config = version_key(app), config_key(self._config())
+        if err.status != 500:
+            rt.failed_version = rt.failed_config = None
+            rt.failed_count = 0
+        else:
+            same = rt.failed_version == key and rt.failed_config == config
+            rt.failed_count = rt.failed_count + 1 if same else 1
+            rt.failed_version, rt.failed_config = key, config
+        now = time.monotonic()
+        rt.failed_at = now
+        delay = failed_retry_delay(rt.failed_count) if rt.failed_count else 0.0
+        rt.retry_at = now + delay
+        log.warning("app_start_failed", app=rt.label, error=err.message,
+                    failures=rt.failed_count or None, retry_in=round(delay) or None)
+        if delay:
+            err.notice = self._retry_notice(rt, delay)
         return err
+
+    @staticmethod
+    def _retry_notice(rt: AppRuntime, wait: float) -> str:
+        """What a client of a failed app is told about the next attempt."""
+        at = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() + wait))
+        times = "once" if rt.failed_count == 1 else f"{rt.failed_count} times in a row"
+        return (f"these inputs failed to start {times}; requests try again at {at} "
+                f"(in {wait:.0f}s), or at once after a change to the app (source, spec, "
+                f"params, config) or `orun app reload {rt.label}`")
 
     async def start_instance(self, app: App, rt: AppRuntime,
                              say: Callable[[str], None]) -> Instance:

@@ -234,6 +234,9 @@ def parse_config(text: str, *, source: str = "config") -> Config:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError([f"YAML syntax error{where}: {problem}"], source=source) from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        # the pure-Python loader lets some malformed scalars through as these (`._`)
+        raise ConfigError([f"YAML syntax error: {exc}"], source=source) from None
     problems: list[str] = []
     config = build(Config, data, "", problems)
     if problems:

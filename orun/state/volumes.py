@@ -210,6 +210,9 @@ def parse_volumes(
         entry = raw.strip()
         if not entry:
             raise ContainerConfigError("error parsing volume: the entry is empty")
+        if any(ord(c) < 32 or c == "\x7f" for c in entry):
+            raise ContainerConfigError(f"error parsing volume {entry!r}: control characters "
+                                       "(NUL, newline, ...) are not allowed in volumes")
         mount = _parse_one(entry, ctx)
         previous = by_target.get(mount.target)
         if previous is not None:

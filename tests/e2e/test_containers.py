@@ -352,13 +352,26 @@ async def test_failed_build_shows_pip_error_and_keeps_old_version(
     assert status == 500
     assert "error building image" in text
     assert "No matching distribution found for orun-no-such-package-xyz" in text
-    # a refresh right after is answered from memory, not with another build
+    # a refresh right after is answered from memory, not with another build, and says
+    # when the next attempt happens
     async with http.get(corun.url("/bad/")) as resp:
-        assert resp.status == 500 and "Retry-After" in resp.headers
-        assert "No matching distribution found" in await resp.text()
-    failures = [e for e in corun.log_events()
+        assert resp.status == 500 and 5 <= int(resp.headers["Retry-After"]) <= 10
+        text = await resp.text()
+        assert "No matching distribution found" in text
+        assert "these inputs failed to start once; requests try again at" in text
+        assert "or `orun app reload /bad`" in text
+
+    def failures() -> list[dict[str, Any]]:
+        return [e for e in corun.log_events()
                 if e.get("event") == "app_start_failed" and e.get("app") == "/bad"]
-    assert len(failures) == 1
+
+    assert len(failures()) == 1 and failures()[0]["retry_in"] == 10
+    # a config change the build depends on is a new input: the next request builds again
+    corun.write_config(corun.config_text + "app_defaults: {health_timeout_secs: 6}\n")
+    (await corun.cli("config", "reload")).ok()
+    status, text = await get(http, corun.url("/bad/"))
+    assert status == 500 and "failed to start once" in text
+    assert len(failures()) == 2
 
 
 async def test_forbidden_mount_and_copt_are_refused(corun: Orun, tmp_path: Path) -> None:
