@@ -33,6 +33,7 @@ from orun.errors import ConfigError, OrunError
 from orun.events import ConfigReloaded
 from orun.limits import raise_open_files_limit
 from orun.log import AccessLog, configure_logging, flush_logging
+from orun.proxy.auth.service import AuthService
 from orun.proxy.fast import FastFront
 from orun.proxy.forward import Forwarder
 from orun.proxy.handler import ProxyHandler
@@ -47,6 +48,7 @@ from orun.spec import SpecCatalog
 from orun.state.config import Config, ConfigFile, read_config_file
 from orun.state.home import prepare_home
 from orun.state.model import App
+from orun.state.secrets import auth_key
 from orun.state.store import Store
 from orun.state.unixpath import usable_socket_path
 
@@ -93,6 +95,7 @@ class Server:
         self.runtime: Runtime | None = None
         self.targets: TargetFactory | None = None
         self.handler: ProxyHandler | None = None
+        self.auth: AuthService | None = None
         self._proxy_runner: web.ServerRunner | None = None
         self.front: FastFront | None = None
         self.tls_front: FastFront | None = None
@@ -131,8 +134,10 @@ class Server:
             factory.load_spec, self._source_dir, self._spec_dir, self._app_url)
         factory.runtime = self.runtime
         self.targets = factory
+        key = await asyncio.to_thread(auth_key, self.home)
+        self.auth = AuthService(self.home, lambda: self.config, self.bus, key)
         self.routes = RouteManager(self.bus, factory, self.apps.all,
-                                   lambda: self.config.system.default_domain)
+                                   lambda: self.config.system.default_domain, self.auth)
         await self.routes.start()
         self.handler = ProxyHandler(self.routes)
         if cfg.log.access_log:
@@ -280,6 +285,8 @@ class Server:
                 await front.close()
         if self.forwarder is not None:
             await self.forwarder.close()
+        if self.auth is not None:
+            await self.auth.close()
         if self._proxy_runner is not None:
             await self._proxy_runner.cleanup()
         if self._admin_runner is not None:

@@ -1,0 +1,246 @@
+"""Authentication in front of apps, end to end: a real orun, the real CLI, recording
+upstreams (`proxy` apps stand in for container apps: a request that reaches the
+upstream is one that would have started a container), a real forward-auth service and
+a real OpenID provider (panva's `oidc-provider`, run by node) driven by Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import signal
+import stat
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import Orun, serve_app
+from tests.e2e.test_security_proxy import Upstream, create_proxy, raw_request
+
+PYTHON = sys.executable
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+async def set_password(server: Orun, *args: str, stdin: str = "") -> tuple[int, str, str]:
+    """`orun password ARGS` with `stdin` on its standard input (no server needed)."""
+    proc = await asyncio.create_subprocess_exec(
+        PYTHON, "-m", "orun", "password", *args, env=server.env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate(stdin.encode())
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    from tests.e2e.test_security_proxy import _recording_app
+
+    up = Upstream("")
+    async with serve_app(_recording_app(up)) as base:
+        up.base = base
+        yield up
+
+
+def seen_identity(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in headers if k.lower().replace("_", "-").startswith("x-orun-")]
+
+
+async def wait_for_status(http: aiohttp.ClientSession, url: str, status: int,
+                          headers: dict[str, str], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        async with http.get(url, headers=headers) as resp:
+            if resp.status == status:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url}: {resp.status}, expected {status}")
+        await asyncio.sleep(0.2)
+
+
+# -- system: basic auth as orun's admin --------------------------------------------------
+
+
+async def test_password_is_stored_hashed_owner_only(tmp_path: Path) -> None:
+    server = Orun(tmp_path / "home")  # never started: the command needs no server
+    code, out, err = await set_password(server, "--stdin", stdin="s3cret-pass\n")
+    assert code == 0, err
+    assert "Password set for user admin" in out
+    stored = server.home / "admin_password"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    text = stored.read_text()
+    assert text.startswith("scrypt$15$8$1$") and "s3cret-pass" not in text
+    code, out, err = await set_password(server, "--generate")
+    assert code == 0, err
+    generated = out.strip().removeprefix("admin password: ")
+    assert len(generated) >= 20 and generated not in stored.read_text()
+    code, _out, err = await set_password(server, "--stdin", stdin="")
+    assert code == 1 and err.startswith("error: ")
+
+
+async def test_system_auth_end_to_end(make_orun: Any, upstream: Upstream) -> None:
+    server: Orun = make_orun()
+    assert (await set_password(server, "--stdin", stdin="first-pass\n"))[0] == 0
+    await server.start()
+    await create_proxy(server, f"{upstream.base}/public", "/pub")  # public: the default
+    (await server.cli("app", "create", "--spec", "proxy", "--auth", "system", "--param",
+                      f"url={upstream.base}/private", "-", "/priv")).ok()
+    listing = (await server.cli("app", "list")).ok().out
+    assert next(ln for ln in listing.splitlines() if " /priv " in ln).split()[2] == "SYSTEM"
+    assert next(ln for ln in listing.splitlines() if " /pub " in ln).split()[2] == "DEFAULT"
+    spoof = {"X-Orun-User": "root", "X-Orun-Email": "root@example.test"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.url("/pub/x")) as resp:
+            assert resp.status == 200
+        async with http.get(server.url("/priv/x"), headers=spoof) as resp:
+            assert resp.status == 401
+            assert resp.headers["WWW-Authenticate"] == 'Basic realm="orun"'
+        async with http.get(server.url("/priv/x"), headers=basic("admin", "wrong")) as resp:
+            assert resp.status == 401
+        async with http.get(server.url("/priv/x"), headers=basic("root", "first-pass")) as resp:
+            assert resp.status == 401
+        # nothing reached the app before a good password (a container would not start)
+        assert upstream.paths() == ["/public/x"]
+        for _ in range(3):  # the first is a sign-in, the next ones come from the cache
+            async with http.get(server.url("/priv/x"),
+                                headers={**basic("admin", "first-pass"), **spoof}) as resp:
+                assert resp.status == 200
+        assert upstream.paths()[1:] == ["/private/x"] * 3
+        for _path, headers in upstream.seen[1:]:
+            assert seen_identity(headers) == [("X-Orun-User", "admin")]
+        # a plain HTTP/1.1 request (what the fast path would take) is checked too
+        host = ("Host", f"127.0.0.1:{server.port}")
+        raw = await raw_request(server.port, "GET /priv/raw HTTP/1.1", [host])
+        assert raw.status == 401
+        raw = await raw_request(server.port, "GET /priv/raw HTTP/1.1",
+                                [host, *basic("admin", "first-pass").items(),
+                                 ("X-Orun-User", "root")])
+        assert raw.status == 200
+        assert seen_identity(upstream.seen[-1][1]) == [("X-Orun-User", "admin")]
+
+        # a new password takes effect at once: the old one (cached) is refused
+        assert (await set_password(server, "--stdin", stdin="second-pass\n"))[0] == 0
+        await wait_for_status(http, server.url("/priv/x"), 401, basic("admin", "first-pass"))
+        async with http.get(server.url("/priv/x"), headers=basic("admin", "second-pass")) as resp:
+            assert resp.status == 200
+    await server.stop()
+
+
+async def test_websocket_upgrade_is_authenticated(make_orun: Any, upstream: Upstream) -> None:
+    server: Orun = make_orun()
+    assert (await set_password(server, "--stdin", stdin="ws-pass\n"))[0] == 0
+    await server.start()
+    (await server.cli("app", "create", "--spec", "proxy", "--auth", "system", "--param",
+                      f"url={upstream.base}/ws", "-", "/w")).ok()
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(server.url("/w/socket"), headers={"X-Orun-User": "admin"})
+        assert refused.value.status == 401
+        assert upstream.seen == []  # the upgrade never reached the app
+        async with http.ws_connect(server.url("/w/socket"),
+                                   headers={**basic("admin", "ws-pass"),
+                                            "X-Orun-User": "root"}) as ws:
+            await ws.send_str("headers")
+            msg = await ws.receive_json(timeout=5)
+        assert [(k, v) for k, v in msg["headers"] if k.lower().startswith("x-orun")] == \
+            [("X-Orun-User", "admin")]
+    await server.stop()
+
+
+async def test_failed_attempts_are_rate_limited(make_orun: Any, upstream: Upstream) -> None:
+    server: Orun = make_orun("http: {host: 127.0.0.1, port: 0}\n"
+                             "auth: {max_failures_per_minute: 3}\n")
+    assert (await set_password(server, "--stdin", stdin="right\n"))[0] == 0
+    await server.start()
+    (await server.cli("app", "create", "--spec", "proxy", "--auth", "system", "--param",
+                      f"url={upstream.base}/p", "-", "/rl")).ok()
+    async with aiohttp.ClientSession() as http:
+        for _ in range(3):
+            async with http.get(server.url("/rl/"), headers=basic("admin", "guess")) as resp:
+                assert resp.status == 401
+        async with http.get(server.url("/rl/"), headers=basic("admin", "right")) as resp:
+            assert resp.status == 429
+            assert 1 <= int(resp.headers["Retry-After"]) <= 61
+    assert upstream.seen == []
+    await server.stop()
+
+
+async def test_auth_update_is_staged_then_promoted(make_orun: Any, upstream: Upstream) -> None:
+    server: Orun = make_orun()
+    assert (await set_password(server, "--stdin", stdin="pw\n"))[0] == 0
+    await server.start()
+    await create_proxy(server, f"{upstream.base}/s", "/s")
+    bad = await server.cli("app", "update", "auth", "forward:nowhere", "/s")
+    assert bad.code == 1
+    assert bad.err.startswith("error: ") and "unknown forward auth provider 'nowhere'" in bad.err
+    bad = await server.cli("app", "create", "--spec", "proxy", "--auth", "oidc:nope",
+                           "--param", f"url={upstream.base}/x", "-", "/x")
+    assert bad.code == 1 and "unknown OIDC provider 'nope'" in bad.err
+    (await server.cli("app", "update", "auth", "system", "/s")).ok()
+    stage = {"Host": f"stage.localhost:{server.port}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.url("/s/"), headers=stage) as resp:
+            assert resp.status == 401  # the stage app took the change
+        async with http.get(server.url("/s/")) as resp:
+            assert resp.status == 200  # prod did not, yet
+        listing = (await server.cli("app", "list")).ok().out
+        assert next(ln for ln in listing.splitlines() if " /s " in ln).startswith("PROD*")
+        (await server.cli("app", "promote", "/s")).ok()
+        async with http.get(server.url("/s/")) as resp:
+            assert resp.status == 401
+        async with http.get(server.url("/s/"), headers=basic("admin", "pw")) as resp:
+            assert resp.status == 200
+    apps = json.loads((await server.cli("app", "list", "-f", "json")).ok().out)
+    assert apps[0]["current"]["settings"]["auth"] == "system"
+    await server.stop()
+
+
+async def test_default_auth_type_and_bad_config(make_orun: Any, upstream: Upstream) -> None:
+    """`security.app_default_auth_type` protects apps created without --auth; a config
+    naming a missing provider is rejected by `config check`, and SIGHUP keeps the old."""
+    server: Orun = make_orun("http: {host: 127.0.0.1, port: 0}\n"
+                             "security: {app_default_auth_type: system}\n")
+    assert (await set_password(server, "--stdin", stdin="pw\n"))[0] == 0
+    await server.start()
+    await create_proxy(server, f"{upstream.base}/d", "/d")
+    (await server.cli("app", "create", "--spec", "proxy", "--auth", "none", "--param",
+                      f"url={upstream.base}/o", "-", "/open")).ok()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.url("/d/")) as resp:
+            assert resp.status == 401
+        async with http.get(server.url("/open/")) as resp:
+            assert resp.status == 200
+        bad = ("http: {host: 127.0.0.1, port: 0}\n"
+               "security: {app_default_auth_type: 'forward:missing'}\n"
+               "auth: {forward: {gate: {url: 'not a url'}}}\n")
+        server.write_config(bad)
+        check = await server.cli("config", "check")
+        assert check.code == 1 and check.err.startswith("error: ")
+        assert "auth.forward.gate.url: 'not a url' is not an http(s) URL" in check.err
+        server.write_config("http: {host: 127.0.0.1, port: 0}\n"
+                            "security: {app_default_auth_type: 'oidc:gone'}\n")
+        check = await server.cli("config", "check")
+        assert check.code == 1
+        assert "security.app_default_auth_type: unknown OIDC provider 'gone'" in check.err
+        server.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not any(e.get("event") == "config_reload_failed" for e in server.log_events()):
+            assert time.monotonic() < deadline, server.log()
+            await asyncio.sleep(0.1)
+        async with http.get(server.url("/d/")) as resp:
+            assert resp.status == 401  # the old config (default: system) still holds
+        # a good reload that makes the default public opens /d at once
+        server.write_config("http: {host: 127.0.0.1, port: 0}\n")
+        (await server.cli("config", "reload")).ok()
+        async with http.get(server.url("/d/")) as resp:
+            assert resp.status == 200
+    await server.stop()
