@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from tests.conftest import Orun, serve_app
 from tests.e2e.test_security_proxy import Upstream, create_proxy, raw_request
@@ -243,4 +244,94 @@ async def test_default_auth_type_and_bad_config(make_orun: Any, upstream: Upstre
         (await server.cli("config", "reload")).ok()
         async with http.get(server.url("/d/")) as resp:
             assert resp.status == 200
+    await server.stop()
+
+
+# -- forward auth: a real auth service ---------------------------------------------------
+
+
+@pytest.fixture
+async def auth_service() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
+    """A small forward-auth service: `Bearer good` passes (naming the user and a header
+    to copy), anything else is sent to a login page."""
+    asked: list[dict[str, str]] = []
+
+    async def check(request: web.Request) -> web.Response:
+        asked.append(dict(request.headers))
+        if request.headers.get("Authorization") == "Bearer good":
+            return web.Response(text="ok", headers={
+                "Remote-User": "alice", "Remote-Email": "alice@example.test",
+                "Remote-Groups": "dev, ops", "X-Tenant": "blue", "X-Not-Copied": "1"})
+        return web.Response(status=302, text="sign in first", headers={
+            "Location": "https://login.example.test/?rd=" + request.headers.get(
+                "X-Forwarded-Uri", ""), "X-Auth-Reason": "no token"})
+
+    app = web.Application()
+    app.router.add_get("/check", check)
+    async with serve_app(app) as base:
+        yield base, asked
+
+
+async def test_forward_auth(make_orun: Any, upstream: Upstream,
+                            auth_service: tuple[str, list[dict[str, str]]]) -> None:
+    base, asked = auth_service
+    server: Orun = make_orun(
+        "http: {host: 127.0.0.1, port: 0}\n"
+        f"auth: {{forward: {{gate: {{url: '{base}/check', copy_headers: [X-Tenant]}},"
+        " dead: {url: 'http://127.0.0.1:9/check', timeout_secs: 2}}}\n")
+    await server.start()
+    (await server.cli("app", "create", "--spec", "proxy", "--auth", "forward:gate",
+                      "--param", f"url={upstream.base}/f", "-", "/f")).ok()
+    (await server.cli("app", "create", "--spec", "proxy", "--auth", "forward:dead",
+                      "--param", f"url={upstream.base}/d", "-", "/d")).ok()
+    listing = (await server.cli("app", "list")).ok().out
+    assert next(ln for ln in listing.splitlines() if " /f " in ln).split()[2] == "forward:gate"
+    spoof = {"X-Tenant": "red", "X-Orun-User": "root", "Remote-User": "mallory"}
+    async with aiohttp.ClientSession() as http:
+        # refused: the service's answer, as it is, and nothing reaches the app
+        async with http.get(server.url("/f/page?x=1"), headers=spoof,
+                            allow_redirects=False) as resp:
+            assert resp.status == 302
+            assert resp.headers["Location"] == "https://login.example.test/?rd=/f/page?x=1"
+            assert resp.headers["X-Auth-Reason"] == "no token"
+            assert await resp.text() == "sign in first"
+        assert upstream.seen == []
+        sent = asked[-1]
+        assert sent["X-Forwarded-Method"] == "GET"
+        assert sent["X-Forwarded-Proto"] == "http"
+        assert sent["X-Forwarded-Host"] == f"127.0.0.1:{server.port}"
+        assert sent["X-Forwarded-Uri"] == "/f/page?x=1"
+        assert sent["X-Forwarded-For"] == "127.0.0.1"
+        assert "X-Orun-User" not in sent
+        # let through: the listed header copied (the client's replaced), the user named
+        async with http.post(server.url("/f/page"), data=b"body",
+                             headers={**spoof, "Authorization": "Bearer good"}) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["body"] == "body"
+        assert asked[-1]["X-Forwarded-Method"] == "POST"
+        headers = upstream.seen[-1][1]
+        assert [v for k, v in headers if k.lower() == "x-tenant"] == ["blue"]
+        assert not [k for k, _v in headers if k.lower() == "x-not-copied"]
+        assert seen_identity(headers) == [("X-Orun-User", "alice"),
+                                          ("X-Orun-Email", "alice@example.test"),
+                                          ("X-Orun-Groups", "dev,ops")]
+        # websockets are asked about at the upgrade
+        refused = await raw_request(server.port, "GET /f/ws HTTP/1.1", [
+            ("Host", f"127.0.0.1:{server.port}"), ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")])
+        assert refused.status == 302 and refused.body == b"sign in first"
+        assert upstream.seen[-1][0] == "/f/page"  # the upgrade never reached the app
+        async with http.ws_connect(server.url("/f/ws"),
+                                   headers={"Authorization": "Bearer good"}) as ws:
+            await ws.send_str("headers")
+            msg = await ws.receive_json(timeout=5)
+        assert [v for k, v in msg["headers"] if k == "X-Orun-User"] == ["alice"]
+        # an auth service that cannot be reached: 502 naming it, nothing let through
+        count = len(upstream.seen)
+        async with http.get(server.url("/d/"), headers={"Accept": "text/plain"}) as resp:
+            assert resp.status == 502
+            text = await resp.text()
+            assert "forward auth dead" in text and "http://127.0.0.1:9/check" in text
+        assert len(upstream.seen) == count
     await server.stop()

@@ -7,23 +7,27 @@ answer lets the request through, and the response headers named in `copy_headers
 set on the upstream request (the client's own headers of those names are removed
 first, whatever the answer). Any other answer (status, headers and body) goes back to
 the client as it is: a 302 to a login page, a 401 with its challenge. A service that
-cannot be reached gives 502 naming it.
+cannot be reached gives 502 naming it. The user the service names in `X-Orun-User` (or
+`Remote-User`, as Authelia and Authentik answer), with its `-Email` and `-Groups`,
+reaches the app as orun's identity headers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
-from orun.proxy.auth.identity import UpstreamAdditions
+from orun.proxy.auth.identity import Identity, UpstreamAdditions
 from orun.proxy.errors import error_response
 from orun.proxy.headers import HOP_BY_HOP, is_identity
 from orun.state.config import ForwardAuthConfig
 
 #: the auth service's answer body is relayed to the client, up to this size
 MAX_BODY = 1 << 20
+_IDENTITY = frozenset({"X-Orun-User", "X-Orun-Email", "X-Orun-Groups"})
 _NOT_RELAYED = frozenset({*HOP_BY_HOP, "content-length", "content-encoding"})
 
 
@@ -54,6 +58,16 @@ def _request_headers(request: web.BaseRequest, remote: str) -> dict[str, str]:
     return headers
 
 
+def _identity(headers: Mapping[str, str]) -> Identity | None:
+    for prefix in ("X-Orun-", "Remote-"):
+        user = headers.get(prefix + "User", "").strip()
+        if user:
+            groups = headers.get(prefix + "Groups", "")
+            return Identity(user, headers.get(prefix + "Email", "").strip(),
+                            tuple(g.strip() for g in groups.split(",") if g.strip()))
+    return None
+
+
 async def check_forward(session: aiohttp.ClientSession, name: str, cfg: ForwardAuthConfig,
                         request: web.BaseRequest, remote: str) -> ForwardResult:
     copy = list(cfg.copy_headers)
@@ -63,9 +77,13 @@ async def check_forward(session: aiohttp.ClientSession, name: str, cfg: ForwardA
                 cfg.url, headers=_request_headers(request, remote), allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=cfg.timeout_secs)) as answer:
             if 200 <= answer.status < 300:
-                values = [(h, answer.headers[h]) for h in copy if h in answer.headers]
-                user = next((v for h, v in values if is_identity(h.lower())), "")
-                return ForwardResult(UpstreamAdditions(drop, tuple(values)), None, user)
+                values = [(h, answer.headers[h]) for h in copy if h in answer.headers
+                          and not is_identity(h.lower())]
+                identity = _identity(answer.headers)
+                if identity is not None:
+                    values += identity.headers()
+                return ForwardResult(UpstreamAdditions(drop | _IDENTITY, tuple(values)),
+                                     None, identity.user if identity else "")
             body = await answer.content.read(MAX_BODY)
             response = web.Response(status=answer.status, reason=answer.reason, body=body)
             for h, v in answer.headers.items():

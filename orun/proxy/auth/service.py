@@ -13,6 +13,8 @@ as `AuthDecision` events.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -90,6 +92,8 @@ class AuthService:
         self.oidc = OidcFlows(self.signer)
         self._http: aiohttp.ClientSession | None = None
         self._trusted: tuple[list[str], TrustedProxies] = ([], TrustedProxies(()))
+        self._seen_key = hashlib.sha256(b"orun forward seen\0" + key).digest()
+        self._seen: set[bytes] = set()
 
     async def close(self) -> None:
         if self._http is not None:
@@ -135,6 +139,22 @@ class AuthService:
         chain = [h.strip() for v in request.headers.getall("X-Forwarded-For", [])
                  for h in v.split(",") if h.strip()]
         return trusted.client_ip(peer, [*chain, peer])
+
+    def _first_sight(self, app_id: str, user: str, request: web.BaseRequest) -> bool:
+        """Whether this credential (the user and the client's Authorization and Cookie
+        headers, by HMAC) lets someone into this app for the first time lately."""
+        if not user:
+            return False
+        mac = hmac.new(self._seen_key, "\0".join((
+            app_id, user, request.headers.get("Authorization", ""),
+            request.headers.get("Cookie", ""))).encode("utf-8", "replace"),
+            hashlib.sha256).digest()
+        if mac in self._seen:
+            return False
+        if len(self._seen) >= 4096:
+            self._seen.clear()
+        self._seen.add(mac)
+        return True
 
     def _decide(self, target: AuthTarget, method: AuthType, user: str, remote: str,
                 allowed: bool, reason: str = "") -> None:
@@ -184,6 +204,8 @@ class AuthService:
         result = await check_forward(self._session(), method.name, cfg, request, remote)
         if result.additions is not None:
             attach(request, result.additions)
+            if self._first_sight(target.app_id, result.user, request):
+                self._decide(target, method, result.user, remote, True)
             return None
         self._decide(target, method, "", remote, False, result.reason)
         return result.response
