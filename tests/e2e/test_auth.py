@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import os
 import signal
+import socket
 import stat
 import sys
 import time
@@ -20,6 +23,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.browser import screenshot_path
 from tests.conftest import Orun, serve_app
 from tests.e2e.test_security_proxy import Upstream, create_proxy, raw_request
 
@@ -334,4 +338,160 @@ async def test_forward_auth(make_orun: Any, upstream: Upstream,
             text = await resp.text()
             assert "forward auth dead" in text and "http://127.0.0.1:9/check" in text
         assert len(upstream.seen) == count
+    await server.stop()
+
+
+# -- OpenID Connect: a real provider on loopback, a real browser ---------------------------
+
+PROVIDER_SCRIPT = Path(__file__).resolve().parent.parent / "oidc" / "provider.mjs"
+OIDC_MODULES = Path(os.environ.get("ORUN_TEST_CACHE", Path.home() / ".cache" / "orun-tests")
+                    ) / "oidc-provider"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def oidc_provider(port: int, redirect_uris: list[str]) -> AsyncIterator[str]:
+    """panva's oidc-provider (scripts/oidc-provider installs it) on 127.0.0.1:`port`."""
+    if not (OIDC_MODULES / "node_modules" / "oidc-provider").is_dir():
+        pytest.fail(f"oidc-provider is not installed in {OIDC_MODULES}: run "
+                    "scripts/oidc-provider")
+    env = {**os.environ, "OIDC_MODULES": str(OIDC_MODULES), "OIDC_PORT": str(port),
+           "OIDC_CLIENT": json.dumps({"client_id": "orun", "client_secret": "client-secret",
+                                      "redirect_uris": redirect_uris})}
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(PROVIDER_SCRIPT), env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                line = (await proc.stdout.readline()).decode()
+                if not line:
+                    raise AssertionError("the OpenID provider exited before it listened")
+                if line.startswith("ready "):
+                    break
+        drain = asyncio.create_task(proc.stdout.read())
+        yield line.split()[1]
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+        if "drain" in locals():
+            await drain
+
+
+async def sign_in(page: Any, issuer: str, login: str) -> None:
+    """Use the provider's development sign-in page (any password), then its consent."""
+    await page.wait_for(f"location.href.startsWith({json.dumps(issuer)}) && "
+                        "!!document.querySelector('input[name=login]')", 15)
+    await page.evaluate(
+        f"document.querySelector('input[name=login]').value = {json.dumps(login)};"
+        "document.querySelector('input[name=password]').value = 'any password';"
+        "document.querySelector('button[type=submit]').click(); true")
+    # the consent page (first sign-in of this user to this client)
+    for _ in range(50):
+        await asyncio.sleep(0.2)
+        url = await page.evaluate("location.href")
+        if not str(url).startswith(issuer):
+            return
+        if await page.evaluate("!!document.querySelector('button[autofocus], "
+                               "form button[type=submit]') && "
+                               "!document.querySelector('input[name=login]')"):
+            await page.evaluate("document.querySelector('form button[type=submit]')"
+                                ".click(); true")
+            return
+
+
+async def test_oidc_sign_in_with_a_real_provider(make_orun: Any, upstream: Upstream,
+                                                 browser: Any) -> None:
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    server: Orun = make_orun(
+        "http: {host: 127.0.0.1, port: 0}\n"
+        f"auth: {{oidc: {{corp: {{issuer: '{issuer}', client_id: orun, "
+        "client_secret: client-secret, scopes: [openid, email, profile, groups], "
+        "allowed_emails: [alice@example.test], allowed_groups: [staff]}}}\n")
+    await server.start()
+    (await server.cli("app", "create", "--spec", "proxy", "--auth", "corp", "--param",
+                      f"url={upstream.base}/o", "-", "/o")).ok()
+    apps = json.loads((await server.cli("app", "list", "-f", "json")).ok().out)
+    assert apps[0]["current"]["settings"]["auth"] == "oidc:corp"
+    callback = server.url("/o/_orun_app/auth/callback")
+    async with oidc_provider(port, [callback]), aiohttp.ClientSession() as http:
+        # without a session: a GET goes to the provider with PKCE, state and nonce ...
+        async with http.get(server.url("/o/page"), allow_redirects=False,
+                            headers={"X-Orun-User": "root"}) as resp:
+            assert resp.status == 302
+            location = resp.headers["Location"]
+            assert location.startswith(f"{issuer}/auth?")
+            for part in ("code_challenge_method=S256", "code_challenge=", "state=",
+                         "nonce=", "client_id=orun", "redirect_uri="):
+                assert part in location
+            assert "HttpOnly" in resp.headers["Set-Cookie"]
+        # ... a websocket upgrade and a POST are refused, and nothing reaches the app
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(server.url("/o/ws"))
+        assert refused.value.status == 401
+        async with http.post(server.url("/o/form"), data=b"x") as resp:
+            assert resp.status == 401
+        # a forged callback (no state cookie of this browser) is refused
+        async with http.get(server.url("/o/_orun_app/auth/callback?code=x&state=y")) as resp:
+            assert resp.status == 400
+        assert upstream.seen == []
+
+        page = await browser.new_page()
+        await page.goto(server.url("/o/page?from=browser"))
+        await sign_in(page, issuer, "alice")
+        body = await page.wait_for(
+            "location.pathname === '/o/page' && document.body.innerText", 20)
+        await page.screenshot(screenshot_path("oidc_signed_in"))
+        seen = json.loads(body)
+        assert seen["path"] == "/o/page?from=browser"
+        identity = [(k, v) for k, v in seen["headers"] if k.lower().startswith("x-orun")]
+        assert identity == [("X-Orun-User", "alice@example.test"),
+                            ("X-Orun-Email", "alice@example.test"),
+                            ("X-Orun-Groups", "guests")]
+        # the session cookie: HttpOnly, SameSite=Lax, scoped to the app's path
+        cookies = (await page.send("Network.getCookies", {"urls": [server.url("/o/")]}))
+        session = next(c for c in cookies["cookies"] if c["name"] == "orun_session")
+        assert session["httpOnly"] and session["sameSite"] == "Lax"
+        assert session["path"] == "/o" and not session["secure"]
+        assert 0 < session["expires"] - time.time() <= 8 * 3600 + 60
+        # a spoofed identity from the signed-in browser never reaches the app
+        spoofed = await page.evaluate(
+            "fetch('/o/again', {headers: {'X-Orun-User': 'root'}}).then(r => r.json())")
+        assert [v for k, v in spoofed["headers"] if k == "X-Orun-User"] == \
+            ["alice@example.test"]
+        # logout clears the session: the next request goes to the provider again
+        await page.goto(server.url("/o/_orun_app/auth/logout"))
+        assert "Signed out" in await page.text()
+        status = await page.evaluate(
+            "fetch('/o/page', {redirect: 'manual'}).then(r => r.type)")
+        assert status == "opaqueredirect"
+
+        # someone outside the allow lists gets a readable 403 and no session
+        await page.send("Network.clearBrowserCookies")
+        await page.goto(server.url("/o/page"))
+        await sign_in(page, issuer, "bob")
+        text = await page.wait_for(
+            "location.pathname.startsWith('/o/') && document.body.innerText", 20)
+        await page.screenshot(screenshot_path("oidc_not_allowed"))
+        assert "Not allowed" in text and "bob@example.test" in text
+        cookies = (await page.send("Network.getCookies", {"urls": [server.url("/o/")]}))
+        assert not [c for c in cookies["cookies"] if c["name"] == "orun_session"]
+        # a member of an allowed group is let in
+        await page.send("Network.clearBrowserCookies")
+        await page.goto(server.url("/o/staff"))
+        await sign_in(page, issuer, "staff7")
+        body = await page.wait_for(
+            "location.pathname === '/o/staff' && document.body.innerText", 20)
+        assert [v for k, v in json.loads(body)["headers"]
+                                           if k == "X-Orun-User"] == ["staff7@example.test"]
+    assert [p for p in upstream.paths() if p.startswith("/o/")] == \
+        ["/o/page?from=browser", "/o/again", "/o/staff"]
     await server.stop()
