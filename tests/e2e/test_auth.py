@@ -109,7 +109,7 @@ async def test_system_auth_end_to_end(make_orun: Any, upstream: Upstream) -> Non
         async with http.get(server.url("/priv/x"), headers=spoof) as resp:
             assert resp.status == 401
             assert resp.headers["WWW-Authenticate"] == 'Basic realm="orun"'
-        async with http.get(server.url("/priv/x"), headers=basic("admin", "wrong")) as resp:
+        async with http.get(server.url("/priv/x"), headers=basic("admin", "guess-9f3k")) as resp:
             assert resp.status == 401
         async with http.get(server.url("/priv/x"), headers=basic("root", "first-pass")) as resp:
             assert resp.status == 401
@@ -138,6 +138,12 @@ async def test_system_auth_end_to_end(make_orun: Any, upstream: Upstream) -> Non
         async with http.get(server.url("/priv/x"), headers=basic("admin", "second-pass")) as resp:
             assert resp.status == 200
     await server.stop()
+    refusals = [e for e in server.log_events() if e.get("event") == "auth_refused"]
+    assert {e["reason"] for e in refusals} >= {"no credentials", "wrong user or password"}
+    log = server.log()
+    for secret in ("first-pass", "second-pass", "guess-9f3k", basic("admin", "first-pass")[
+            "Authorization"].split()[1]):
+        assert secret not in log  # nothing secret is ever logged
 
 
 async def test_websocket_upgrade_is_authenticated(make_orun: Any, upstream: Upstream) -> None:

@@ -10,7 +10,10 @@ it; orun/state/secrets.py). scrypt costs a tenth of a second of CPU, so:
   (its mtime is looked at, in a thread, at most once a second);
 - failed attempts are counted per client address: past `auth.max_failures_per_minute`
   in a minute the address gets 429 with Retry-After until the minute is over, so
-  guessing is slow and cannot keep the CPU busy with scrypt.
+  guessing is slow and cannot keep the CPU busy with scrypt. An attempt counts as a
+  failure from the moment it is checked (and is forgiven when it succeeds), so a burst
+  of parallel guesses is limited too; at most `MAX_VERIFYING` checks run at once, so
+  they never take every worker thread the rest of orun uses.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 from orun.state.secrets import ADMIN_USER, read_admin_hash, verify_password
 
 CACHE_SIZE = 1024
+MAX_VERIFYING = 2
 STAT_INTERVAL = 1.0
 WINDOW_SECS = 60.0
 
@@ -67,6 +71,12 @@ class FailureLimiter:
             return 0
         return max(1, int(WINDOW_SECS - (self._clock() - times[0])) + 1)
 
+    def forgive(self, remote: str) -> None:
+        """Take back the last failure counted for `remote` (the attempt succeeded)."""
+        times = self._failures.get(remote)
+        if times:
+            times.pop()
+
     def fail(self, remote: str) -> None:
         if len(self._failures) > 10_000:  # bounded: forget the quietest addresses
             for key in list(self._failures)[:5_000]:
@@ -85,6 +95,7 @@ class SystemAuth:
         #: HMAC of an Authorization value -> the user it was verified as
         self._cache: dict[bytes, str] = {}
         self.limiter = FailureLimiter(limit, time.monotonic)
+        self._verifying = asyncio.Semaphore(MAX_VERIFYING)
 
     async def _refresh(self) -> None:
         now = time.monotonic()
@@ -125,11 +136,14 @@ class SystemAuth:
             self.limiter.fail(remote)
             return BasicResult(None, "malformed credentials")
         encoded = self._hash
-        ok = bool(sep) and name == ADMIN_USER and \
-            await asyncio.to_thread(verify_password, password, encoded)
+        self.limiter.fail(remote)  # until it is known to be right
+        ok = False
+        if sep and name == ADMIN_USER:
+            async with self._verifying:
+                ok = await asyncio.to_thread(verify_password, password, encoded)
         if not ok:
-            self.limiter.fail(remote)
             return BasicResult(None, "wrong user or password")
+        self.limiter.forgive(remote)
         if encoded != self._hash:  # the password changed while this one was checked
             return BasicResult(None, "the password changed")
         if len(self._cache) >= CACHE_SIZE:
