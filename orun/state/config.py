@@ -229,6 +229,14 @@ class LogConfig:
     access_log: bool = True
 
 
+def _auth_text(value: str) -> str | None:
+    try:
+        parse_auth_type(value)
+    except OrunError as exc:
+        return exc.message
+    return None
+
+
 def _scalars(values: dict[str, Any]) -> str | None:
     for key, value in values.items():
         if isinstance(value, (dict, list)) or value is None:
@@ -255,6 +263,8 @@ class DeclaredApp:
     dev: bool = False
     #: changes go straight to prod too (otherwise they wait in the stage app)
     promote: bool = False
+    #: as `--auth`: "" (the server default), none, system, oidc:<name>, forward:<name>
+    auth: str = field(default="", metadata=check(_auth_text))
 
 
 @dataclass(frozen=True, slots=True)

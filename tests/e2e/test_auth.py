@@ -501,3 +501,27 @@ async def test_oidc_sign_in_with_a_real_provider(make_orun: Any, upstream: Upstr
     assert [p for p in upstream.paths() if p.startswith("/o/")] == \
         ["/o/page?from=browser", "/o/again", "/o/staff"]
     await server.stop()
+
+
+async def test_declared_app_auth(make_orun: Any, upstream: Upstream) -> None:
+    def config(auth: str) -> str:
+        return ("http: {host: 127.0.0.1, port: 0}\n"
+                f"apps: [{{path: /decl, source: '-', spec: proxy, promote: true, "
+                f"params: {{url: '{upstream.base}/decl'}}, auth: '{auth}'}}]\n")
+
+    server: Orun = make_orun(config("system"))
+    assert (await set_password(server, "--stdin", stdin="pw\n"))[0] == 0
+    await server.start()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.url("/decl/")) as resp:
+            assert resp.status == 401
+        server.write_config(config("forward:nope"))
+        check = await server.cli("config", "check")
+        assert check.code == 1
+        assert "apps[0] (/decl): invalid auth 'forward:nope': unknown forward auth " \
+            "provider 'nope'" in check.err
+        server.write_config(config("none"))
+        (await server.cli("config", "reload")).ok()
+        async with http.get(server.url("/decl/")) as resp:
+            assert resp.status == 200
+    await server.stop()
