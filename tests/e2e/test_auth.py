@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -439,6 +440,12 @@ async def test_oidc_sign_in_with_a_real_provider(make_orun: Any, upstream: Upstr
                          "nonce=", "client_id=orun", "redirect_uri="):
                 assert part in location
             assert "HttpOnly" in resp.headers["Set-Cookie"]
+            assert "Secure" not in resp.headers["Set-Cookie"]
+        # a client cannot move the redirect URI with forwarding headers ...
+        forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.test"}
+        async with http.get(server.url("/o/page"), allow_redirects=False,
+                            headers=forwarded) as resp:
+            assert quote(callback, safe="") in resp.headers["Location"]
         # ... a websocket upgrade and a POST are refused, and nothing reaches the app
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await http.ws_connect(server.url("/o/ws"))
@@ -498,6 +505,18 @@ async def test_oidc_sign_in_with_a_real_provider(make_orun: Any, upstream: Upstr
             "location.pathname === '/o/staff' && document.body.innerText", 20)
         assert [v for k, v in json.loads(body)["headers"]
                                            if k == "X-Orun-User"] == ["staff7@example.test"]
+        # ... a trusted proxy (TLS ends there) can: https redirect URI, Secure cookies
+        server.write_config(server.config_text.replace(
+            "http: {host: 127.0.0.1, port: 0}\n",
+            "http: {host: 127.0.0.1, port: 0}\nsecurity: {trusted_proxies: [127.0.0.1]}\n"))
+        (await server.cli("config", "reload")).ok()
+        async with http.get(server.url("/o/page"), allow_redirects=False,
+                            headers={**forwarded, "X-Forwarded-Host": "apps.example.test"}
+                            ) as resp:
+            assert resp.status == 302
+            assert quote("https://apps.example.test/o/_orun_app/auth/callback", safe="") \
+                in resp.headers["Location"]
+            assert "Secure" in resp.headers["Set-Cookie"]
     assert [p for p in upstream.paths() if p.startswith("/o/")] == \
         ["/o/page?from=browser", "/o/again", "/o/staff"]
     await server.stop()

@@ -87,8 +87,9 @@ def cookie_path(prefix: str) -> str:
     return prefix or "/"
 
 
-def app_base_url(request: web.BaseRequest, prefix: str) -> str:
-    return f"{request.scheme}://{request.host}{prefix}"
+def app_base_url(origin: tuple[str, str], prefix: str) -> str:
+    """The app's public URL: `origin` is (scheme, host) as the client used them."""
+    return f"{origin[0]}://{origin[1]}{prefix}"
 
 
 def allowed(cfg: OidcProviderConfig, identity: Identity, email_verified: bool) -> bool:
@@ -199,13 +200,15 @@ class OidcFlows:
             del self._pending[next(iter(self._pending))]
 
     async def begin(self, http: aiohttp.ClientSession, name: str, cfg: OidcProviderConfig,
-                    request: web.BaseRequest, prefix: str, app_id: str) -> web.Response:
-        """The redirect to the provider's sign-in."""
+                    request: web.BaseRequest, origin: tuple[str, str], prefix: str,
+                    app_id: str) -> web.Response:
+        """The redirect to the provider's sign-in; `origin` is the client's (scheme,
+        host), which a trusted proxy may have forwarded."""
         meta = await self.discovery(http, cfg)
         self._prune()
         state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         verifier = secrets.token_urlsafe(48)
-        redirect_uri = app_base_url(request, prefix) + CALLBACK
+        redirect_uri = app_base_url(origin, prefix) + CALLBACK
         self._pending[state] = Pending(app_id, name, verifier, nonce, redirect_uri,
                                        request.raw_path, time.monotonic())
         query = urlencode({
@@ -219,7 +222,8 @@ class OidcFlows:
             "Location": f"{endpoint}{'&' if '?' in endpoint else '?'}{query}",
             "Cache-Control": "no-store"})
         response.set_cookie(STATE_COOKIE, state, path=cookie_path(prefix), httponly=True,
-                            secure=request.secure, samesite="Lax", max_age=int(PENDING_SECS))
+                            secure=origin[0] == "https", samesite="Lax",
+                            max_age=int(PENDING_SECS))
         return response
 
     async def finish(self, http: aiohttp.ClientSession, cfgs: Mapping[str, OidcProviderConfig],
@@ -312,9 +316,8 @@ class OidcFlows:
         return data if isinstance(data, dict) else {}
 
 
-def session_cookie_kwargs(request: web.BaseRequest, prefix: str,
-                          max_age: int) -> dict[str, Any]:
-    return {"path": cookie_path(prefix), "httponly": True, "secure": request.secure,
+def session_cookie_kwargs(secure: bool, prefix: str, max_age: int) -> dict[str, Any]:
+    return {"path": cookie_path(prefix), "httponly": True, "secure": secure,
             "samesite": "Lax", "max_age": max_age}
 
 

@@ -128,12 +128,28 @@ class AuthService:
 
     # -- the check ---------------------------------------------------------------------
 
-    def _remote(self, request: web.BaseRequest) -> str:
-        peer = request.remote or ""
+    def _trusted_proxies(self) -> TrustedProxies:
         specs = self._config().security.trusted_proxies
         if self._trusted[0] is not specs:
             self._trusted = (specs, TrustedProxies.parse(specs))
-        trusted = self._trusted[1]
+        return self._trusted[1]
+
+    def _origin(self, request: web.BaseRequest) -> tuple[str, str]:
+        """(scheme, host) as the client used them: a trusted proxy's X-Forwarded-Proto
+        and -Host when it sent them (TLS ends there), else this connection's."""
+        scheme, host = request.scheme, request.host
+        if self._trusted_proxies().trusts(request.remote or ""):
+            proto = request.headers.get("X-Forwarded-Proto", "").partition(",")[0]
+            fhost = request.headers.get("X-Forwarded-Host", "").partition(",")[0]
+            if proto.strip().lower() in ("http", "https"):
+                scheme = proto.strip().lower()
+            if fhost.strip():
+                host = fhost.strip()
+        return scheme, host
+
+    def _remote(self, request: web.BaseRequest) -> str:
+        peer = request.remote or ""
+        trusted = self._trusted_proxies()
         if not trusted.trusts(peer):
             return peer
         chain = [h.strip() for v in request.headers.getall("X-Forwarded-For", [])
@@ -234,7 +250,7 @@ class AuthService:
             return error_response(request, 401, f"app {route.label}: sign in first")
         try:
             return await self.oidc.begin(self._session(), method.name, cfg, request,
-                                         route.prefix, target.app_id)
+                                         self._origin(request), route.prefix, target.app_id)
         except OidcError as exc:
             log.warning("oidc_failed", app=route.label, provider=method.name,
                         error=exc.message)
@@ -278,5 +294,6 @@ class AuthService:
             "Cache-Control": "no-store"})
         response.del_cookie(STATE_COOKIE, path=home)
         response.set_cookie(COOKIE, self.signer.make(session), **session_cookie_kwargs(
-            request, route.prefix, int(session.expires - time.time())))
+            self._origin(request)[0] == "https", route.prefix,
+            int(session.expires - time.time())))
         return response
