@@ -34,7 +34,7 @@ from orun.events import ConfigReloaded
 from orun.limits import raise_open_files_limit
 from orun.log import AccessLog, configure_logging, flush_logging
 from orun.proxy.auth.service import AuthService
-from orun.proxy.fast import FastFront
+from orun.proxy.fast import LINGER_SECS, FastFront
 from orun.proxy.forward import Forwarder
 from orun.proxy.handler import ProxyHandler
 from orun.proxy.listener import Listener
@@ -98,6 +98,7 @@ class Server:
         self.auth: AuthService | None = None
         self._proxy_runner: web.ServerRunner | None = None
         self.front: FastFront | None = None
+        self._open_files = 1024
         self.tls_front: FastFront | None = None
         self._http: Listener | None = None
         self._https: Listener | None = None
@@ -117,7 +118,7 @@ class Server:
         tightened = await asyncio.to_thread(prepare_home, self.home, self.run_dir)
         self.config = await asyncio.to_thread(self._config_file.read)
         configure_logging(self.config.log.level, self.config.log.format)
-        await asyncio.to_thread(raise_open_files_limit)
+        self._open_files = await asyncio.to_thread(raise_open_files_limit)
         if tightened:
             log.info("home_permissions_tightened", home=str(self.home), paths=tightened,
                      reason="made owner-only (0700 folders, 0600 files)")
@@ -126,7 +127,7 @@ class Server:
         await self.store.open()
         await self.apps.load()
         cfg = self.config
-        self.forwarder = Forwarder(cfg.proxy, cfg.security.trusted_proxies)
+        self.forwarder = Forwarder(cfg.proxy, cfg.security.trusted_proxies, cfg.limits)
         await self.forwarder.start()
         factory = TargetFactory(self.snapshots, self.forwarder)
         self.runtime = Runtime(
@@ -147,14 +148,26 @@ class Server:
             access_log=logging.getLogger("orun.access") if cfg.log.access_log
             else None,
             handler_cancellation=True,
+            # the heads of later requests on a connection aiohttp took (the first head
+            # of every connection is framed and bounded by FastFront)
+            keepalive_timeout=cfg.limits.keepalive_timeout_secs,
+            max_line_size=cfg.limits.max_request_line_bytes,
+            max_field_size=cfg.limits.max_header_line_bytes,
+            max_headers=cfg.limits.max_header_count,
+            # a refused request's unread body is read and dropped this long, as on the
+            # fast path (aiohttp's 10 s would hold a 413 to a client that asked for
+            # `100 Continue`, and so never sends its body, as long)
+            lingering_time=LINGER_SECS,
         )
         self._proxy_runner = web.ServerRunner(proxy_server, handle_signals=False,
                                               shutdown_timeout=1.0)
         await self._proxy_runner.setup()
         access = self.access.add if cfg.log.access_log else None
         self.front = FastFront(self.routes, self.forwarder, proxy_server, access=access,
+                               limits=cfg.limits, open_files=self._open_files,
                                enabled=cfg.proxy.fast_path)
         self.tls_front = FastFront(self.routes, self.forwarder, proxy_server, scheme="https",
+                                   limits=cfg.limits, open_files=self._open_files,
                                    access=access, enabled=cfg.proxy.fast_path)
         self.front.start()
         self.tls_front.start()
@@ -350,8 +363,14 @@ class Server:
             self.config = new
             if "log" in changed:
                 configure_logging(new.log.level, new.log.format)
-            if self.forwarder is not None and ("proxy" in changed or "security" in changed):
-                self.forwarder.reconfigure(new.proxy, new.security.trusted_proxies)
+            if self.forwarder is not None and (
+                    "proxy" in changed or "security" in changed or "limits" in changed):
+                self.forwarder.reconfigure(new.proxy, new.security.trusted_proxies,
+                                           new.limits)
+            if "limits" in changed:
+                for front in (self.front, self.tls_front):
+                    if front is not None:
+                        front.configure(new.limits, self._open_files)
             self._apply_redirect(new)
             await asyncio.to_thread(self._write_info)
             log.info("config_reloaded", changed=list(changed))

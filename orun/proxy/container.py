@@ -38,6 +38,8 @@ class ContainerTarget:
     strip_app: bool
     preserve_host: bool
     redirect_bare_path: bool
+    #: the app's request body limit (bytes), None for the server's
+    max_body: int | None = None
     kind: str = "container"
 
     def fast(self, route: Route, rest: str, query: str) -> FastPlan | None:
@@ -52,7 +54,8 @@ class ContainerTarget:
             return None
         path = (resolved if self.strip_app else route.prefix + resolved) or "/"
         return FastPlan(inst.upstream, path + "?" + query if query else path,
-                        self.preserve_host, inst.base, self.live.activity, inst.load)
+                        self.preserve_host, inst.base, self.live.activity, inst.load,
+                        max_body=self.max_body)
 
     async def serve(self, request: web.BaseRequest, route: Route, rest: str) -> web.StreamResponse:
         # as the `proxy` spec does: no `..` above the app path (which the container sees
@@ -86,7 +89,7 @@ class ContainerTarget:
         try:
             return await self.forwarder.forward(
                 request, route, upstream, preserve_host=self.preserve_host,
-                base=inst.base, activity=activity)
+                base=inst.base, activity=activity, max_body=self.max_body)
         finally:
             load.open -= 1
             if plain:

@@ -36,6 +36,8 @@ class ExternalProxyTarget:
     response_headers: Mapping[str, str]
     #: False: the upstream sees the full public path, app prefix included
     strip_app: bool = True
+    #: the app's request body limit (bytes), None for the server's
+    max_body: int | None = None
     kind: str = "proxy"
     #: precomputed once: the base as a URL, split into its origin and its path ("" or
     #: "/base"), and the config's response headers as header lines
@@ -60,18 +62,19 @@ class ExternalProxyTarget:
     @classmethod
     def create(cls, forwarder: Forwarder, url: str, preserve_host: bool,
                response_headers: Mapping[str, str], *,
-               strip_app: bool = True) -> ExternalProxyTarget:
+               strip_app: bool = True, max_body: int | None = None) -> ExternalProxyTarget:
         parsed = parse_upstream_url(url)
         base = str(parsed.with_query(None)).rstrip("/")
         return cls(forwarder, base, parsed.raw_query_string, preserve_host,
-                   dict(response_headers), strip_app)
+                   dict(response_headers), strip_app, max_body)
 
     def fast(self, route: Route, rest: str, query: str) -> FastPlan | None:
         resolved = resolve_rest(rest)
         if resolved is None:
             return None
         return FastPlan(self.origin, self._target(route, resolved, query), self.preserve_host,
-                        self.base_url, None, None, self.extra, self.extra_names)
+                        self.base_url, None, None, self.extra, self.extra_names,
+                        self.max_body)
 
     def _target(self, route: Route, rest: str, query: str) -> str:
         """The upstream request target (path and query, after the origin) for `rest`
@@ -92,5 +95,5 @@ class ExternalProxyTarget:
         return await self.forwarder.forward(
             request, route, URL(self.origin + target, encoded=True),
             preserve_host=self.preserve_host, response_headers=self.response_headers,
-            base=self.base_url,
+            base=self.base_url, max_body=self.max_body,
         )

@@ -37,9 +37,10 @@ from typing import cast
 import httptools
 import structlog
 
+from orun.limits import FILES_PER_WEBSOCKET, OWN_FILES
 from orun.log import AccessRecord
 from orun.proxy.errors import error_body, reason_phrase
-from orun.proxy.forward import Forwarder, request_head
+from orun.proxy.forward import Forwarder, request_head, size_text
 from orun.proxy.headers import (
     RequestHeaders,
     forwarded_lines,
@@ -54,21 +55,25 @@ from orun.proxy.upstream import (
     UpstreamPool,
     UpstreamProtocolError,
 )
+from orun.state.config import LimitsConfig
 
 log = structlog.get_logger("orun.proxy")
 
-#: request head bytes without an end before aiohttp gets the connection (and answers)
-MAX_HEAD = 64 * 1024
 #: client bytes buffered (pipelined requests, a body waiting for its upstream) before
 #: the client's socket is paused
 CLIENT_HIGH_WATER = 256 * 1024
-#: idle client connections are closed after this long (aiohttp's default too)
-KEEPALIVE_SECS = 75.0
 _NO_BODY = frozenset({204, 304})
 _NO_HEADERS = RequestHeaders(b"")
 _VERSION = b" HTTP/1.1"
 _PAUSE_BUFFER = 1
 _PAUSE_UPSTREAM = 2
+#: how long a refused connection's further bytes are read and dropped before it closes
+LINGER_SECS = 2.0
+#: the answer to a connection beyond `limits.max_connections`
+_FULL_BODY = b"orun is at its open-connection limit: retry\n"
+_FULL = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+         b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+         b"Connection: close\r\n\r\n%s" % (len(_FULL_BODY), _FULL_BODY))
 
 
 class _Head:
@@ -98,30 +103,63 @@ class FastFront:
     """The HTTP listener's protocol factory and the owner of its fast connections.
 
     `fallback` makes aiohttp's protocol for a connection handed over. `in_flight` counts
-    fast requests being answered (graceful shutdown waits for it, and aiohttp's)."""
+    fast requests being answered (graceful shutdown waits for it, and aiohttp's).
+
+    Every connection is accepted here, so the abuse limits of the `limits` config that
+    concern whole connections are enforced here for both paths: the open-connection cap
+    (`handed` keeps the transports given to aiohttp, to count them) and the first
+    request head's size and time (aiohttp parses later heads of a connection it took,
+    with the same size limits, and closes one idle past the keep-alive timeout)."""
 
     def __init__(self, routes: RouteSource, forwarder: Forwarder,
                  fallback: Callable[[], asyncio.BaseProtocol], *, scheme: str = "http",
                  access: Callable[[AccessRecord], None] | None = None,
-                 enabled: bool = True, keepalive: float = KEEPALIVE_SECS) -> None:
+                 enabled: bool = True, limits: LimitsConfig | None = None,
+                 open_files: int = 1024) -> None:
         self.routes = routes
         self.forwarder = forwarder
         self.fallback = fallback
         self.scheme = scheme
         self.access = access
         self.enabled = enabled
-        self.keepalive = keepalive
         self.in_flight = 0
         self.closing = False
         self.connections: set[FrontConnection] = set()
+        self.handed: set[asyncio.BaseTransport] = set()
+        self.refused = 0
+        self.configure(limits or LimitsConfig(), open_files)
         #: connections whose request waits for its upstream's response head
         self.waiting: set[FrontConnection] = set()
         self._ticker: asyncio.Task[None] | None = None
 
+    def configure(self, limits: LimitsConfig, open_files: int) -> None:
+        """Take the `limits` config (at start and on each reload). `open_files` is the
+        process's open-files limit, which sizes the default connection cap: two files
+        per connection (its own and its upstream's), less what orun keeps for itself."""
+        self.max_line = limits.max_request_line_bytes
+        self.max_header_line = limits.max_header_line_bytes
+        self.max_header_count = limits.max_header_count
+        self.max_head = limits.max_header_bytes
+        self.header_timeout = limits.header_timeout_secs
+        self.keepalive = limits.keepalive_timeout_secs
+        self.max_connections = limits.max_connections or max(
+            64, (open_files - OWN_FILES) // FILES_PER_WEBSOCKET)
+
     def __call__(self) -> asyncio.BaseProtocol:
-        if not self.enabled or self.closing:
+        if self.closing:
             return self.fallback()
         return FrontConnection(self)
+
+    def full(self) -> bool:
+        """At the open-connection cap (transports aiohttp closed are counted until the
+        next look, at most a second later; a full look happens here, when it matters)."""
+        if len(self.connections) + len(self.handed) < self.max_connections:
+            return False
+        self._forget_closed()
+        return len(self.connections) + len(self.handed) >= self.max_connections
+
+    def _forget_closed(self) -> None:
+        self.handed = {t for t in self.handed if not t.is_closing()}
 
     def start(self) -> None:
         if self._ticker is None:
@@ -141,9 +179,16 @@ class FastFront:
                 conn.timed_out(timeout)
             if now - last_idle_check >= 1.0:
                 last_idle_check = now
-                for conn in [c for c in self.connections
-                             if not c.active and now - c.idle_since > self.keepalive]:
-                    conn.close()
+                self._forget_closed()
+                head_limit = self.header_timeout
+                for conn in list(self.connections):
+                    if conn.active:
+                        continue
+                    if conn.head_since and now - conn.head_since > head_limit:
+                        conn.refuse(408, f"the request head did not arrive complete "
+                                         f"within {head_limit:g}s")
+                    elif now - conn.idle_since > self.keepalive:
+                        conn.close()
 
     def shutdown(self) -> None:
         """Stop taking requests: idle connections close now, busy ones after their
@@ -188,6 +233,7 @@ class FrontConnection(asyncio.Protocol):
         "head",
         "head_only",
         "head_sent",
+        "head_since",
         "idle_since",
         "keep",
         "load",
@@ -220,6 +266,8 @@ class FrontConnection(asyncio.Protocol):
         self.closing = False
         self.paused = 0
         self.idle_since = self.loop.time()
+        #: when the first byte of a request head still incomplete arrived (0: none)
+        self.head_since = 0.0
         self._fwd_key: tuple[bytes, str] | None = None
         self._fwd = b""
         # the current request
@@ -258,7 +306,15 @@ class FrontConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else ""
-        self.front.connections.add(self)
+        front = self.front
+        if front.full():
+            front.refused += 1
+            self.transport.write(_FULL)
+            _Linger.take(self.transport)
+            return
+        front.connections.add(self)
+        if not front.enabled:
+            self._handoff()
 
     def data_received(self, data: bytes) -> None:
         self.buf = self.buf + data if self.buf else data
@@ -306,12 +362,25 @@ class FrontConnection(asyncio.Protocol):
         buf = self.buf
         if not buf or self.closing:
             return
+        front = self.front
         end = buf.find(b"\r\n\r\n")
+        line_end = buf.find(b"\r\n", 0, end if end >= 0 else len(buf))
         if end < 0:
-            if len(buf) > MAX_HEAD:
-                self._handoff()
+            if line_end < 0 and len(buf) > front.max_line:
+                self.refuse(414, f"request line longer than {front.max_line} bytes")
+            elif len(buf) > front.max_head:
+                self.refuse(431, f"request head larger than {size_text(front.max_head)}")
+            elif not self.head_since:
+                self.head_since = self.loop.time()
             return
         end += 4
+        if line_end > front.max_line:
+            self.refuse(414, f"request line longer than {front.max_line} bytes")
+            return
+        if end > front.max_head:
+            self.refuse(431, f"request head larger than {size_text(front.max_head)}")
+            return
+        self.head_since = 0.0
         rh = self.rh
         rh.complete = 0
         try:
@@ -320,7 +389,6 @@ class FrontConnection(asyncio.Protocol):
             # an upgrade is aiohttp's; so is an invalid head, which it answers as before
             self._handoff()
             return
-        line_end = buf.find(b"\r\n")
         sp1 = buf.find(b" ", 0, line_end)
         sp2 = buf.rfind(b" ", 0, line_end)
         block = buf[line_end:end - 4]
@@ -329,6 +397,14 @@ class FrontConnection(asyncio.Protocol):
         else:
             headers = rh.headers = RequestHeaders(block)
             rh.block = block
+            if len(headers.pairs) > front.max_header_count:
+                self.refuse(431, f"more than {front.max_header_count} request headers",
+                            headers.header(b"accept"))
+                return
+            if headers.longest > front.max_header_line:
+                self.refuse(431, f"a request header line longer than "
+                                 f"{front.max_header_line} bytes")
+                return
         url = buf[sp1 + 1:sp2]
         if (rh.complete != 1 or headers.refuse or headers.hosts != 1
                 or buf[sp2:line_end] != _VERSION or url[:1] != b"/"
@@ -339,7 +415,7 @@ class FrontConnection(asyncio.Protocol):
         method = buf[:sp1]
         raw = url.decode("latin-1")
         path, _, query = raw.partition("?")
-        found = self.front.routes.current.match(headers.host.decode("latin-1"), path)
+        found = front.routes.current.match(headers.host.decode("latin-1"), path)
         if found is None:
             self._handoff()
             return
@@ -347,6 +423,11 @@ class FrontConnection(asyncio.Protocol):
         plan = route.target.fast(route, rest, query)
         if plan is None:
             self._handoff()
+            return
+        limit = front.forwarder.settings.max_body if plan.max_body is None else plan.max_body
+        if limit and headers.length > limit:
+            self.refuse(413, f"app {route.label}: request body larger than {size_text(limit)}",
+                        headers.header(b"accept"))
             return
         self.buf = buf[end:]
         self._start(route, plan, method, rh, headers)
@@ -623,11 +704,30 @@ class FrontConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def refuse(self, status: int, message: str, accept: bytes = b"") -> None:
+        """Answer a request head orun will not take (over a limit, too slow) with
+        `status` and close: nothing of it reaches an app, and what follows it on the
+        connection cannot be framed."""
+        content_type, text = error_body(accept.decode("latin-1"), status, message)
+        body = text.encode("utf-8")
+        if self.transport is not None:
+            self.transport.write((f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"
+                                  f"Content-Type: {content_type}; charset=utf-8\r\n"
+                                  f"Content-Length: {len(body)}\r\n"
+                                  "Connection: close\r\n\r\n").encode("latin-1") + body)
+        self.buf = b""
+        self.head_since = 0.0
+        log.debug("request_refused", status=status, peer=self.peer, reason=message)
+        self.front.connections.discard(self)
+        if self.transport is not None:
+            _Linger.take(self.transport)
+
     def _handoff(self) -> None:
         """aiohttp's server takes the connection, from the buffered request on."""
         transport = self.transport
         assert transport is not None
         self.front.connections.discard(self)
+        self.front.handed.add(transport)
         protocol = self.front.fallback()
         buf, self.buf = self.buf, b""
         transport.set_protocol(protocol)
@@ -639,4 +739,34 @@ class FrontConnection(asyncio.Protocol):
             cast(asyncio.Protocol, protocol).data_received(buf)
 
 
-__all__ = ["CLIENT_HIGH_WATER", "KEEPALIVE_SECS", "MAX_HEAD", "FastFront", "FrontConnection"]
+class _Linger(asyncio.Protocol):
+    """A refused connection's last moments: orun's answer is written and the sending
+    side shut, and what the client still sends is read and dropped until it closes
+    (or LINGER_SECS pass). Closing at once instead would make the kernel reset the
+    connection over the unread bytes, and the client could lose the answer (nginx's
+    lingering close, for the same reason)."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.timer = asyncio.get_running_loop().call_later(LINGER_SECS, transport.close)
+
+    @classmethod
+    def take(cls, transport: asyncio.Transport) -> None:
+        if not transport.can_write_eof():  # TLS: no half-close
+            transport.close()
+            return
+        transport.set_protocol(cls(transport))
+        transport.write_eof()
+        transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.timer.cancel()
+
+
+__all__ = ["CLIENT_HIGH_WATER", "LINGER_SECS", "FastFront", "FrontConnection"]

@@ -25,13 +25,14 @@ from orun.proxy.headers import TrustedProxies, client_response_headers, upstream
 from orun.proxy.target import ActivityCounter, Route
 from orun.proxy.upstream import (
     Exchange,
+    ResponseLimits,
     UpstreamClosed,
     UpstreamConnection,
     UpstreamPool,
     UpstreamProtocolError,
 )
 from orun.proxy.websocket import WebSocketRelays
-from orun.state.config import ProxyConfig
+from orun.state.config import LimitsConfig, ProxyConfig
 
 log = structlog.get_logger("orun.proxy")
 
@@ -92,11 +93,20 @@ class ForwardSettings:
     trusted: TrustedProxies
     connect_timeout: float
     read_timeout: float
+    #: request bodies above this many bytes get 413 (0 = no limit); an app's
+    #: `--conf limits.max_body_mb` wins (`Target.max_body`)
+    max_body: int = 0
 
     @classmethod
-    def from_config(cls, proxy: ProxyConfig, trusted_proxies: list[str]) -> ForwardSettings:
+    def from_config(cls, proxy: ProxyConfig, trusted_proxies: list[str],
+                    limits: LimitsConfig) -> ForwardSettings:
         return cls(TrustedProxies.parse(trusted_proxies), proxy.connect_timeout_secs,
-                   proxy.read_timeout_secs)
+                   proxy.read_timeout_secs, mb_to_bytes(limits.max_body_mb))
+
+
+def mb_to_bytes(mb: float) -> int:
+    """A size in MiB from the config as bytes (0 stays 0: no limit)."""
+    return int(mb * 1024 * 1024)
 
 
 class Forwarder:
@@ -106,8 +116,12 @@ class Forwarder:
     websocket upgrades through the relays.
     """
 
-    def __init__(self, proxy: ProxyConfig, trusted_proxies: list[str]) -> None:
-        self.settings = ForwardSettings.from_config(proxy, trusted_proxies)
+    def __init__(self, proxy: ProxyConfig, trusted_proxies: list[str],
+                 limits: LimitsConfig | None = None) -> None:
+        limits = limits or LimitsConfig()
+        self.settings = ForwardSettings.from_config(proxy, trusted_proxies, limits)
+        self.response_limits = ResponseLimits(limits.max_response_header_bytes,
+                                              limits.max_response_header_count)
         self._idle_timeout = proxy.idle_conn_timeout_secs
         self._pools: dict[tuple[str, str, int], UpstreamPool] = {}
         #: the same pools by origin text (`http://127.0.0.1:32768`), for the fast path
@@ -119,8 +133,11 @@ class Forwarder:
     async def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep(), name="orun.proxy.sweep")
 
-    def reconfigure(self, proxy: ProxyConfig, trusted_proxies: list[str]) -> None:
-        self.settings = ForwardSettings.from_config(proxy, trusted_proxies)
+    def reconfigure(self, proxy: ProxyConfig, trusted_proxies: list[str],
+                    limits: LimitsConfig) -> None:
+        self.settings = ForwardSettings.from_config(proxy, trusted_proxies, limits)
+        self.response_limits.max_bytes = limits.max_response_header_bytes
+        self.response_limits.max_lines = limits.max_response_header_count
         self._idle_timeout = proxy.idle_conn_timeout_secs
 
     async def close(self) -> None:
@@ -154,7 +171,8 @@ class Forwarder:
                     self._tls = ssl.create_default_context()
                 tls = self._tls
             pool = self._pools[key] = UpstreamPool(key[1], key[2], tls,
-                                                   upstream.raw_authority)
+                                                   upstream.raw_authority,
+                                                   self.response_limits)
         return pool
 
     def pool_for(self, origin: str) -> UpstreamPool:
@@ -174,12 +192,14 @@ class Forwarder:
         response_headers: Mapping[str, str] | None = None,
         base: URL | None = None,
         activity: ActivityCounter | None = None,
+        max_body: int | None = None,
     ) -> web.StreamResponse:
         """Proxy `request` to `upstream` (the full upstream URL, query included).
 
         `base` is the upstream's base address (origin plus base path) that `Location`
         headers are made public against; it defaults to the upstream's origin.
         `activity`, when given, is touched as streamed chunks and websocket frames pass.
+        `max_body` is the app's request body limit in bytes (None: the server's).
         """
         settings = self.settings
         websocket = request.headers.get("Upgrade", "").lower() == "websocket"
@@ -195,22 +215,29 @@ class Forwarder:
                 request, route, upstream, headers, settings.connect_timeout,
                 activity,
             )
+        limit = settings.max_body if max_body is None else max_body
+        if limit and request.body_exists:
+            length = request.content_length
+            if length is not None and length > limit:
+                # answered before `100 Continue`: a client that asked never sends it
+                return body_too_large(request, route, limit)
         if headers.pop("Expect", "").lower() == "100-continue":
             await request.writer.write(_CONTINUE)
         return await self._http(request, route, upstream, headers, settings,
-                                response_headers, base or upstream.origin(), activity)
+                                response_headers, base or upstream.origin(), activity,
+                                limit)
 
     async def _http(self, request: web.BaseRequest, route: Route, upstream: URL,
                     headers: Mapping[str, str], settings: ForwardSettings,
                     extra: Mapping[str, str] | None, base: URL,
-                    activity: ActivityCounter | None) -> web.StreamResponse:
+                    activity: ActivityCounter | None, limit: int) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         pool = self._pool(upstream)
         method = request.method
         chunked = request.body_exists and "Content-Length" not in request.headers
         head = request_head(method, upstream.raw_path_qs or "/", headers,
                             upstream.raw_authority, chunked=chunked)
-        upload = _Upload(request, chunked, loop, settings.read_timeout) \
+        upload = _Upload(request, chunked, loop, settings.read_timeout, limit) \
             if request.body_exists else None
         try:
             async with asyncio.timeout(settings.read_timeout) as deadline:
@@ -226,6 +253,8 @@ class Forwarder:
                                   f"app {route.label}: cannot connect to upstream "
                                   f"{upstream.origin()}: {exc}")
         except (UpstreamClosed, UpstreamProtocolError, OSError) as exc:
+            if upload is not None and upload.too_large:
+                return body_too_large(request, route, limit)
             detail = str(exc).splitlines()[0][:200] if str(exc) else ""
             return error_response(request, 502,
                                   f"app {route.label}: upstream {upstream.origin()} failed: "
@@ -327,8 +356,13 @@ class _Upload:
     """
 
     def __init__(self, request: web.BaseRequest, chunked: bool,
-                 loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+                 loop: asyncio.AbstractEventLoop, timeout: float, limit: int = 0) -> None:
         self.request = request
+        #: bytes allowed (0: any); a chunked body that goes past it cuts the upstream
+        #: connection, so the app never gets the whole of it, and the client gets 413
+        self.limit = limit
+        self.sent = 0
+        self.too_large = False
         self.chunked = chunked
         self.loop = loop
         self.timeout = timeout
@@ -345,6 +379,11 @@ class _Upload:
     async def _send(self, conn: UpstreamConnection) -> None:
         async for chunk in self.request.content.iter_any():
             self.consumed = True
+            self.sent += len(chunk)
+            if self.limit and self.sent > self.limit:
+                self.too_large = True
+                conn.close()
+                return
             deadline = self.deadline
             if deadline is not None:
                 deadline.reschedule(self.loop.time() + self.timeout)
@@ -362,6 +401,20 @@ class _Upload:
     def cancel(self) -> None:
         if self.task is not None and not self.task.done():
             self.task.cancel()
+
+
+def body_too_large(request: web.BaseRequest, route: Route, limit: int) -> web.Response:
+    """413 naming the app and its limit; the connection closes (the body stays unread)."""
+    response = error_response(request, 413, f"app {route.label}: request body larger than "
+                                            f"{size_text(limit)}")
+    response.force_close()
+    return response
+
+
+def size_text(n: int) -> str:
+    """A byte count as the config spells limits (MiB), or bytes below 1 MiB."""
+    mb = n / (1024 * 1024)
+    return f"{mb:g} MiB" if mb >= 1 else f"{n} bytes"
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

@@ -257,7 +257,8 @@ class RequestHeaders:
     builder (a Connection header listing more than keep-alive or close).
     """
 
-    __slots__ = ("host", "hosts", "kept", "kept_with_host", "length", "pairs", "refuse")
+    __slots__ = ("host", "hosts", "kept", "kept_with_host", "length", "longest", "pairs",
+                 "refuse")
 
     def __init__(self, block: bytes) -> None:
         #: (name, lowercase name, value) of every header, in order
@@ -269,7 +270,10 @@ class RequestHeaders:
         self.refuse = False
         kept: list[bytes] | None = []
         kept_with_host: list[bytes] = []
-        for line in block.split(b"\r\n")[1:]:
+        lines = block.split(b"\r\n")[1:]
+        #: the longest header line (the limits bound it)
+        self.longest = max(map(len, lines), default=0)
+        for line in lines:
             name, _, value = line.partition(b":")
             value = value.strip(b" \t")
             lname = name.lower()

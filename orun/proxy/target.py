@@ -34,12 +34,13 @@ class FastPlan:
     """Where the fast path sends one request (orun/proxy/fast.py): made by a target's
     `fast()`, read once. A plain slotted class: built on every fast request."""
 
-    __slots__ = ("activity", "base", "extra", "extra_names", "load", "origin",
+    __slots__ = ("activity", "base", "extra", "extra_names", "load", "max_body", "origin",
                  "preserve_host", "target")
 
     def __init__(self, origin: str, target: str, preserve_host: bool, base: URL,
                  activity: ActivityCounter | None, load: Counter | None,
-                 extra: bytes = b"", extra_names: frozenset[bytes] = frozenset()) -> None:
+                 extra: bytes = b"", extra_names: frozenset[bytes] = frozenset(),
+                 max_body: int | None = None) -> None:
         #: the upstream's origin text (`http://127.0.0.1:32768`): its connection pool
         self.origin = origin
         #: the request target upstream: path and query, as sent
@@ -54,6 +55,9 @@ class FastPlan:
         #: lowercase names (the upstream's own of those names are dropped)
         self.extra = extra
         self.extra_names = extra_names
+        #: the app's own request body limit in bytes (`--conf limits.max_body_mb`);
+        #: None: the server's
+        self.max_body = max_body
 
 
 class Target(Protocol):

@@ -71,6 +71,18 @@ class ResponseSink(Protocol):
 _FRAMED = re.compile(rb"\r\n(?:content-length|transfer-encoding)[ \t]*:", re.I)
 
 
+class ResponseLimits:
+    """How large an upstream's response head may be (bytes, header lines). One object
+    shared by a forwarder's pools and updated in place on a config reload, so a reload
+    reaches every pooled connection without a walk over them."""
+
+    __slots__ = ("max_bytes", "max_lines")
+
+    def __init__(self, max_bytes: int = 64 * 1024, max_lines: int = 200) -> None:
+        self.max_bytes = max_bytes
+        self.max_lines = max_lines
+
+
 class UpstreamClosed(ConnectionError):
     """The connection closed before the response was complete. `no_response`: before
     any byte of it (a stale pooled connection, which a retry may cure)."""
@@ -243,9 +255,13 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
         if in_head:
             self._read = b""
-            if not self._head_done:  # the head goes on in the next read
+            if not self._head_done and not self.closed:  # the head goes on in the next read
                 self._pending = (self._pending + data)[self._head_start:]
                 self._head_start = 0
+                if len(self._pending) > self.pool.limits.max_bytes:
+                    ex.fail(UpstreamProtocolError(
+                        f"response head larger than {self.pool.limits.max_bytes} bytes"))
+                    self.close()
         ex.after_read()
         if ex.buffered > HIGH_WATER and not self._paused and self.transport is not None:
             self._paused = True
@@ -310,6 +326,12 @@ class UpstreamConnection(asyncio.Protocol):
             self._head_start = end + 4
             return
         self._head = head = buf[start:end]
+        limits = self.pool.limits
+        if end - start > limits.max_bytes:
+            raise UpstreamProtocolError(f"response head larger than {limits.max_bytes} bytes")
+        if head.count(b"\r\n") > limits.max_lines:
+            raise UpstreamProtocolError(
+                f"response head with more than {limits.max_lines} header lines")
         self._pending = b""
         self._head_start = 0
         self._head_done = True
@@ -389,8 +411,9 @@ class UpstreamPool:
     """Idle keep-alive connections to one origin (scheme, host, port)."""
 
     def __init__(self, host: str, port: int, tls: ssl.SSLContext | None,
-                 authority: str = "") -> None:
+                 authority: str = "", limits: ResponseLimits | None = None) -> None:
         self.host = host
+        self.limits = limits if limits is not None else ResponseLimits()
         self.port = port
         self.tls = tls
         #: the Host header for this origin (`h` or `h:port`), and the origin as text
@@ -451,5 +474,5 @@ class UpstreamPool:
         self.idle.clear()
 
 
-__all__ = ["HIGH_WATER", "Exchange", "ResponseSink", "UpstreamClosed", "UpstreamConnection",
-           "UpstreamPool", "UpstreamProtocolError"]
+__all__ = ["HIGH_WATER", "Exchange", "ResponseLimits", "ResponseSink", "UpstreamClosed",
+           "UpstreamConnection", "UpstreamPool", "UpstreamProtocolError"]

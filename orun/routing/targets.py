@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+import structlog
 from aiohttp import web
 
 from orun.errors import OrunError, SpecError
 from orun.proxy.container import ContainerTarget
 from orun.proxy.errors import error_response
 from orun.proxy.external import ExternalProxyTarget
-from orun.proxy.forward import Forwarder
+from orun.proxy.forward import Forwarder, mb_to_bytes
 from orun.proxy.static import FileIndex, StaticTarget, pick_index
 from orun.proxy.target import Route, Target
 from orun.sources import SnapshotStore
@@ -26,9 +27,30 @@ from orun.state.model import App
 if TYPE_CHECKING:
     from orun.runtime.runtime import Runtime
 
+log = structlog.get_logger("orun.routing")
+#: the per-app request body limit (`--conf limits.max_body_mb=N`)
+MAX_BODY_KEY = "limits.max_body_mb"
+
 _CacheKey = tuple[str, int, str, str]
 #: (spec name, spec snapshot digest)
 _SpecKey = tuple[str, str]
+
+
+def app_max_body(app: App) -> int | None:
+    """The app's request body limit in bytes from `--conf limits.max_body_mb=N` (0: no
+    limit), or None to use the server's `limits.max_body_mb`."""
+    raw = app.current.settings.app_config.get(MAX_BODY_KEY)
+    if raw is None:
+        return None
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = -1.0
+    if not mb >= 0:
+        log.warning("app_setting_ignored", app=app.id, key=MAX_BODY_KEY, value=raw,
+                    reason="not a number of MiB (0 or more); the server's limit applies")
+        return None
+    return mb_to_bytes(mb)
 
 
 class UnavailableTarget:
@@ -119,7 +141,7 @@ class TargetFactory:
             return ExternalProxyTarget.create(
                 self.forwarder, str(params["url"]), bool(params.get("preserve_host", False)),
                 {str(k): str(v) for k, v in headers.items()},
-                strip_app=spec.routing.strip_app,
+                strip_app=spec.routing.strip_app, max_body=app_max_body(app),
             )
         if self.runtime is None:
             return UnavailableTarget(503, f"spec {app.spec} runs a container and this server "
@@ -130,5 +152,6 @@ class TargetFactory:
             strip_app=spec.routing.strip_app,
             preserve_host=bool(params.get("preserve_host", False)),
             redirect_bare_path=spec.routing.redirect_bare_path,
+            max_body=app_max_body(app),
         )
 

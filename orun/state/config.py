@@ -170,6 +170,34 @@ class ProxyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """What one client may make the proxy hold or wait for (abuse, slowloris, floods).
+
+    Heads over a limit are answered by orun (414, 431, 408) and never reach an app; a
+    body over `max_body_mb` gets 413 (per app: `--conf limits.max_body_mb=N`)."""
+
+    #: the request line (method, target, version)
+    max_request_line_bytes: int = field(default=8190, metadata=check(_positive))
+    #: one header line
+    max_header_line_bytes: int = field(default=8190, metadata=check(_positive))
+    max_header_count: int = field(default=100, metadata=check(_positive))
+    #: the whole request head (request line and every header)
+    max_header_bytes: int = field(default=64 * 1024, metadata=check(_positive))
+    #: a request head must be complete this long after its first byte arrived
+    header_timeout_secs: float = field(default=10.0, metadata=check(_positive))
+    #: a keep-alive connection with no request in progress is closed after this long
+    keepalive_timeout_secs: float = field(default=75.0, metadata=check(_positive))
+    #: request bodies above this get 413 (0 = no limit)
+    max_body_mb: float = field(default=1024, metadata=check(_non_negative))
+    #: open client connections; new ones beyond it get 503 + Retry-After (0 = as many as
+    #: the open-files limit allows, two files per connection)
+    max_connections: int = field(default=0, metadata=check(_non_negative))
+    #: an upstream response head larger than this, or with more header lines, is a 502
+    max_response_header_bytes: int = field(default=64 * 1024, metadata=check(_positive))
+    max_response_header_count: int = field(default=200, metadata=check(_positive))
+
+
+@dataclass(frozen=True, slots=True)
 class SecurityConfig:
     #: folders bind mounts may come from (besides the app's source); `$ORUN_HOME` works
     allowed_mounts: list[str] = field(default_factory=lambda: ["$ORUN_HOME/mounts"])
@@ -275,6 +303,7 @@ class Config:
     builder: BuilderConfig = field(default_factory=BuilderConfig)
     app_defaults: AppDefaults = field(default_factory=AppDefaults)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     log: LogConfig = field(default_factory=LogConfig)
