@@ -229,9 +229,9 @@ async def test_request_bodies_over_the_limit_get_413_on_both_paths_and_per_app(
         # a reload changes the limit for the next request
         server.write_config(limits_config(max_body_mb=1))
         (await server.cli("config", "reload")).ok()
-        async with aiohttp.ClientSession() as http:
-            async with http.post(server.url("/small/sink"), data=b"x" * 5000) as resp:
-                assert resp.status == 200
+        async with aiohttp.ClientSession() as http, \
+                http.post(server.url("/small/sink"), data=b"x" * 5000) as resp:
+            assert resp.status == 200
 
 
 async def test_oversized_upstream_response_heads_are_a_502_naming_the_app(
