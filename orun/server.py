@@ -33,6 +33,7 @@ from orun.errors import ConfigError, OrunError
 from orun.events import ConfigReloaded
 from orun.limits import raise_open_files_limit
 from orun.log import AccessLog, configure_logging, flush_logging
+from orun.proxy.auth.oidc import loggable_path
 from orun.proxy.auth.service import AuthService
 from orun.proxy.fast import LINGER_SECS, FastFront
 from orun.proxy.forward import Forwarder
@@ -62,7 +63,7 @@ def access_logger_class(access: AccessLog) -> type[AbstractAccessLogger]:
     class RequestLog(AbstractAccessLogger):
         def log(self, request: web.BaseRequest, response: web.StreamResponse,
                 time: float) -> None:
-            access.add((wall_time(), request.method, request.raw_path,
+            access.add((wall_time(), request.method, loggable_path(request.raw_path),
                         request.headers.get("Host", ""), response.status,
                         response.body_length, round(time * 1000, 2), request.remote))
 

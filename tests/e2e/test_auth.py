@@ -10,6 +10,7 @@ import base64
 import contextlib
 import json
 import os
+import pty
 import signal
 import socket
 import stat
@@ -91,6 +92,51 @@ async def test_password_is_stored_hashed_owner_only(tmp_path: Path) -> None:
     assert len(generated) >= 20 and generated not in stored.read_text()
     code, _out, err = await set_password(server, "--stdin", stdin="")
     assert code == 1 and err.startswith("error: ")
+
+
+def run_on_tty(argv: list[str], env: dict[str, str], answers: list[str]) -> tuple[int, str]:
+    """Run `argv` on a new pseudo-terminal, typing each answer after the next prompt
+    (a line ending in ": "); (exit status, what the terminal showed)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the terminal is its stdin, stdout and controlling tty
+        os.execve(argv[0], argv, env)
+    shown = b""
+    pending = list(answers)
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if pending and shown.rstrip(b" ").endswith(b":"):
+                os.write(fd, pending.pop(0).encode() + b"\n")
+                shown += b"\n"
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+async def test_password_typed_twice_on_a_terminal(tmp_path: Path) -> None:
+    server = Orun(tmp_path / "home")
+    argv = [PYTHON, "-m", "orun", "password"]
+    env = {**server.env, "NO_COLOR": "1"}
+    code, shown = await asyncio.to_thread(run_on_tty, argv, env, ["tty-pass", "tty-pass"])
+    assert code == 0, shown
+    assert "New admin password:" in shown and "Again:" in shown
+    assert "tty-pass" not in shown  # not echoed
+    assert "Password set for user admin" in shown
+    from orun.state.secrets import read_admin_hash, verify_password
+
+    found = read_admin_hash(server.home)
+    assert found is not None and verify_password("tty-pass", found[0])
+    code, shown = await asyncio.to_thread(run_on_tty, argv, env, ["one", "two"])
+    assert code == 1 and "error: the passwords do not match" in shown
+    assert verify_password("tty-pass", read_admin_hash(server.home)[0])  # type: ignore[index]
 
 
 async def test_system_auth_end_to_end(make_orun: Any, upstream: Upstream) -> None:
@@ -520,6 +566,9 @@ async def test_oidc_sign_in_with_a_real_provider(make_orun: Any, upstream: Upstr
     assert [p for p in upstream.paths() if p.startswith("/o/")] == \
         ["/o/page?from=browser", "/o/again", "/o/staff"]
     await server.stop()
+    log = server.log()
+    assert "/o/_orun_app/auth/callback?[redacted]" in log  # the access log ...
+    assert "callback?code=" not in log and "client-secret" not in log  # ... has no secret
 
 
 async def test_declared_app_auth(make_orun: Any, upstream: Upstream) -> None:

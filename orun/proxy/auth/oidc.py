@@ -83,6 +83,15 @@ def _challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+def loggable_path(raw_path: str) -> str:
+    """`raw_path` for the access log: a callback's query (the authorization code and
+    state, one-time secrets) is cut."""
+    if CALLBACK in raw_path:
+        path, sep, _query = raw_path.partition("?")
+        return path + "?[redacted]" if sep else path
+    return raw_path
+
+
 def cookie_path(prefix: str) -> str:
     return prefix or "/"
 
