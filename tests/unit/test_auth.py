@@ -7,16 +7,21 @@ import base64
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from orun.bus import EventBus
 from orun.errors import OrunError
+from orun.events import AuthDecision
 from orun.proxy.auth.basic import FailureLimiter, SystemAuth
-from orun.proxy.auth.identity import Identity
+from orun.proxy.auth.identity import UPSTREAM_KEY, Identity, UpstreamAdditions
 from orun.proxy.auth.oidc import allowed, same_origin_path
+from orun.proxy.auth.service import AuthService, AuthTarget
 from orun.proxy.auth.session import Session, SessionSigner
+from orun.proxy.target import Route
 from orun.state.authtype import AuthType, canonical, check_known, label, parse_auth_type
-from orun.state.config import OidcProviderConfig
+from orun.state.config import Config, OidcProviderConfig, SecurityConfig
 from orun.state.secrets import (
     auth_key,
     hash_password,
@@ -146,3 +151,65 @@ async def test_system_auth_cache_and_password_change(tmp_path: Path) -> None:
     (home / "admin_password").unlink()
     auth._checked = -1e9
     assert "run `orun password`" in (await auth.check(header, "127.0.0.1")).reason
+
+
+class _Inner:
+    """The app's own target (a stand-in: this test is about the check in front)."""
+
+    kind = "proxy"
+
+    def __init__(self) -> None:
+        self.served: list[object] = []
+
+    def fast(self, route: object, rest: str, query: str) -> None:
+        return None
+
+    async def serve(self, request: Any, route: object, rest: str) -> Any:
+        from aiohttp import web
+
+        self.served.append(request.get(UPSTREAM_KEY))
+        return web.Response(text="app")
+
+
+async def test_auth_service_decisions_and_wrapping(tmp_path: Path) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    home = tmp_path / "home"
+    set_admin_password(home, "pw")
+    config = Config(security=SecurityConfig(app_default_auth_type="none"))
+    bus = EventBus()
+    decisions: list[AuthDecision] = []
+
+    async def record(event: AuthDecision) -> None:
+        decisions.append(event)
+
+    bus.subscribe("audit", (AuthDecision,), record)
+    service = AuthService(home, lambda: config, bus, os.urandom(32))
+    inner = _Inner()
+    assert service.wrap(inner, "", "app_prd_1") is inner  # default none: no wrapper
+    assert service.wrap(inner, "none", "app_prd_1") is inner
+    target = service.wrap(inner, "system", "app_prd_1")
+    assert isinstance(target, AuthTarget) and target.fast(None, "", "") is None  # type: ignore[arg-type]
+    route = Route("app_prd_1", "/p", "/p", target)
+
+    def request(headers: dict[str, str]) -> Any:
+        return make_mocked_request("GET", "/p/x", headers=headers)
+
+    good = "Basic " + base64.b64encode(b"admin:pw").decode()
+    bad = "Basic " + base64.b64encode(b"admin:nope").decode()
+    statuses = []
+    for auth in ("", bad, good, good):
+        resp = await target.serve(request({"Authorization": auth} if auth else {}), route, "/x")
+        statuses.append(resp.status)
+    assert statuses == [401, 401, 200, 200]
+    await bus.drain()
+    assert [(d.allowed, d.user, d.method, d.reason) for d in decisions] == [
+        (False, "", "system", "no credentials"),
+        (False, "", "system", "wrong user or password"),
+        (True, "admin", "system", ""),  # once: the second request came from the cache
+    ]
+    assert inner.served == [UpstreamAdditions(
+        frozenset({"X-Orun-User", "X-Orun-Email", "X-Orun-Groups"}),
+        (("X-Orun-User", "admin"),))] * 2
+    await service.close()
+    await bus.close()

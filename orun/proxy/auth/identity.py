@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from aiohttp import web
 from multidict import CIMultiDict
 
-UPSTREAM_KEY = "orun.auth.upstream"
-
 
 @dataclass(frozen=True, slots=True)
 class Identity:
@@ -41,6 +39,9 @@ class UpstreamAdditions:
     set: tuple[tuple[str, str], ...] = ()
 
 
+UPSTREAM_KEY = web.RequestKey("orun.auth.upstream", UpstreamAdditions)
+
+
 def _clean(value: str) -> str:
     """A header value without control characters (no header injection from a claim)."""
     return "".join(c for c in value if c >= " " and c != "\x7f")[:1024]
@@ -53,7 +54,7 @@ def attach(request: web.BaseRequest, additions: UpstreamAdditions) -> None:
 def apply(request: web.BaseRequest, headers: CIMultiDict[str]) -> None:
     """Apply what the auth check left on `request` to the upstream `headers`."""
     additions = request.get(UPSTREAM_KEY)
-    if not isinstance(additions, UpstreamAdditions):
+    if additions is None:
         return
     for name in additions.drop:
         headers.popall(name, None)
