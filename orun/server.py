@@ -341,10 +341,11 @@ class Server:
             changed = _changed_sections(old, new)
             with self.apps.validating_with(new):
                 plan = await self.declared.plan(new.apps)
-            if plan.problems:
+            problems = self.apps.auth_problems(new) + plan.problems
+            if problems:
                 log.error("config_reload_failed", config=str(self.config_path),
-                          problems=plan.problems)
-                return {"applied": False, "problems": plan.problems}
+                          problems=problems)
+                return {"applied": False, "problems": problems}
             if not changed:
                 log.info("config_unchanged", config=str(self.config_path))
                 apps = await self._apply_declared(plan)
@@ -392,7 +393,8 @@ class Server:
         changed = [name for name in _changed_sections(self.config, new) if name != "apps"]
         with self.apps.validating_with(new):
             plan = await self.declared.plan(new.apps)
-        return {"valid": not plan.problems, "problems": plan.problems, "changed": changed,
+        problems = self.apps.auth_problems(new) + plan.problems
+        return {"valid": not problems, "problems": problems, "changed": changed,
                 "apps": plan.to_json()}
 
     async def _apply_declared(self, plan: ReconcilePlan) -> dict[str, Any]:

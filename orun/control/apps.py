@@ -225,6 +225,23 @@ class AppService:
         if problem is not None:
             raise OrunError(f"invalid auth {auth!r}: {problem}")
 
+    def auth_problems(self, config: Config) -> list[str]:
+        """Apps whose auth names a provider `config` does not have (a reload must not
+        take away a provider that apps use: they would refuse every request)."""
+        problems = []
+        for app in sorted(self._apps.values(), key=lambda a: str(a.path)):
+            try:
+                parsed = parse_auth_type(app.current.settings.auth)
+            except OrunError as exc:
+                problems.append(f"app {app.path}: {exc.message}")
+                continue
+            if parsed is None:
+                continue
+            problem = check_known(parsed, config.auth.oidc, config.auth.forward)
+            if problem is not None:
+                problems.append(f"app {app.path} uses {parsed}: {problem}")
+        return problems
+
     async def spec_snapshot(self, name: str) -> str:
         """Snapshot the spec's folder (so a version keeps the spec it was made with)."""
         spec = await asyncio.to_thread(self._catalog.get, name)

@@ -391,6 +391,22 @@ async def test_forward_auth(make_orun: Any, upstream: Upstream,
             text = await resp.text()
             assert "forward auth dead" in text and "http://127.0.0.1:9/check" in text
         assert len(upstream.seen) == count
+        # a config that takes away a provider apps use is refused; SIGHUP keeps the old
+        server.write_config("http: {host: 127.0.0.1, port: 0}\n"
+                            "auth: {forward: {dead: {url: 'http://127.0.0.1:9/check'}}}\n")
+        check = await server.cli("config", "check")
+        assert check.code == 1 and check.err.startswith("error: ")
+        assert "app /f uses forward:gate: unknown forward auth provider 'gate'" in check.err
+        server.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not any(e.get("event") == "config_reload_failed" for e in server.log_events()):
+            assert time.monotonic() < deadline, server.log()
+            await asyncio.sleep(0.1)
+        async with http.get(server.url("/f/page"), allow_redirects=False) as resp:
+            assert resp.status == 302  # still asks the gate service
+        async with http.get(server.url("/f/page"),
+                            headers={"Authorization": "Bearer good"}) as resp:
+            assert resp.status == 200
     await server.stop()
 
 
