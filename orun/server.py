@@ -128,6 +128,9 @@ class Server:
         await self.store.open()
         await self.apps.load()
         cfg = self.config
+        missing = self.apps.auth_problems(cfg)
+        if missing:  # they refuse every request (500) until the config has them again
+            log.error("auth_providers_missing", problems=missing)
         self.forwarder = Forwarder(cfg.proxy, cfg.security.trusted_proxies, cfg.limits)
         await self.forwarder.start()
         factory = TargetFactory(self.snapshots, self.forwarder)
