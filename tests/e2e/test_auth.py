@@ -596,6 +596,10 @@ async def test_declared_app_auth(make_orun: Any, upstream: Upstream) -> None:
     server: Orun = make_orun(config("system"))
     assert (await set_password(server, "--stdin", stdin="pw\n"))[0] == 0
     await server.start()
+    deadline = time.monotonic() + 10  # declared apps are reconciled just after the start
+    while not any(e.get("event") == "apps_reconciled" for e in server.log_events()):
+        assert time.monotonic() < deadline, server.log()
+        await asyncio.sleep(0.1)
     async with aiohttp.ClientSession() as http:
         async with http.get(server.url("/decl/")) as resp:
             assert resp.status == 401
