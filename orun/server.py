@@ -33,6 +33,8 @@ from orun.errors import ConfigError, OrunError
 from orun.events import ConfigReloaded
 from orun.limits import raise_open_files_limit
 from orun.log import AccessLog, configure_logging, flush_logging
+from orun.proxy.auth.oidc import loggable_path
+from orun.proxy.auth.service import AuthService
 from orun.proxy.fast import LINGER_SECS, FastFront
 from orun.proxy.forward import Forwarder
 from orun.proxy.handler import ProxyHandler
@@ -47,6 +49,7 @@ from orun.spec import SpecCatalog
 from orun.state.config import Config, ConfigFile, read_config_file
 from orun.state.home import prepare_home
 from orun.state.model import App
+from orun.state.secrets import auth_key
 from orun.state.store import Store
 from orun.state.unixpath import usable_socket_path
 
@@ -60,7 +63,7 @@ def access_logger_class(access: AccessLog) -> type[AbstractAccessLogger]:
     class RequestLog(AbstractAccessLogger):
         def log(self, request: web.BaseRequest, response: web.StreamResponse,
                 time: float) -> None:
-            access.add((wall_time(), request.method, request.raw_path,
+            access.add((wall_time(), request.method, loggable_path(request.raw_path),
                         request.headers.get("Host", ""), response.status,
                         response.body_length, round(time * 1000, 2), request.remote))
 
@@ -93,6 +96,7 @@ class Server:
         self.runtime: Runtime | None = None
         self.targets: TargetFactory | None = None
         self.handler: ProxyHandler | None = None
+        self.auth: AuthService | None = None
         self._proxy_runner: web.ServerRunner | None = None
         self.front: FastFront | None = None
         self._open_files = 1024
@@ -124,6 +128,9 @@ class Server:
         await self.store.open()
         await self.apps.load()
         cfg = self.config
+        missing = self.apps.auth_problems(cfg)
+        if missing:  # they refuse every request (500) until the config has them again
+            log.error("auth_providers_missing", problems=missing)
         self.forwarder = Forwarder(cfg.proxy, cfg.security.trusted_proxies, cfg.limits)
         await self.forwarder.start()
         factory = TargetFactory(self.snapshots, self.forwarder)
@@ -132,8 +139,10 @@ class Server:
             factory.load_spec, self._source_dir, self._spec_dir, self._app_url)
         factory.runtime = self.runtime
         self.targets = factory
+        key = await asyncio.to_thread(auth_key, self.home)
+        self.auth = AuthService(self.home, lambda: self.config, self.bus, key)
         self.routes = RouteManager(self.bus, factory, self.apps.all,
-                                   lambda: self.config.system.default_domain)
+                                   lambda: self.config.system.default_domain, self.auth)
         await self.routes.start()
         self.handler = ProxyHandler(self.routes)
         if cfg.log.access_log:
@@ -293,6 +302,8 @@ class Server:
                 await front.close()
         if self.forwarder is not None:
             await self.forwarder.close()
+        if self.auth is not None:
+            await self.auth.close()
         if self._proxy_runner is not None:
             await self._proxy_runner.cleanup()
         if self._admin_runner is not None:
@@ -333,10 +344,11 @@ class Server:
             changed = _changed_sections(old, new)
             with self.apps.validating_with(new):
                 plan = await self.declared.plan(new.apps)
-            if plan.problems:
+            problems = self.apps.auth_problems(new) + plan.problems
+            if problems:
                 log.error("config_reload_failed", config=str(self.config_path),
-                          problems=plan.problems)
-                return {"applied": False, "problems": plan.problems}
+                          problems=problems)
+                return {"applied": False, "problems": problems}
             if not changed:
                 log.info("config_unchanged", config=str(self.config_path))
                 apps = await self._apply_declared(plan)
@@ -384,7 +396,8 @@ class Server:
         changed = [name for name in _changed_sections(self.config, new) if name != "apps"]
         with self.apps.validating_with(new):
             plan = await self.declared.plan(new.apps)
-        return {"valid": not plan.problems, "problems": plan.problems, "changed": changed,
+        problems = self.apps.auth_problems(new) + plan.problems
+        return {"valid": not problems, "problems": problems, "changed": changed,
                 "apps": plan.to_json()}
 
     async def _apply_declared(self, plan: ReconcilePlan) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from orun import __version__
 from orun.cli.argv import long_flags, normalize_go_flags
 from orun.cli.client import AdminClient
 from orun.errors import ConfigError, OrunError
+from orun.state.authtype import label as auth_label
 
 DRY_RUN_TRAILER = "\n*** dry-run mode, changes have NOT been committed. ***"
 
@@ -113,6 +114,7 @@ def cmd_app_create(args: argparse.Namespace) -> int:
         "stage_at": args.stage_at or "",
         "approve": args.approve,
         "dry_run": args.dry_run,
+        "auth": args.auth or "",
     }
     result = _client().request("POST", "/app", body=body)
     app = result["app"]
@@ -128,6 +130,9 @@ def cmd_app_create(args: argparse.Namespace) -> int:
         url = stage_urls.get("https") or stage_urls.get("http", "")
         lines.append(f"    Stage: {stage['app_path']}" + (f"  ({url})" if url else ""))
     lines.append(f"     Spec: {app['current']['settings']['spec']}")
+    auth = app["current"]["settings"].get("auth", "")
+    if auth:
+        lines.append(f"     Auth: {auth}")
     if app["current"].get("git_commit"):
         cur = app["current"]
         lines.append(f"   Commit: {cur['git_commit'][:12]} {cur.get('git_message') or ''}".rstrip())
@@ -168,7 +173,8 @@ def _app_rows(apps: list[dict[str, Any]]) -> list[tuple[str, ...]]:
             kind = "PROD*"
         runtime = a.get("runtime") or {}
         port = runtime.get("port") or ""
-        rows.append((kind, str(a["current"]["version"]), a["current"]["settings"]["spec"],
+        auth = auth_label(a["current"]["settings"].get("auth", ""))
+        rows.append((kind, str(a["current"]["version"]), auth, a["current"]["settings"]["spec"],
                      a["app_path"], runtime.get("state", "-"), runtime.get("image") or "-",
                      str(port) if port else "-", a.get("urls", {}).get("http", ""),
                      a["source"]))
@@ -185,10 +191,10 @@ def cmd_app_list(args: argparse.Namespace) -> int:
         for app in apps:
             print(json.dumps(app))
     else:
-        fmt = "%-5s %4s %-16s %-32s %-9s %-30s %5s  %s"
-        print(fmt % ("Type", "Ver", "Spec", "AppPath", "State", "Image", "Port", "Url"))
-        for kind, ver, spec, path, state, image, port, url, _src in _app_rows(apps):
-            print(fmt % (kind, ver, spec, path, state, image, port, url))
+        fmt = "%-5s %4s %-7s %-16s %-32s %-9s %-30s %5s  %s"
+        print(fmt % ("Type", "Ver", "Auth", "Spec", "AppPath", "State", "Image", "Port", "Url"))
+        for kind, ver, auth, spec, path, state, image, port, url, _src in _app_rows(apps):
+            print(fmt % (kind, ver, auth, spec, path, state, image, port, url))
         errors = [(a["app_path"], (a.get("runtime") or {}).get("error")) for a in apps]
         for path, error in errors:
             if error:
@@ -271,7 +277,7 @@ def _update(kind: str, values: list[str], glob: str, promote: bool, dry_run: boo
 
 def cmd_app_update(args: argparse.Namespace) -> int:
     if len(args.values) < 2:
-        if args.kind == "spec":
+        if args.kind in ("spec", "auth"):
             raise OrunError("requires two arguments: <value> <appPathGlob>")
         raise OrunError("requires at least two arguments: key=value [key=value ...] "
                         "<appPathGlob>")
@@ -293,6 +299,45 @@ def cmd_param_list(args: argparse.Namespace) -> int:
     print(f"Param values for app {app['app_path']} : {app['id']}")
     for key, value in sorted(params.items()):
         print(f"  {key}: {value}")
+    return 0
+
+
+def _read_new_password(args: argparse.Namespace) -> tuple[str, bool]:
+    """(the new password, whether to print it): from stdin, generated, or typed twice."""
+    if args.generate:
+        import secrets
+
+        return secrets.token_urlsafe(18), True
+    if args.stdin or not sys.stdin.isatty():
+        line = sys.stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        if not password:
+            raise OrunError("no password on standard input")
+        return password, False
+    import getpass
+
+    first = getpass.getpass("New admin password: ")
+    if not first:
+        raise OrunError("the password must not be empty")
+    if getpass.getpass("Again: ") != first:
+        raise OrunError("the passwords do not match")
+    return first, False
+
+
+def cmd_password(args: argparse.Namespace) -> int:
+    """Set the admin password (`system` auth) in the home: no server needed."""
+    from orun.state.secrets import ADMIN_USER, set_admin_password
+
+    if args.stdin and args.generate:
+        raise OrunError("use either --stdin or --generate")
+    password, show = _read_new_password(args)
+    home = _home()
+    os.umask(0o077)
+    set_admin_password(home, password)
+    if show:
+        print(f"admin password: {password}")
+    print(f"Password set for user {ADMIN_USER} ({home / 'admin_password'}); a running "
+          "server uses it within a second.", file=sys.stderr if show else sys.stdout)
     return 0
 
 
@@ -489,6 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--dev", "-d", action="store_true", help="dev mode (local source)")
     create.add_argument("--approve", "-a", action="store_true")
     create.add_argument("--stage-at", help="path, domain, or a staging domain")
+    create.add_argument("--auth", help="who may use the app: default (the server's "
+                        "security.app_default_auth_type), none, system, oidc:NAME (or "
+                        "NAME) or forward:NAME")
     create.add_argument("--dry-run", action="store_true")
     create.add_argument("--wait", "-w", action="store_true",
                         help="build and start the app now, streaming the build log")
@@ -531,10 +579,11 @@ def build_parser() -> argparse.ArgumentParser:
     update = app_sub.add_parser(
         "update", help="change an app setting (staged unless --promote)",
         description="app update spec NAME GLOB | copt|carg|conf KEY=VALUE... GLOB "
-                    "(VALUE - deletes) | cvol VOLUME... GLOB (replaces the list)")
+                    "(VALUE - deletes) | cvol VOLUME... GLOB (replaces the list) | "
+                    "auth TYPE GLOB")
     update.add_argument("kind", choices=("spec", "copt", "container-option", "carg",
                                          "container-arg", "cvol", "container-volumes",
-                                         "conf", "app-config"))
+                                         "conf", "app-config", "auth"))
     update.add_argument("values", nargs="+", metavar="VALUE... GLOB")
     update.add_argument("--promote", "-p", action="store_true")
     update.add_argument("--dry-run", action="store_true")
@@ -554,6 +603,16 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("name")
     show.add_argument("--format", "-f", choices=("basic", "json"), default="basic")
     show.set_defaults(func=cmd_spec_show)
+
+    password = sub.add_parser(
+        "password", help="set the admin password (system auth); no server needed",
+        description="Asks for the new password twice on a terminal, reads one line from "
+                    "standard input otherwise (or with --stdin), or makes a random one "
+                    "and prints it once (--generate). Only its scrypt hash is stored.")
+    password.add_argument("--stdin", action="store_true", help="read one line from stdin")
+    password.add_argument("--generate", action="store_true",
+                          help="make a random password and print it")
+    password.set_defaults(func=cmd_password)
 
     config = sub.add_parser("config", help="check or reload the server config")
     config_sub = config.add_subparsers(dest="config_command", required=True,

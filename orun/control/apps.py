@@ -24,6 +24,7 @@ from orun.events import AppsChanged
 from orun.proxy.external import parse_upstream_url
 from orun.sources import SnapshotStore, parse_source
 from orun.spec import Spec, SpecCatalog, resolve_params
+from orun.state.authtype import canonical, check_known, parse_auth_type
 from orun.state.config import Config
 from orun.state.model import App, AppKind, AppSettings, AppVersion, app_id, new_app_key
 from orun.state.options import parse_container_options
@@ -60,6 +61,8 @@ class CreateRequest:
     stage_at: str = ""
     approve: bool = False
     dry_run: bool = False
+    #: "" (the server default), none, system, oidc:<name> or forward:<name>
+    auth: str = ""
     #: "config" for apps from the config file's `apps:` list (see orun.control.declared)
     origin: str = "cli"
 
@@ -190,6 +193,7 @@ class AppService:
         the spec exists and fits the path, params resolve, and container options and
         volumes are allowed by the server's security settings (OpenRun only finds the
         last two at the first request). Returns the spec."""
+        self.check_auth(settings.auth)
         spec = await asyncio.to_thread(self._catalog.get, settings.spec)
         params = resolve_params(spec.params, settings.params)
         self._validate_kind(spec, params, path)
@@ -210,6 +214,33 @@ class AppService:
                 raise SpecError(f"spec {spec.name} needs {', '.join(missing)} in the app "
                                 f"source ({source_label}); none found")
         return spec
+
+    def check_auth(self, auth: str) -> None:
+        """An app's auth setting must name a provider the config has."""
+        parsed = parse_auth_type(auth)
+        if parsed is None:
+            return
+        auth_config = self.config().auth
+        problem = check_known(parsed, auth_config.oidc, auth_config.forward)
+        if problem is not None:
+            raise OrunError(f"invalid auth {auth!r}: {problem}")
+
+    def auth_problems(self, config: Config) -> list[str]:
+        """Apps whose auth names a provider `config` does not have (a reload must not
+        take away a provider that apps use: they would refuse every request)."""
+        problems = []
+        for app in sorted(self._apps.values(), key=lambda a: str(a.path)):
+            try:
+                parsed = parse_auth_type(app.current.settings.auth)
+            except OrunError as exc:
+                problems.append(f"app {app.path}: {exc.message}")
+                continue
+            if parsed is None:
+                continue
+            problem = check_known(parsed, config.auth.oidc, config.auth.forward)
+            if problem is not None:
+                problems.append(f"app {app.path} uses {parsed}: {problem}")
+        return problems
 
     async def spec_snapshot(self, name: str) -> str:
         """Snapshot the spec's folder (so a version keeps the spec it was made with)."""
@@ -245,8 +276,9 @@ class AppService:
             spec=spec.name, params=dict(req.params), container_args=dict(req.container_args),
             container_options=dict(req.container_options),
             container_volumes=list(req.container_volumes), app_config=dict(req.app_config),
-            branch=req.branch, commit=req.commit,
+            branch=req.branch, commit=req.commit, auth=canonical(req.auth),
         )
+        self.check_auth(settings.auth)  # before a slow fetch
         resolve_params(spec.params, req.params)  # before a slow fetch
         source = await self.snapshots.take(ref)
         await self.check_settings(path, settings, source.path, req.source)

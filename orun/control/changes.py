@@ -34,6 +34,7 @@ from orun.errors import NotFoundError, OrunError, SpecError
 from orun.events import AppsChanged
 from orun.sources import parse_source
 from orun.sources.ref import is_git_source
+from orun.state.authtype import canonical
 from orun.state.model import App, AppSettings, AppVersion
 
 if TYPE_CHECKING:
@@ -444,6 +445,7 @@ UPDATE_KINDS = {
     "carg": "container_args", "container-arg": "container_args",
     "cvol": "container_volumes", "container-volumes": "container_volumes",
     "conf": "app_config", "app-config": "app_config",
+    "auth": "auth",
 }
 
 
@@ -469,13 +471,19 @@ def settings_edit(kind: str, values: list[str]) -> Callable[[AppSettings], AppSe
     `-` as a value deletes a key (`cvol` replaces the whole list)."""
     field_name = UPDATE_KINDS.get(kind)
     if field_name is None:
-        raise OrunError(f"unknown update {kind!r}: use one of spec, copt, carg, cvol, conf "
+        raise OrunError(f"unknown update {kind!r}: use one of spec, copt, carg, cvol, conf, "
+                        "auth "
                         "(or param update)")
     if field_name == "spec":
         if len(values) != 1 or not values[0].strip() or values[0].strip() == "-":
             raise OrunError("app update spec needs one spec name (see 'orun spec list')")
         name = values[0].strip()
         return lambda s: replace(s, spec=name)
+    if field_name == "auth":
+        if len(values) != 1:
+            raise OrunError("requires two arguments: <auth type> <appPathGlob>")
+        auth = canonical(values[0])
+        return lambda s: replace(s, auth=auth)
     if field_name == "param":
         if len(values) != 2 or not values[0].strip():
             raise OrunError("requires three arguments: <name> <value|-> <appPathGlob>")

@@ -28,6 +28,7 @@ from orun.control.apps import AppService, CreateRequest, paths_clash
 from orun.control.changes import ChangeService
 from orun.errors import OrunError
 from orun.sources.ref import is_git_source
+from orun.state.authtype import canonical
 from orun.state.config import DeclaredApp
 from orun.state.model import App, AppSettings
 from orun.state.paths import AppPath, PathIndex, parse_app_path
@@ -50,7 +51,8 @@ def desired_settings(entry: DeclaredApp) -> AppSettings:
     return AppSettings(
         spec=entry.spec, params=_texts(entry.params), container_args=_texts(entry.cargs),
         container_options=_texts(entry.copts), container_volumes=list(entry.cvols),
-        app_config=_texts(entry.conf), branch=entry.branch, commit=entry.commit)
+        app_config=_texts(entry.conf), branch=entry.branch, commit=entry.commit,
+        auth=canonical(entry.auth))
 
 
 def resolve_source(source: str, base_dir: Path) -> str:
@@ -225,7 +227,7 @@ class Reconciler:
             container_options=settings.container_options,
             container_volumes=settings.container_volumes, app_config=settings.app_config,
             branch=entry.branch, commit=entry.commit, dev=entry.dev, stage_at=entry.stage_at,
-            origin="config")
+            auth=settings.auth, origin="config")
         ignore = set() if replacing is None else {replacing.id, replacing.linked_id or ""}
         await self._apps.create(replace(req, dry_run=True), ignore=ignore)
         return req
@@ -236,7 +238,8 @@ class Reconciler:
         settings = desired_settings(entry)
         current = target.current.settings
         what = [name for name in ("spec", "params", "container_args", "container_options",
-                                  "container_volumes", "app_config", "branch", "commit")
+                                  "container_volumes", "app_config", "branch", "commit",
+                                  "auth")
                 if getattr(current, name) != getattr(settings, name)]
         promote = entry.promote and stage is not None
         if not what:

@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
+from orun.proxy.auth.identity import apply as apply_auth
 from orun.proxy.errors import error_response
 from orun.proxy.headers import TrustedProxies, client_response_headers, upstream_request_headers
 from orun.proxy.target import ActivityCounter, Route
@@ -210,6 +211,7 @@ class Forwarder:
             keep_host=preserve_host or websocket, websocket=websocket,
             port="" if "Host" in request.headers else _listener_port(request),
         )
+        apply_auth(request, headers)  # the signed-in user, after the client's X-Orun-*
         if websocket:
             return await self.websockets.relay(
                 request, route, upstream, headers, settings.connect_timeout,

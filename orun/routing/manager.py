@@ -26,6 +26,7 @@ from orun.events import (
     Event,
     RoutesSwapped,
 )
+from orun.proxy.auth.service import AuthService
 from orun.proxy.target import Route
 from orun.routing.table import EMPTY_TABLE, RouteTable
 from orun.routing.targets import TargetFactory
@@ -36,8 +37,10 @@ log = structlog.get_logger("orun.routes")
 
 class RouteManager:
     def __init__(self, bus: EventBus, factory: TargetFactory,
-                 apps: Callable[[], list[App]], default_domain: Callable[[], str]) -> None:
+                 apps: Callable[[], list[App]], default_domain: Callable[[], str],
+                 auth: AuthService | None = None) -> None:
         self._bus = bus
+        self._auth = auth
         self._factory = factory
         self._apps = apps
         self._default_domain = default_domain
@@ -45,7 +48,8 @@ class RouteManager:
         self.current: RouteTable = EMPTY_TABLE
         self._lock = asyncio.Lock()
         self._dirty = False
-        #: app id -> (the app, the default domain, its table entry) of the last rebuild
+        #: app id -> (the app, the default domain and default auth, its table entry) of
+        #: the last rebuild
         self._entries: dict[str, tuple[App, str, tuple[str, str, Route]]] = {}
         self._unsubscribe: Unsubscribe | None = None
 
@@ -74,18 +78,21 @@ class RouteManager:
             self._dirty = False
             apps = self._apps()
             default_domain = self._default_domain()
+            # an entry is reused while neither default it depends on changed
+            defaults = default_domain + "\0" + (self._auth.default_auth() if self._auth
+                                                 else "")
             known = self._entries
             fresh: dict[str, tuple[App, str, tuple[str, str, Route]]] = {}
             entries: list[tuple[str, str, Route]] = []
             changed = len(known) != len(apps)
             for app in apps:
                 last = known.get(app.id)
-                if last is not None and last[0] is app and last[1] == default_domain:
+                if last is not None and last[0] is app and last[1] == defaults:
                     entry = last[2]
                 else:
                     changed = True
                     entry = await self._entry(app, default_domain)
-                fresh[app.id] = (app, default_domain, entry)
+                fresh[app.id] = (app, defaults, entry)
                 entries.append(entry)
             if changed:  # targets of versions no longer routed can go
                 self._factory.retain(apps)
@@ -99,6 +106,8 @@ class RouteManager:
     async def _entry(self, app: App, default_domain: str) -> tuple[str, str, Route]:
         """The app's (effective domain, path, route) in a table."""
         target = await self._factory.target_for(app)
+        if self._auth is not None:
+            target = self._auth.wrap(target, app.current.settings.auth, app.id)
         prefix = "" if app.path.path == "/" else app.path.path
         route = Route(app.id, str(app.path), prefix, target)
         return app.path.effective_domain(default_domain), app.path.path, route

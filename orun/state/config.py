@@ -11,11 +11,13 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from orun.errors import ConfigError
+from orun.errors import ConfigError, OrunError
+from orun.state.authtype import check_known, parse_auth_type, valid_provider_name
 from orun.state.schema import build, check
 
 DEFAULT_HTTP_PORT = 25222
@@ -46,6 +48,34 @@ def _networks(values: list[str]) -> str | None:
             ipaddress.ip_network(v, strict=False)
         except ValueError:
             return f"{v!r} is not an IP address or CIDR network"
+    return None
+
+
+def _http_url(value: str) -> str | None:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return f"{value!r} is not a valid URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{value!r} is not an http(s) URL with a host"
+    if parts.username or parts.password:
+        return "credentials do not belong in the URL"
+    return None
+
+
+def _header_names(values: list[str]) -> str | None:
+    for v in values:
+        if not v or not all(c.isalnum() or c in "-_" for c in v):
+            return f"{v!r} is not a header name"
+    return None
+
+
+def _provider_names(values: dict[str, object]) -> str | None:
+    for name in values:
+        problem = valid_provider_name(name)
+        if problem is not None:
+            return problem
     return None
 
 
@@ -173,6 +203,51 @@ class SecurityConfig:
     allowed_mounts: list[str] = field(default_factory=lambda: ["$ORUN_HOME/mounts"])
     allowed_container_args: dict[str, str] = field(default_factory=dict)
     trusted_proxies: list[str] = field(default_factory=list, metadata=check(_networks))
+    #: the auth of apps created without `--auth` (or with `--auth default`): none,
+    #: system, oidc:<name> or forward:<name> (see `auth`)
+    app_default_auth_type: str = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class OidcProviderConfig:
+    """One OpenID Connect provider (`auth.oidc.<name>`): sign-in with the authorization
+    code flow and PKCE; the redirect URI to register is
+    `<app URL>/_orun_app/auth/callback` for each app that uses it."""
+
+    #: the issuer URL; its `/.well-known/openid-configuration` is read from there
+    issuer: str = field(metadata=check(_http_url))
+    client_id: str
+    client_secret: str = ""
+    scopes: list[str] = field(default_factory=lambda: ["openid", "email", "profile"])
+    #: who may sign in (an empty allow list: anyone the provider signs in)
+    allowed_emails: list[str] = field(default_factory=list)
+    allowed_domains: list[str] = field(default_factory=list)
+    allowed_groups: list[str] = field(default_factory=list)
+    #: the id_token claim that holds the user's groups
+    groups_claim: str = "groups"
+    #: how long a session cookie is good for
+    session_secs: float = field(default=8 * 3600.0, metadata=check(_positive))
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardAuthConfig:
+    """Forward auth (`auth.forward.<name>`): orun asks `url` about each request; a 2xx
+    lets it through, any other answer goes back to the client as it is."""
+
+    url: str = field(metadata=check(_http_url))
+    #: headers of the auth service's 2xx answer passed on to the app
+    copy_headers: list[str] = field(default_factory=list, metadata=check(_header_names))
+    timeout_secs: float = field(default=10.0, metadata=check(_positive))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    oidc: dict[str, OidcProviderConfig] = field(default_factory=dict,
+                                                metadata=check(_provider_names))
+    forward: dict[str, ForwardAuthConfig] = field(default_factory=dict,
+                                                  metadata=check(_provider_names))
+    #: failed basic-auth attempts a client address may make per minute before 429s
+    max_failures_per_minute: int = field(default=10, metadata=check(_positive))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +255,14 @@ class LogConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "console", "json"] = "auto"
     access_log: bool = True
+
+
+def _auth_text(value: str) -> str | None:
+    try:
+        parse_auth_type(value)
+    except OrunError as exc:
+        return exc.message
+    return None
 
 
 def _scalars(values: dict[str, Any]) -> str | None:
@@ -208,6 +291,8 @@ class DeclaredApp:
     dev: bool = False
     #: changes go straight to prod too (otherwise they wait in the stage app)
     promote: bool = False
+    #: as `--auth`: "" (the server default), none, system, oidc:<name>, forward:<name>
+    auth: str = field(default="", metadata=check(_auth_text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +305,7 @@ class Config:
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     log: LogConfig = field(default_factory=LogConfig)
     #: declarative apps, reconciled at start and on SIGHUP (orun/control/declared.py)
     apps: list[DeclaredApp] = field(default_factory=list)
@@ -239,9 +325,25 @@ def parse_config(text: str, *, source: str = "config") -> Config:
         raise ConfigError([f"YAML syntax error: {exc}"], source=source) from None
     problems: list[str] = []
     config = build(Config, data, "", problems)
+    if not problems:
+        problems += auth_problems(config)
     if problems:
         raise ConfigError(problems, source=source)
     return config
+
+
+def auth_problems(config: Config) -> list[str]:
+    """Auth settings that name what does not exist (checked across sections)."""
+    where = "security.app_default_auth_type"
+    try:
+        default = parse_auth_type(config.security.app_default_auth_type)
+    except OrunError as exc:
+        return [f"{where}: {exc.message}"]
+    if default is None:
+        return [f"{where}: must name an auth type (none, system, oidc:<name>, "
+                "forward:<name>), not the default itself"]
+    problem = check_known(default, config.auth.oidc, config.auth.forward)
+    return [f"{where}: {problem}"] if problem else []
 
 
 def _read_text(path: Path, *, required: bool) -> str | None:

@@ -33,6 +33,9 @@ class AppSettings:
     app_config: dict[str, str] = field(default_factory=dict)
     branch: str | None = None
     commit: str | None = None
+    #: who may use the app: "" (the server's `security.app_default_auth_type`), `none`,
+    #: `system`, `oidc:<provider>` or `forward:<provider>` (orun/state/authtype.py)
+    auth: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,7 @@ def version_to_json(v: AppVersion) -> dict[str, Any]:
             "container_options": dict(st.container_options),
             "container_volumes": list(st.container_volumes),
             "app_config": dict(st.app_config), "branch": st.branch, "commit": st.commit,
+            "auth": st.auth,
         },
         "git_commit": v.git_commit, "git_message": v.git_message, "git_branch": v.git_branch,
         "created": v.created,

@@ -60,8 +60,19 @@ def test_cvol_replaces_the_list_and_spec_names_one_spec() -> None:
 
 
 def test_unknown_update_kind() -> None:
-    with pytest.raises(OrunError, match="unknown update 'auth'"):
-        settings_edit("auth", ["x"])
+    with pytest.raises(OrunError, match="unknown update 'bindings'"):
+        settings_edit("bindings", ["x"])
+
+
+def test_auth_update_is_stored_canonical() -> None:
+    assert settings_edit("auth", ["system"])(BASE).auth == "system"
+    assert settings_edit("auth", ["github"])(BASE).auth == "oidc:github"
+    assert settings_edit("auth", ["default"])(BASE).auth == ""
+    assert settings_edit("auth", ["forward:gate"])(BASE).auth == "forward:gate"
+    with pytest.raises(OrunError, match="invalid auth type 'bogus:x'"):
+        settings_edit("auth", ["bogus:x"])
+    with pytest.raises(OrunError, match="requires two arguments"):
+        settings_edit("auth", ["a", "b"])
 
 
 def test_declared_entry_settings_stringify_yaml_scalars() -> None:

@@ -155,7 +155,7 @@ bogus: 1
     assert "log.access_log: expected a boolean, got a string" in found
     assert "proxy.read_timeout_secs: must be greater than 0" in found
     assert "builder.max_concurrent_builds: must be greater than 0" in found
-    assert any(p.startswith("bogus: unknown key (known keys: app_defaults, apps, builder,")
+    assert any(p.startswith("bogus: unknown key (known keys: app_defaults, apps, auth, builder,")
                for p in found)
     assert len(found) == 9
 
@@ -220,7 +220,7 @@ def test_top_level_must_be_a_mapping(text: str) -> None:
 
 def test_unknown_top_level_key_lists_known_keys() -> None:
     assert one_problem("htp: {}") == (
-        "htp: unknown key (known keys: app_defaults, apps, builder, http, https, "
+        "htp: unknown key (known keys: app_defaults, apps, auth, builder, http, https, "
         "limits, log, proxy, security, system)"
     )
 
@@ -386,3 +386,36 @@ def test_build_unsupported_type_is_a_programming_error() -> None:
 
     with pytest.raises(TypeError, match="unsupported type"):
         build(Weird, {"x": [1]}, "", [])
+
+
+def test_auth_config_is_checked() -> None:
+    from orun.state.config import parse_config as parse
+
+    good = parse("security: {app_default_auth_type: 'forward:gate'}\n"
+                 "auth:\n  forward: {gate: {url: 'http://127.0.0.1:9/check', "
+                 "copy_headers: [Remote-User]}}\n"
+                 "  oidc: {corp: {issuer: 'https://id.example.test', client_id: orun}}\n")
+    assert good.auth.forward["gate"].copy_headers == ["Remote-User"]
+    assert good.auth.oidc["corp"].scopes == ["openid", "email", "profile"]
+    cases = {
+        "auth: {forward: {gate: {url: 'ftp://x'}}}":
+            "auth.forward.gate.url: 'ftp://x' is not an http(s) URL with a host",
+        "auth: {forward: {gate: {url: 'http://u:p@x/'}}}":
+            "auth.forward.gate.url: credentials do not belong in the URL",
+        "auth: {oidc: {corp: {issuer: 'https://i', client_id: c, scope: [x]}}}":
+            "auth.oidc.corp.scope: unknown key",
+        "auth: {oidc: {corp: {issuer: 'https://i'}}}":
+            "auth.oidc.corp.client_id: required key is missing",
+        "auth: {forward: {'bad name': {url: 'http://x/'}}}":
+            "auth.forward: 'bad name' is not a valid provider name",
+        "security: {app_default_auth_type: 'oidc:nope'}":
+            "security.app_default_auth_type: unknown OIDC provider 'nope'",
+        "security: {app_default_auth_type: default}":
+            "security.app_default_auth_type: must name an auth type",
+        "security: {app_default_auth_type: 'what:ever'}":
+            "security.app_default_auth_type: invalid auth type 'what:ever'",
+    }
+    for text, problem in cases.items():
+        with pytest.raises(ConfigError) as err:
+            parse(text)
+        assert any(p.startswith(problem) for p in err.value.problems), err.value.problems
