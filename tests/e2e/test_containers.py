@@ -365,13 +365,21 @@ async def test_failed_build_shows_pip_error_and_keeps_old_version(
         return [e for e in corun.log_events()
                 if e.get("event") == "app_start_failed" and e.get("app") == "/bad"]
 
+    async def logged_once() -> bool:
+        return len(failures()) >= 1
+
+    await wait_for(logged_once, 5, "the app_start_failed line")
     assert len(failures()) == 1 and failures()[0]["retry_in"] == 10
     # a config change the build depends on is a new input: the next request builds again
     corun.write_config(corun.config_text + "app_defaults: {health_timeout_secs: 6}\n")
     (await corun.cli("config", "reload")).ok()
     status, text = await get(http, corun.url("/bad/"))
     assert status == 500 and "failed to start once" in text
-    assert len(failures()) == 2
+
+    async def logged_twice() -> bool:  # the log thread writes it a moment later
+        return len(failures()) == 2
+
+    await wait_for(logged_twice, 5, "the second app_start_failed line")
 
 
 async def test_forbidden_mount_and_copt_are_refused(corun: Orun, tmp_path: Path) -> None:
