@@ -267,6 +267,22 @@ def app_setting(app: App, key: str, default: float) -> float:
         return default
 
 
+#: what a container's exit code says, for the exit codes that name a signal
+_SIGNAL_EXITS = {137: "killed (SIGKILL: its memory limit, or `docker kill`)",
+                 139: "crashed (SIGSEGV)", 134: "aborted (SIGABRT)",
+                 143: "terminated (SIGTERM)"}
+OOM_REASON = "ran out of memory and was killed at its memory limit (--copt memory)"
+
+
+def exit_reason(exit_code: int | None) -> str:
+    """How a container ended, in words: `exited with code 3`, or what a signal exit
+    code means (137 is SIGKILL, usually the memory limit)."""
+    if exit_code is None:
+        return "exited"
+    meaning = _SIGNAL_EXITS.get(exit_code)
+    return f"exited with code {exit_code}" + (f": {meaning}" if meaning else "")
+
+
 #: a failed start of unchanged inputs is tried again by a request only after this long,
 #: doubled with each failure in a row, at most FAILED_RETRY_MAX_SECS
 FAILED_RETRY_SECS = 10.0

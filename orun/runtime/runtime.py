@@ -52,6 +52,7 @@ from orun.runtime.app import (
     StartError,
     app_setting,
     config_key,
+    exit_reason,
     failed_retry_delay,
     version_key,
 )
@@ -636,7 +637,8 @@ class Runtime:
             if now is None:
                 return f"container {name} was removed"
             if not now.running:
-                return f"container {name} exited ({now.status})"
+                return (f"container {name} {exit_reason(now.exit_code)} before answering "
+                        f"its health check")
             return None
 
         cfg = self._config().app_defaults

@@ -19,7 +19,7 @@ import structlog
 from orun.engine.docker import ContainerInfo, Engine
 from orun.engine.labels import LABEL_APP_ID, LABEL_HEALTH, LABEL_IDENTITY, LABEL_PORT, LABEL_VERSION
 from orun.errors import EngineError
-from orun.runtime.app import Instance
+from orun.runtime.app import OOM_REASON, Instance, exit_reason
 from orun.runtime.hosts import WatcherHost
 
 log = structlog.get_logger("orun.runtime")
@@ -73,8 +73,14 @@ class EngineWatcher:
             return
         if action == "kill":
             return  # a `die` follows when the container actually stops
-        self._runtime.lost(rt, f"container {action}" + (f" (exit code {exit_code})"
-                                                 if exit_code is not None else ""), exit_code)
+        if action == "oom":
+            reason = f"container {OOM_REASON}"
+        elif action == "die":
+            reason = f"container {exit_reason(exit_code)}"
+        else:
+            reason = f"container {action}" + (f" ({exit_reason(exit_code)})"
+                                              if exit_code is not None else "")
+        self._runtime.lost(rt, reason, exit_code)
 
     async def _resync(self, engine: Engine) -> None:
         """After (re)connecting: any serving (or paused) container that is no longer
