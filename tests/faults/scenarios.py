@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import BASE_IMAGES, Orun, containers, remove_containers, serve_app
+from tests.conftest import BASE_IMAGES, Orun, remove_containers, serve_app
 from tests.faults.harness import (
     Load,
     Result,
@@ -35,9 +36,9 @@ APPS = Path(__file__).resolve().parent.parent / "apps"
 Scenario = Callable[[Path, float], Awaitable[Result]]
 
 
-def _config(extra: str = "") -> str:
+def _config(extra: str = "", port: int = 0) -> str:
     args = ", ".join(f"{k}: {v}" for k, v in BASE_IMAGES.items())
-    return ("http: {host: 127.0.0.1, port: 0}\n"
+    return (f"http: {{host: 127.0.0.1, port: {port}}}\n"
             f"builder: {{build_args: {{{args}}}}}\n" + extra)
 
 
@@ -50,6 +51,12 @@ async def running(home: Path, config: str = "") -> AsyncIterator[Orun]:
     finally:
         await server.stop()
         remove_containers(server.home)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _fault_app(tmp: Path, name: str = "fault_app") -> Path:
@@ -252,12 +259,277 @@ async def broken_containers(tmp: Path, scale: float) -> Result:
     return result
 
 
+# -- kill -9 at random moments ---------------------------------------------------------
+
+
+async def kill9_storm(tmp: Path, scale: float) -> Result:
+    """`kill -9` orun at random moments while it builds, promotes, reconciles declared
+    apps and writes to its store; after each restart every app serves, with no
+    duplicate or orphan container, an intact store and whole snapshots."""
+    kills = max(3, int(20 * scale))
+    result = Result(f"kill -9 orun x{kills} (builds, promotes, reconciles, writes)",
+                    down_on_purpose=True)
+    site = _site(tmp)
+    src = _fault_app(tmp)
+    declared = [f"  - {{path: /d1, source: {site}, spec: static}}\n",
+                f"  - {{path: /d2, source: {site}, spec: static, params: {{x: '1'}}}}\n"]
+    # a fixed port: the clients keep their URLs across restarts
+    base = _config("app_defaults: {drain_timeout_secs: 2}\n", port=free_port())
+
+    def config(with_d2: bool) -> str:
+        return base + "apps:\n" + declared[0] + (declared[1] if with_d2 else "")
+
+    rng = random.Random(1234)
+    async with serve_app(make_upstream()) as upstream, \
+            running(tmp / "home-kill9", config(False)) as server:
+        (await server.cli("app", "create", "--spec", "static", str(site), "/s")).ok()
+        (await server.cli("app", "create", "--spec", "proxy", "--param", f"url={upstream}",
+                          "-", "/p")).ok()
+        for path in ("/c1", "/c2"):
+            (await server.cli("app", "create", "--spec", "container", str(src), path)).ok()
+        stable = ["/s/", "/p/echo", "/c1/", "/c2/", "/d1/"]
+        await wait_serving([server.url(p) for p in stable])
+        expected = await app_ids(server)
+        operations = ["build", "promote", "reconcile", "writes", "create-delete"]
+        seen: list[str] = []
+        recover = 0.0
+        for round_no in range(kills):
+            op = operations[round_no % len(operations)] if round_no < len(operations) \
+                else rng.choice(operations)
+            seen.append(op)
+            urls = [server.url(p) for p in stable]
+            async with Load(urls, clients=3, timeout=5) as load:
+                task = asyncio.create_task(_operation(server, op, src, site, config,
+                                                      round_no))
+                await asyncio.sleep(rng.uniform(0.05, 2.5))
+                server.kill9()
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                load.phase = "restart"
+                await server.start()
+                t0 = time.monotonic()
+                await wait_serving([server.url(p) for p in stable], 180)
+                recover = max(recover, time.monotonic() - t0)
+                load.phase = "after"
+                await asyncio.sleep(0.5)
+            total = load.total()
+            result.sent += total.sent
+            result.failed += total.failed
+            after = load.phases.get("after")
+            if after is not None and after.failed:
+                result.notes.append(f"round {round_no} ({op}): {after.failed} requests "
+                                    f"failed after the restart served again")
+                result.down_on_purpose = False
+            await _settled(server)
+            before = (result.apps_lost, result.duplicates)
+            await end_state(server, expected, result)
+            if (result.apps_lost, result.duplicates) != before:
+                result.notes.append(f"round {round_no}: after a kill during {op}")
+        result.recover_secs = recover
+        result.notes.append(f"kills during: {', '.join(seen)}; slowest recovery "
+                            f"{recover:.1f}s")
+    return result
+
+
+async def _operation(server: Orun, op: str, src: Path, site: Path,
+                     config: Callable[[bool], str], n: int) -> None:
+    """One change in flight when the kill comes."""
+    if op == "build":
+        (src / "marker.txt").write_text(f"build {n}")
+        dockerfile = src / "Dockerfile"
+        if "marker.txt" not in dockerfile.read_text():
+            dockerfile.write_text(dockerfile.read_text().replace(
+                "COPY server.py .", "COPY server.py marker.txt ./"))
+        await server.cli("app", "reload", "--promote", "/c1")
+    elif op == "promote":
+        await server.cli("param", "update", "ROUND", str(n), "/c2")
+        await server.cli("app", "promote", "/c2")
+    elif op == "reconcile":
+        server.write_config(config(n % 2 == 0))
+        server.signal(signal.SIGHUP)
+        await asyncio.sleep(5)
+    elif op == "writes":
+        for i in range(50):
+            await server.cli("param", "update", "N", str(i), "/s")
+    else:
+        for i in range(20):
+            await server.cli("app", "create", "--spec", "static", str(site), f"/tmp{n}x{i}")
+            await server.cli("app", "delete", f"/tmp{n}x{i}")
+
+
+async def _settled(server: Orun, timeout: float = 15.0) -> None:
+    """Wait (bounded) for replaced containers to finish draining: two running for one
+    app is only a duplicate if it lasts."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(len(c) <= 1 for c in running_by_app(server.home).values()):
+            return
+        await asyncio.sleep(0.5)
+
+
+# -- the engine restarts ------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def _stop_engine() -> None:
+    """Stop this machine's dockerd (its containers stop with it) and wait for it."""
+    subprocess.run(["pkill", "-TERM", "-x", "dockerd"], check=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode:
+            return
+        time.sleep(0.2)
+    raise AssertionError("dockerd did not stop within 60 s")
+
+
+def _start_engine() -> None:
+    subprocess.run([str(REPO / "scripts" / "docker-engine")], check=True,
+                   capture_output=True)
+
+
+async def engine_restart(tmp: Path, scale: float) -> Result:
+    """Restart the Docker engine under load: while it is away, requests to container
+    apps get 503 with Retry-After (none hangs) and static/proxy apps never fail; once it
+    is back, the container apps serve again with no operator."""
+    result = Result("Docker engine restart under load", down_on_purpose=True)
+    src = _fault_app(tmp)
+    site = _site(tmp)
+    async with serve_app(make_upstream()) as upstream, \
+            running(tmp / "home-engine") as server:
+        (await server.cli("app", "create", "--spec", "static", str(site), "/s")).ok()
+        (await server.cli("app", "create", "--spec", "proxy", "--param", f"url={upstream}",
+                          "-", "/p")).ok()
+        for path in ("/c1", "/c2"):
+            (await server.cli("app", "create", "--spec", "container", str(src), path)).ok()
+        expected = await app_ids(server)
+        containers_urls = [server.url("/c1/"), server.url("/c2/")]
+        others = [server.url("/s/"), server.url("/p/echo")]
+        await wait_serving(containers_urls + others)
+        retry_after_missing = 0
+
+        def allowed(url: str, status: int) -> bool:
+            if url in containers_urls and load.phase == "outage":
+                return status in (200, 503)
+            return status == 200
+
+        async with Load(containers_urls + others, clients=4, timeout=20,
+                        allowed=allowed) as load:
+            await asyncio.sleep(1)
+            load.phase = "outage"
+            await asyncio.to_thread(_stop_engine)
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+                for url in containers_urls:
+                    async with http.get(url) as resp:
+                        if resp.status == 503 and "Retry-After" not in resp.headers:
+                            retry_after_missing += 1
+                        result.notes.append(f"during the outage {url[url.index('/c'):]} "
+                                            f"answered {resp.status}")
+            await asyncio.sleep(2)
+            await asyncio.to_thread(_start_engine)
+            t0 = time.monotonic()
+            load.phase = "recovery"
+            await wait_serving(containers_urls, 180)
+            result.recover_secs = time.monotonic() - t0
+            load.phase = "after"
+            await asyncio.sleep(1)
+        total = load.total()
+        result.sent, result.failed = total.sent, total.failed
+        outage = load.phases.get("outage")
+        hangs = sum(t.statuses.get("hang", 0) for t in load.phases.values())
+        if hangs or retry_after_missing or (outage and outage.failed) \
+                or load.phases["after"].failed:
+            result.down_on_purpose = False
+        result.notes.append(f"outage: {outage.sent if outage else 0} requests, statuses "
+                            f"{dict(outage.statuses) if outage else {}}; hung: {hangs}; 503 "
+                            f"without Retry-After: {retry_after_missing}; served again "
+                            f"{result.recover_secs:.1f}s after the engine was back")
+        await _settled(server)
+        await end_state(server, expected, result)
+    return result
+
+
+# -- the disk fills up -----------------------------------------------------------------------
+
+
+async def disk_full(tmp: Path, scale: float) -> Result:
+    """`$ORUN_HOME` on a small filesystem that fills up while a container app serves
+    (and logs) and while a build is asked for: a clear error, the running app unhurt, an
+    intact store, and service as before once space returns."""
+    result = Result("disk full under $ORUN_HOME (build, logs)")
+    home = tmp / "home-disk"
+    home.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "tmpfs", str(home)],
+                   check=True)
+    filler = home / "filler"
+    try:
+        src = _fault_app(tmp)
+        async with running(home) as server:
+            (await server.cli("app", "create", "--spec", "container", str(src), "/c")).ok()
+            expected = await app_ids(server)
+            await wait_serving([server.url("/c/")])
+            async with Load([server.url("/c/")], clients=3) as load:
+                await asyncio.sleep(0.5)
+                load.phase = "full"
+                await asyncio.to_thread(_fill, filler)
+                (tmp / "other").mkdir(exist_ok=True)
+                shutil.copytree(src, tmp / "other" / "app", dirs_exist_ok=True)
+                (tmp / "other" / "app" / "big.bin").write_bytes(os.urandom(4 << 20))
+                created = await server.cli("app", "create", "--spec", "container",
+                                           str(tmp / "other" / "app"), "/new")
+                lines = created.err.strip().splitlines()
+                clear = created.code != 0 and bool(lines) and lines[-1].startswith(
+                    "error: ") and "Traceback" not in created.err
+                result.notes.append(f"create on a full disk: exit {created.code}, "
+                                    f"{lines[-1] if lines else '(no message)'}")
+                if not clear:
+                    result.failed += 1
+                    result.notes.append("FAILED: no clear error for a full disk")
+                await asyncio.sleep(1.5)  # requests (and their log lines) on a full disk
+                load.phase = "space back"
+                filler.unlink()
+                again = await server.cli("app", "create", "--spec", "container",
+                                         str(tmp / "other" / "app"), "/new")
+                if again.code != 0:
+                    result.failed += 1
+                    result.notes.append(f"FAILED: create after space returned: {again.err}")
+                else:
+                    await wait_serving([server.url("/new/")], 120)
+                await asyncio.sleep(0.5)
+            total = load.total()
+            result.sent += total.sent
+            result.failed += total.failed
+            full = load.phases.get("full")
+            result.notes.append(f"the running app on a full disk: {full.sent if full else 0} "
+                                f"requests, {full.failed if full else 0} failed")
+            expected.update(await app_ids(server))
+            await end_state(server, expected, result)
+    finally:
+        subprocess.run(["umount", "-l", str(home)], check=False)
+    return result
+
+
+def _fill(path: Path) -> None:
+    """Write until the filesystem is full."""
+    chunk = b"\0" * (1 << 20)
+    with path.open("wb") as f:
+        try:
+            while True:
+                f.write(chunk)
+                f.flush()
+        except OSError:
+            pass
+
+
 SCENARIOS: dict[str, Scenario] = {
     "sighup": sighup_storm,
     "cold": cold_storm,
     "broken": broken_containers,
+    "kill9": kill9_storm,
+    "engine": engine_restart,
+    "disk": disk_full,
 }
 
 __all__ = ["SCENARIOS", "Scenario"]
 
-del os, random, subprocess, containers
