@@ -510,6 +510,13 @@ class FrontConnection(asyncio.Protocol):
         up.attach(self)
         transport = up.transport
         assert transport is not None
+        if up.closed:
+            # gone between its connect and now (an upstream that accepts and dies at
+            # once: a crashing container): nothing was sent, say so instead of writing
+            # to a closed transport and leaving the client waiting
+            self._upstream_failed(UpstreamClosed("the upstream closed the connection",
+                                                 no_response=True))
+            return
         if self.body_left and self.buf:
             transport.writelines((self.head, self._body_part()))
         else:

@@ -358,6 +358,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def begin(self, head: bytes, *, head_only: bool) -> Exchange:
         """Send a request head; the response goes into the returned exchange."""
+        if self.closed:  # it died before the request could go (see fast.py `_send`)
+            raise UpstreamClosed("the upstream closed the connection", no_response=True)
         ex = Exchange(self, head_only)
         self.attach(ex)
         assert self.transport is not None

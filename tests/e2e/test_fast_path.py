@@ -294,3 +294,31 @@ async def test_a_client_that_half_closes_still_gets_its_answer(orun: Orun) -> No
         data = await asyncio.wait_for(reader.read(), 10)  # orun answers, then closes
         writer.close()
     assert [(s, b) for s, _, b in responses(data)] == [(200, b"still here")]
+
+
+async def test_an_upstream_that_accepts_and_dies_at_once_gets_a_502_not_a_hang(
+        orun: Orun) -> None:
+    """Found by the fault suite (a crashing container): the connection closed between
+    its connect and the request's write, which wrote to a closed transport and left
+    the client waiting forever. Both paths answer 502 at once."""
+    import socket
+    import struct
+
+    async def reset_at_once(reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    server = await asyncio.start_server(reset_at_once, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        await create(orun, port)
+        # many at once: the close then often lands in the same loop turn as the connect
+        answers = await asyncio.gather(*(
+            exchange(orun.port, b"GET /up/ HTTP/" + version + b"\r\nHost: localhost\r\n"
+                     b"Connection: close\r\n\r\n", timeout=10)
+            for version in (b"1.1", b"1.0") * 100))  # the fast path and aiohttp's
+        assert [responses(data)[0][0] for data in answers] == [502] * 200
+    finally:
+        server.close()

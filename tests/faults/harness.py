@@ -223,7 +223,8 @@ async def wait_serving(urls: Iterable[str], timeout: float = 120.0) -> float:
     """Seconds until every URL answers 200 (raises after `timeout`)."""
     t0 = time.monotonic()
     pending = list(urls)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
+    per_request = aiohttp.ClientTimeout(total=min(timeout, 30))
+    async with aiohttp.ClientSession(timeout=per_request) as http:
         while pending:
             if time.monotonic() - t0 > timeout:
                 raise AssertionError(f"not serving after {timeout:g}s: {pending}")
@@ -234,7 +235,7 @@ async def wait_serving(urls: Iterable[str], timeout: float = 120.0) -> float:
                     if resp.status == 200:
                         pending.pop(0)
                         continue
-            except aiohttp.ClientError:
+            except (aiohttp.ClientError, TimeoutError):
                 pass
             await asyncio.sleep(0.2)
     return time.monotonic() - t0
