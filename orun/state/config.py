@@ -146,6 +146,11 @@ class SecurityConfig:
     allowed_mounts: list[str] = field(default_factory=lambda: ["$ORUN_HOME/mounts"])
     allowed_container_args: dict[str, str] = field(default_factory=dict)
     trusted_proxies: list[str] = field(default_factory=list, metadata=check(_networks))
+    #: serve the admin API on the HTTPS listener too, under `/_orun/api/`, to API
+    #: tokens only (`orun token create`); off, that path belongs to the apps
+    admin_over_tcp: bool = False
+    #: the audit trail keeps this many newest rows (older ones are deleted)
+    audit_max_rows: int = field(default=100_000, metadata=check(_positive))
 
 
 @dataclass(frozen=True, slots=True)
