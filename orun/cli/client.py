@@ -187,10 +187,12 @@ class AdminClient:
             raise OrunError(f"{self._where} refused the API token (401 unauthorized): it is "
                             "unknown, revoked or expired (set ORUN_TOKEN or --token-file)",
                             status=401)
-        if resp.status == 404 and self.remote is not None \
-                and not (isinstance(data, dict) and "code" in data):
-            raise OrunError(f"{self._where} does not serve the admin API (404): turn on "
-                            "security.admin_over_tcp in its config", status=404)
+        not_api = not isinstance(data, dict) if resp.status < 400 else \
+            resp.status == 404 and not (isinstance(data, dict) and "code" in data)
+        if self.remote is not None and not_api:
+            # an app answered: the path is not kept for the admin API there
+            raise OrunError(f"{self._where} does not serve the admin API: turn on "
+                            "security.admin_over_tcp in its config", status=resp.status)
         if resp.status >= 400:
             if isinstance(data, dict) and "message" in data:
                 err = OrunError(str(data["message"]), status=resp.status)
