@@ -33,9 +33,8 @@ async def test_remote_cli_creates_lists_and_deletes_apps(
     assert "App created." in created.ok().out
     listed = (await remote_cli(server, token, "app", "list", "-f", "json")).ok()
     assert [a["app_path"] for a in json.loads(listed.out)] == ["/remote"]
-    async with aiohttp.ClientSession() as http:
-        async with http.get(server.url("/remote/")) as resp:
-            assert "<h1>site</h1>" in await resp.text()
+    async with aiohttp.ClientSession() as http, http.get(server.url("/remote/")) as resp:
+        assert "<h1>site</h1>" in await resp.text()
     # the token in a file instead of the environment, the CA as a flag
     token_file = server.home.parent / "token.txt"
     token_file.write_text(token + "\n")
@@ -98,11 +97,10 @@ async def test_read_token_cannot_change_anything(
         result = await remote_cli(server, reader, *args)
         assert result.code == 1, args
         assert result.err.startswith("error: ") and "read scope" in result.err, args
-    async with aiohttp.ClientSession() as http:
-        async with http.delete(server_url(server) + "/_orun/api/apps?glob=all",
-                               headers={"Authorization": f"Bearer {reader}"},
-                               ssl=tls(server)) as resp:
-            assert resp.status == 403
+    url = server_url(server) + "/_orun/api/apps?glob=all"
+    async with aiohttp.ClientSession() as http, http.delete(
+            url, headers={"Authorization": f"Bearer {reader}"}, ssl=tls(server)) as resp:
+        assert resp.status == 403
     listed = json.loads((await server.cli("app", "list", "-f", "json")).ok().out)
     assert [a["app_path"] for a in listed] == ["/kept"]
     await server.stop()
