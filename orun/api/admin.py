@@ -443,7 +443,8 @@ async def list_audit(request: web.Request) -> web.Response:
     if glob:
         with contextlib.suppress(OrunError):
             ids = tuple(a.id for a in ctx.apps.match(glob, internal=True))
-    await ctx.audit.drain()  # what was just done is in the answer
+    with contextlib.suppress(TimeoutError):  # what was just done is in the answer
+        await asyncio.wait_for(ctx.audit.drain(), 2.0)
     rows = await ctx.store.audit(since=since, app_ids=ids, target_glob=glob,
                                  limit=min(limit, 10_000))
     return web.json_response({"rows": [r.to_json() for r in rows]})
