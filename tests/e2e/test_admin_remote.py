@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
-from tests.conftest import Orun
+from tests.conftest import Orun, serve_app
 from tests.e2e.admin_helpers import (
     ADMIN_ON,
     make_token,
@@ -214,3 +215,35 @@ async def test_cli_errors_for_bad_certificate_unreachable_and_plain_http(
                              url=f"http://127.0.0.1:{server.port}")
     assert plain.code == 1 and "https://" in plain.err
     await server.stop()
+
+
+async def test_fast_path_leaves_the_admin_prefix_alone(
+        make_orun: Callable[..., Orun]) -> None:
+    """A `proxy` app at / is served by the fast path; with the admin API on, its
+    prefix still never reaches the app, over HTTPS or plain HTTP."""
+    seen: list[str] = []
+
+    async def upstream(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.Response(text="upstream")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", upstream)
+    async with serve_app(app) as base:
+        server = make_orun(ADMIN_ON)
+        await server.start()
+        (await server.cli("app", "create", "--spec", "proxy", "--param", f"url={base}",
+                          "-", "/")).ok()
+        async with aiohttp.ClientSession() as http:
+            for _ in range(2):  # the second request on a kept-alive connection
+                async with http.get(server_url(server) + "/x", ssl=tls(server)) as resp:
+                    assert await resp.text() == "upstream"
+                async with http.get(server_url(server) + "/_orun/api/apps",
+                                    ssl=tls(server)) as resp:
+                    assert resp.status == 401
+                async with http.get(server.url("/_orun/api/apps")) as resp:
+                    assert resp.status == 403
+                async with http.get(server.url("/y")) as resp:
+                    assert await resp.text() == "upstream"
+        assert seen == ["/x", "/y", "/x", "/y"]
+        await server.stop()
