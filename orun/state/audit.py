@@ -77,8 +77,8 @@ class AuditTrail:
             return
         if coalesce:
             self._repeats[key] = len(self._pending)
-        self._pending.append(AuditRow(time.time(), actor, remote, action, target, app_id,
-                                      outcome[:500]))
+        self._pending.append(AuditRow(time.time(), actor[:200], remote[:100], action[:100],
+                                      target[:300], app_id, outcome[:500]))
         self._idle.clear()
         self._wakeup.set()
 

@@ -36,6 +36,9 @@ async def test_remote_cli_creates_lists_and_deletes_apps(
     assert [a["app_path"] for a in json.loads(listed.out)] == ["/remote"]
     async with aiohttp.ClientSession() as http, http.get(server.url("/remote/")) as resp:
         assert "<h1>site</h1>" in await resp.text()
+    # a streamed endpoint answers its errors the same way
+    logs = await remote_cli(server, token, "app", "logs", "/remote")
+    assert logs.code == 1 and logs.err.startswith("error: ") and "runs no" in logs.err
     # the token in a file instead of the environment, the CA as a flag
     token_file = server.home.parent / "token.txt"
     token_file.write_text(token + "\n")
