@@ -5,22 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
-from tests.conftest import Orun, serve_app
+from tests.conftest import Orun, container_config, remove_containers, serve_app
 from tests.e2e.admin_helpers import (
     ADMIN_ON,
+    ca_file,
     make_token,
     remote_cli,
     server_url,
     tls,
 )
 
+APPS = Path(__file__).resolve().parent.parent / "apps"
 UNAUTHORIZED = {"message": "unauthorized", "code": 401}
 
 
@@ -250,3 +255,44 @@ async def test_fast_path_leaves_the_admin_prefix_alone(
                     assert await resp.text() == "upstream"
         assert seen == ["/x", "/y", "/x", "/y"]
         await server.stop()
+
+
+async def test_remote_start_and_follow_stream_over_https(
+        tmp_path: Path, engine: None) -> None:
+    """`app create --wait` (the start progress) and `app logs --follow` stream over the
+    remote API as they do over the socket."""
+    server = Orun(tmp_path / "home",
+                  container_config("security: {admin_over_tcp: true}\n"))
+    await server.start()
+    try:
+        token = await make_token(server, "ops")
+        src = tmp_path / "container_app"
+        shutil.copytree(APPS / "container_app", src)
+        created = await remote_cli(server, token, "app", "create", "--wait", "--spec",
+                                   "container", str(src), "/fol")
+        assert "App is running" in created.ok().out
+        env = dict(os.environ, ORUN_HOME=str(tmp_path / "elsewhere"), ORUN_TOKEN=token,
+                   ORUN_SERVER=server_url(server), ORUN_CA_FILE=str(ca_file(server)))
+        (tmp_path / "elsewhere").mkdir(exist_ok=True)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.url("/fol/one")) as resp:
+                assert resp.status == 200
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "orun", "app", "logs", "--follow", "/fol", env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            assert proc.stdout is not None
+            try:
+                seen = ""
+                async with asyncio.timeout(15):
+                    while "GET /one" not in seen:
+                        seen += (await proc.stdout.readline()).decode()
+                    async with http.get(server.url("/fol/two")) as resp:
+                        assert resp.status == 200
+                    while "GET /two" not in seen:
+                        seen += (await proc.stdout.readline()).decode()
+            finally:
+                proc.terminate()
+                await proc.wait()
+    finally:
+        await server.stop()
+        remove_containers(server.home)
