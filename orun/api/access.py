@@ -30,8 +30,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 IDENTITY = "orun.identity"
 
 #: operations a `read` token may call (every other one changes something)
-READ_ONLY = frozenset({"health", "server.info", "app.list", "config.check", "param.list",
-                       "version.list", "app.logs", "audit.list"})
+#: (`config.check` is not one: it reads a file named by the caller)
+READ_ONLY = frozenset({"health", "server.info", "app.list", "param.list", "version.list",
+                       "app.logs", "audit.list"})
 #: operations only an admin token may call, even when they only read
 ADMIN_ONLY = frozenset({"token.create", "token.list", "token.revoke"})
 

@@ -1,4 +1,6 @@
-"""The admin API, served on the unix socket `$ORUN_HOME/run/orun.sock` (mode 0600).
+"""The admin API, served on the unix socket `$ORUN_HOME/run/orun.sock` (mode 0600) and,
+with `security.admin_over_tcp`, on the HTTPS listener under `/_orun/api/` to API tokens
+(who may call, and the audit row each call leaves: `orun/api/access.py`).
 
 JSON in, JSON out. Errors are `{"message": ..., "code": N}` with status N, as OpenRun's
 API does, so the CLI can print the message as it is.

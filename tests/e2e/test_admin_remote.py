@@ -51,6 +51,8 @@ async def test_remote_cli_creates_lists_and_deletes_apps(
                                "delete", "/remote")
     assert "1 app(s) deleted." in deleted.ok().out
     assert (await server.cli("app", "list", "-f", "json")).ok().out.strip() == "[]"
+    # config check reads the server's own file
+    assert "config OK" in (await remote_cli(server, token, "config", "check")).ok().out
     # the local socket still works as before
     assert "Name" in (await server.cli("token", "list")).ok().out
     await server.stop()
@@ -101,7 +103,7 @@ async def test_read_token_cannot_change_anything(
     assert "/kept" in (await remote_cli(server, reader, "app", "list")).ok().out
     assert (await remote_cli(server, reader, "audit", "list")).ok()
     for args in (["app", "create", "--spec", "static", str(site), "/new"],
-                 ["app", "delete", "/kept"], ["config", "reload"],
+                 ["app", "delete", "/kept"], ["config", "reload"], ["config", "check"],
                  ["token", "create", "more"], ["token", "list"], ["token", "revoke", "viewer"]):
         result = await remote_cli(server, reader, *args)
         assert result.code == 1, args
