@@ -62,7 +62,7 @@ async def test_every_request_without_a_valid_token_gets_a_bare_401(
         make_orun: Callable[..., Orun], site: Path) -> None:
     server = make_orun(ADMIN_ON)
     await server.start()
-    await make_token(server, "real")
+    real = await make_token(server, "real")
     # an app at / would get every path the API did not keep
     (await server.cli("app", "create", "--spec", "static", str(site), "/")).ok()
     base = server_url(server) + "/_orun/api"
@@ -81,6 +81,11 @@ async def test_every_request_without_a_valid_token_gets_a_bare_401(
                     assert resp.status == 401, (method, path, headers)
                     assert await resp.json() == UNAUTHORIZED
                     assert resp.headers["WWW-Authenticate"] == 'Bearer realm="orun"'
+        # with a valid token, an unknown endpoint is the API's 404, not the app's page
+        async with http.get(base + "/no/such/endpoint", ssl=tls(server),
+                            headers={"Authorization": f"Bearer {real}"}) as resp:
+            assert resp.status == 404
+            assert "<h1>site</h1>" not in await resp.text()
     # nothing was changed by those requests
     assert [a["app_path"] for a in json.loads(
         (await server.cli("app", "list", "-f", "json")).ok().out)] == ["/"]
