@@ -24,7 +24,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from orun import __version__
-from orun.api.admin import StartProgress, make_admin_app
+from orun.api.access import local_identity, token_identity
+from orun.api.admin import REMOTE_PREFIX, StartProgress, make_admin_app
 from orun.bus import EventBus
 from orun.control.apps import AppService
 from orun.control.changes import ChangeService
@@ -46,6 +47,7 @@ from orun.runtime.app import Instance
 from orun.runtime.runtime import Runtime
 from orun.sources import SnapshotStore
 from orun.spec import SpecCatalog
+from orun.state.audit import AuditTrail
 from orun.state.config import Config, ConfigFile, read_config_file
 from orun.state.home import prepare_home
 from orun.state.model import App
@@ -83,6 +85,8 @@ class Server:
         self.socket_path = self.run_dir / "orun.sock"
         self.bus = EventBus()
         self.store = Store(home / "metadata" / "orun.db")
+        self.audit = AuditTrail(self.store, lambda: self.config.security.audit_max_rows,
+                                self._app_path)
         self.snapshots = SnapshotStore(home / "snapshots")
         self.catalog = SpecCatalog(home / "specs")
         self.apps = AppService(self.store, self.snapshots, self.catalog, self.bus,
@@ -105,6 +109,9 @@ class Server:
         self._https: Listener | None = None
         self.certs = Certificates(home / "certs")
         self._admin_runner: web.AppRunner | None = None
+        #: the admin API of the HTTPS listener (`security.admin_over_tcp`), never bound
+        #: to a socket: the proxy handler passes it the requests under its prefix
+        self._remote_admin: web.AppRunner | None = None
         self._stop = asyncio.Event()
         self._stopping = False
         self._reload_lock = asyncio.Lock()
@@ -126,6 +133,7 @@ class Server:
         await asyncio.to_thread(self._prepare_dirs)
         await self._claim_socket()
         await self.store.open()
+        self.audit.start(self.bus)
         await self.apps.load()
         cfg = self.config
         missing = self.apps.auth_problems(cfg)
@@ -147,11 +155,19 @@ class Server:
         self.handler = ProxyHandler(self.routes)
         if cfg.log.access_log:
             self.access.start()
+        loop = asyncio.get_running_loop()
+
+        def make_request(message: Any, payload: Any, protocol: Any, writer: Any,
+                         task: Any) -> web.Request:
+            # web.Request (not the bare BaseRequest): the remote admin API is an
+            # aiohttp application and needs one; the proxy reads only the base part
+            return web.Request(message, payload, protocol, writer, task, loop)
+
         proxy_server = web.Server(
             self.handler, access_log_class=access_logger_class(self.access),
             access_log=logging.getLogger("orun.access") if cfg.log.access_log
             else None,
-            handler_cancellation=True,
+            handler_cancellation=True, request_factory=make_request,
             # the heads of later requests on a connection aiohttp took (the first head
             # of every connection is framed and bounded by FastFront)
             keepalive_timeout=cfg.limits.keepalive_timeout_secs,
@@ -185,6 +201,8 @@ class Server:
         await self._https.bind(cfg.https.host, cfg.https.port)
         self._apply_redirect(cfg)
         await self._start_admin()
+        await self._start_remote_admin()
+        self._apply_admin_over_tcp(cfg)
         await asyncio.to_thread(self._write_info)
         self._install_signals()
         async with self._reload_lock:
@@ -229,8 +247,38 @@ class Server:
         if self.tls_front is not None:
             self.tls_front.enabled = cfg.proxy.fast_path
 
+    async def _start_remote_admin(self) -> None:
+        app = make_admin_app(self.apps, self.changes, self, self.store, self.audit,
+                             identity=token_identity(self.store, self.audit),
+                             prefix=REMOTE_PREFIX)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        self._remote_admin = runner
+
+    async def _remote_admin_call(self, request: web.BaseRequest) -> web.StreamResponse:
+        assert self._remote_admin is not None and self._remote_admin.server is not None
+        assert isinstance(request, web.Request)
+        response: web.StreamResponse = \
+            await self._remote_admin.server.request_handler(request)
+        return response
+
+    def _apply_admin_over_tcp(self, cfg: Config) -> None:
+        """`security.admin_over_tcp`: the proxy keeps the admin prefix for the API (and
+        the fast path hands it to aiohttp), or it is an ordinary path of the apps."""
+        on = cfg.security.admin_over_tcp
+        if self.handler is not None:
+            self.handler.reserved = (REMOTE_PREFIX, self._remote_admin_call) if on else None
+        for front in (self.front, self.tls_front):
+            if front is not None:
+                front.reserved = REMOTE_PREFIX.encode() if on else b""
+
+    def _app_path(self, app_id: str) -> str:
+        app = self.apps.get(app_id)
+        return str(app.path) if app is not None else ""
+
     async def _start_admin(self) -> None:
-        runner = web.AppRunner(make_admin_app(self.apps, self.changes, self),
+        runner = web.AppRunner(make_admin_app(self.apps, self.changes, self, self.store,
+                                              self.audit, identity=local_identity()),
                                handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         path = usable_socket_path(self.socket_path)
@@ -308,6 +356,8 @@ class Server:
             await self._proxy_runner.cleanup()
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
+        if self._remote_admin is not None:
+            await self._remote_admin.cleanup()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -315,6 +365,7 @@ class Server:
             await self.runtime.stop()
         if self.routes is not None:
             await self.routes.stop()
+        await self.audit.close()
         await self.bus.close()
         await self.store.close()
         await asyncio.to_thread(self.access.stop)
@@ -377,6 +428,7 @@ class Server:
                     if front is not None:
                         front.configure(new.limits, self._open_files)
             self._apply_redirect(new)
+            self._apply_admin_over_tcp(new)
             await asyncio.to_thread(self._write_info)
             log.info("config_reloaded", changed=list(changed))
             self.bus.publish(ConfigReloaded(new, changed))

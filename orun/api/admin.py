@@ -1,4 +1,6 @@
-"""The admin API, served on the unix socket `$ORUN_HOME/run/orun.sock` (mode 0600).
+"""The admin API, served on the unix socket `$ORUN_HOME/run/orun.sock` (mode 0600) and,
+with `security.admin_over_tcp`, on the HTTPS listener under `/_orun/api/` to API tokens
+(who may call, and the audit row each call leaves: `orun/api/access.py`).
 
 JSON in, JSON out. Errors are `{"message": ..., "code": N}` with status N, as OpenRun's
 API does, so the CLI can print the message as it is.
@@ -11,8 +13,10 @@ container app); the server passes itself in as that. Nothing here imports the se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +27,16 @@ import aiofiles.os
 import structlog
 from aiohttp import web
 
+from orun.api.access import audit_calls
 from orun.control.apps import AppService, CreateRequest
 from orun.control.changes import ChangeService, Outcome
 from orun.errors import OrunError
 from orun.runtime.logs import AppLogs, read_tail
+from orun.state.audit import AuditTrail
 from orun.state.model import App
+from orun.state.records import TokenRecord
+from orun.state.store import Store
+from orun.state.tokens import name_problem, new_token
 
 log = structlog.get_logger("orun.admin")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -80,6 +89,8 @@ class AdminContext:
     apps: AppService
     changes: ChangeService
     server: ServerControl
+    store: Store
+    audit: AuditTrail
 
 
 CONTEXT_KEY: web.AppKey[AdminContext] = web.AppKey("orun")
@@ -375,23 +386,114 @@ async def _size(path: Path) -> int:
         return 0
 
 
-def make_admin_app(apps: AppService, changes: ChangeService,
-                   server: ServerControl) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware])
-    app[CONTEXT_KEY] = AdminContext(apps, changes, server)
-    app.router.add_get("/_orun/health", health)
-    app.router.add_get("/_orun/server", server_info)
-    app.router.add_get("/_orun/apps", list_apps)
-    app.router.add_post("/_orun/app", create_app)
-    app.router.add_delete("/_orun/apps", delete_apps)
-    app.router.add_post("/_orun/config/reload", reload_config)
-    app.router.add_post("/_orun/config/check", check_config)
-    app.router.add_post("/_orun/apps/reload", reload_apps)
-    app.router.add_post("/_orun/apps/promote", promote_apps)
-    app.router.add_post("/_orun/apps/update", update_apps)
-    app.router.add_get("/_orun/params", list_params)
-    app.router.add_get("/_orun/versions", list_versions)
-    app.router.add_post("/_orun/versions/switch", switch_version)
-    app.router.add_post("/_orun/apps/start", start_app)
-    app.router.add_get("/_orun/apps/logs", app_logs)
+# -- API tokens and the audit trail ------------------------------------------------
+
+
+async def create_token(request: web.Request) -> web.Response:
+    """Make a token; the answer is the only place its text ever appears."""
+    ctx = request.app[CONTEXT_KEY]
+    body = await _json_body(request)
+    name = str(body.get("name") or "")
+    problem = name_problem(name)
+    if problem:
+        raise OrunError(problem)
+    scope = str(body.get("scope") or "admin")
+    if scope not in ("read", "admin"):
+        raise OrunError(f"invalid scope {scope!r}: use read or admin")
+    days = body.get("expires_days")
+    if days is not None and (not isinstance(days, (int, float)) or isinstance(days, bool)
+                             or days <= 0):
+        raise OrunError("expires must be a positive number of days")
+    now = time.time()
+    text, digest = new_token()
+    record = TokenRecord(name, digest, scope, now, None,
+                         now + float(days) * 86400 if days is not None else None)
+    if not await ctx.store.add_token(record):
+        raise OrunError(f"a token named {name!r} exists already (revoke it first)",
+                        status=409)
+    return web.json_response({"token": text, **record.to_json()})
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT_KEY]
+    return web.json_response({"tokens": [t.to_json() for t in await ctx.store.tokens()]})
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT_KEY]
+    name = request.query.get("name", "")
+    if not name:
+        raise OrunError("requires one argument: <name>")
+    if not await ctx.store.remove_token(name):
+        raise OrunError(f"no token named {name!r}", status=404)
+    return web.json_response({"revoked": name})
+
+
+async def list_audit(request: web.Request) -> web.Response:
+    """Audit rows, newest first: `app` (an app path glob), `since` (epoch seconds),
+    `limit`."""
+    ctx = request.app[CONTEXT_KEY]
+    try:
+        since = float(request.query.get("since", "0"))
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        raise OrunError("since must be a number of seconds and limit a number") from None
+    if limit <= 0:
+        raise OrunError("limit must be greater than 0")
+    glob = request.query.get("app", "")
+    ids: tuple[str, ...] = ()
+    if glob:
+        with contextlib.suppress(OrunError):
+            ids = tuple(a.id for a in ctx.apps.match(glob, internal=True))
+    with contextlib.suppress(TimeoutError):  # what was just done is in the answer
+        await asyncio.wait_for(ctx.audit.drain(), 2.0)
+    rows = await ctx.store.audit(since=since, app_ids=ids, target_glob=glob,
+                                 limit=min(limit, 10_000))
+    return web.json_response({"rows": [r.to_json() for r in rows]})
+
+
+ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
+    ("GET", "/health", health, "health"),
+    ("GET", "/server", server_info, "server.info"),
+    ("GET", "/apps", list_apps, "app.list"),
+    ("POST", "/app", create_app, "app.create"),
+    ("DELETE", "/apps", delete_apps, "app.delete"),
+    ("POST", "/config/reload", reload_config, "config.reload"),
+    ("POST", "/config/check", check_config, "config.check"),
+    ("POST", "/apps/reload", reload_apps, "app.reload"),
+    ("POST", "/apps/promote", promote_apps, "app.promote"),
+    ("POST", "/apps/update", update_apps, "app.update"),
+    ("GET", "/params", list_params, "param.list"),
+    ("GET", "/versions", list_versions, "version.list"),
+    ("POST", "/versions/switch", switch_version, "version.switch"),
+    ("POST", "/apps/start", start_app, "app.start"),
+    ("GET", "/apps/logs", app_logs, "app.logs"),
+    ("POST", "/tokens", create_token, "token.create"),
+    ("GET", "/tokens", list_tokens, "token.list"),
+    ("DELETE", "/tokens", revoke_token, "token.revoke"),
+    ("GET", "/audit", list_audit, "audit.list"),
+)
+
+#: where the admin API lives on the unix socket, and on the HTTPS listener
+LOCAL_PREFIX = "/_orun"
+REMOTE_PREFIX = "/_orun/api"
+
+
+def make_admin_app(apps: AppService, changes: ChangeService, server: ServerControl,
+                   store: Store, audit: AuditTrail, *, identity: Any,
+                   prefix: str = LOCAL_PREFIX) -> web.Application:
+    """The admin API under `prefix`; `identity` is the middleware that says who calls
+    (the socket's peer, or a bearer token) and refuses whoever may not."""
+
+    def app_id_of(target: str) -> str:
+        found = apps.at(target) if target.startswith("/") or ":" in target else None
+        return found.id if found is not None else ""
+
+    app = web.Application(middlewares=[identity, audit_calls(audit, app_id_of),
+                                       errors_middleware])
+    app[CONTEXT_KEY] = AdminContext(apps, changes, server, store, audit)
+    for method, path, handler, name in ROUTES:
+        app.router.add_route(method, prefix + path, handler, name=name)
     return app
+
+

@@ -10,13 +10,15 @@ import itertools
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 from orun import __version__
 from orun.cli.argv import long_flags, normalize_go_flags
-from orun.cli.client import AdminClient
+from orun.cli.client import AdminClient, Remote
 from orun.errors import ConfigError, OrunError
 from orun.state.authtype import label as auth_label
 
@@ -36,8 +38,35 @@ def _home() -> Path:
     return default_home()
 
 
+#: set by `main` from --server/ORUN_SERVER: the orun every command talks to
+_REMOTE: Remote | None = None
+
+
 def _client() -> AdminClient:
-    return AdminClient(_home() / "run" / "orun.sock")
+    return AdminClient(_home() / "run" / "orun.sock", remote=_REMOTE)
+
+
+def _remote_from(args: argparse.Namespace) -> Remote | None:
+    """--server/ORUN_SERVER, the token (ORUN_TOKEN or --token-file) and the CA."""
+    url = args.server or os.environ.get("ORUN_SERVER", "")
+    if not url:
+        return None
+    token = ""
+    if args.token_file:
+        try:
+            token = Path(args.token_file).expanduser().read_text().strip()
+        except OSError as exc:
+            raise OrunError(f"cannot read the token file {args.token_file}: "
+                            f"{exc.strerror or exc}") from None
+    else:
+        token = os.environ.get("ORUN_TOKEN", "").strip()
+    if not token:
+        raise OrunError(f"--server {url} needs an API token: set ORUN_TOKEN or pass "
+                        "--token-file (make one on the server with 'orun token create')")
+    ca_file = args.ca_file or os.environ.get("ORUN_CA_FILE") or None
+    remote = Remote(url.rstrip("/"), token, ca_file, insecure=args.insecure)
+    remote.address()  # a bad URL is reported before anything is sent
+    return remote
 
 
 def _pairs(values: list[str] | None, what: str, *, allow_bare: bool = False) -> dict[str, str]:
@@ -57,6 +86,11 @@ def _source_arg(source: str) -> str:
     from orun.sources.ref import is_git_source
 
     if source == "-" or is_git_source(source):
+        return source
+    if _REMOTE is not None:  # a folder on the server's machine
+        if not source.startswith("/"):
+            raise OrunError(f"source {source}: with --server, give an absolute path on the "
+                            "server (or a git URL)")
         return source
     path = Path(source).expanduser().absolute()
     if not path.exists():
@@ -437,6 +471,8 @@ def cmd_spec_show(args: argparse.Namespace) -> int:
 def cmd_config_check(args: argparse.Namespace) -> int:
     from orun.state.config import read_config_file
 
+    if _REMOTE is not None:
+        return _remote_config_check(args.path)
     path = Path(args.path).expanduser().absolute() if args.path else _home() / "orun.yaml"
     try:
         read_config_file(path, required=bool(args.path))
@@ -461,6 +497,22 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 1
     print(f"config OK: {path}")
+    _print_reconcile(result["apps"], would=True)
+    if result["changed"]:
+        print("a reload would change: " + ", ".join(result["changed"]))
+    return 0
+
+
+def _remote_config_check(path: str | None) -> int:
+    """`config check` against a remote orun: its own config file (or `path` on its
+    machine) as its next reload would read it."""
+    result = _client().request("POST", "/config/check", body={"path": path or ""})
+    if result["problems"]:
+        print("error: the server's config would be rejected:", file=sys.stderr)
+        for problem in result["problems"]:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print("config OK")
     _print_reconcile(result["apps"], would=True)
     if result["changed"]:
         print("a reload would change: " + ", ".join(result["changed"]))
@@ -496,6 +548,79 @@ def cmd_config_reload(args: argparse.Namespace) -> int:
     return 1 if (result.get("apps") or {}).get("failed") else 0
 
 
+def _when(stamp: float | None) -> str:
+    if stamp is None:
+        return "-"
+    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"name": args.name, "scope": args.scope}
+    if args.expires is not None:
+        body["expires_days"] = args.expires
+    result = _client().request("POST", "/tokens", body=body)
+    # the token alone on stdout (ORUN_TOKEN=$(orun token create ci) works); the rest
+    # on stderr
+    print(f"token {result['name']!r} created (scope {result['scope']}, expires "
+          f"{_when(result['expires']) if result['expires'] else 'never'}); it is shown "
+          "only now, orun keeps just its hash:", file=sys.stderr)
+    print(result["token"])
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    tokens = _client().request("GET", "/tokens")["tokens"]
+    if args.format == "json":
+        print(json.dumps(tokens, indent=2))
+        return 0
+    fmt = "%-24s %-6s %-19s  %-19s  %s"
+    print(fmt % ("Name", "Scope", "Created", "LastUsed", "Expires"))
+    for t in tokens:
+        print(fmt % (t["name"], t["scope"], _when(t["created"]), _when(t["last_used"]),
+                     _when(t["expires"]) if t["expires"] else "never"))
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    _client().request("DELETE", "/tokens", query={"name": args.name})
+    print(f"token {args.name!r} revoked")
+    return 0
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(text: str, now: float) -> float:
+    """`--since`: a duration back from now (`90s`, `30m`, `2h`, `7d`, `1w`) or a time
+    (`2026-12-01`, `2026-12-01T10:00`, local time unless it names a zone)."""
+    value = text.strip()
+    if value[:-1].isdigit() and value[-1:] in _UNITS:
+        return now - int(value[:-1]) * _UNITS[value[-1]]
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise OrunError(f"invalid --since {text!r}: use a duration like 30m, 2h or 7d, "
+                        "or a time like 2026-12-01T10:00") from None
+
+
+def cmd_audit_list(args: argparse.Namespace) -> int:
+    if args.limit <= 0:
+        raise OrunError("--limit must be greater than 0")
+    query = {"app": args.app or None, "limit": str(args.limit),
+             "since": str(parse_since(args.since, time.time())) if args.since else None}
+    rows = _client().request("GET", "/audit", query=query)["rows"]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    fmt = "%-19s  %-20s %-16s %-16s %-24s %s"
+    print(fmt % ("Time", "Actor", "Remote", "Action", "Target", "Outcome"))
+    for r in rows:
+        outcome = r["outcome"] + (f" (x{r['count']})" if r["count"] > 1 else "")
+        print(fmt % (_when(r["time"]), r["actor"], r["remote"], r["action"],
+                     r["target"] or "-", outcome))
+    return 0
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"orun {__version__}")
     return 0
@@ -507,6 +632,15 @@ def cmd_version(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="orun", description="Deploy web apps from source plus an app spec.")
     parser.add_argument("--version", "-v", action="version", version=f"orun {__version__}")
+    parser.add_argument("--server", metavar="URL",
+                        help="talk to a remote orun over HTTPS (default $ORUN_SERVER; "
+                             "the token comes from $ORUN_TOKEN or --token-file)")
+    parser.add_argument("--token-file", metavar="PATH", help="file holding the API token")
+    parser.add_argument("--ca-file", metavar="PATH",
+                        help="CA certificate(s) to verify the server with "
+                             "(default $ORUN_CA_FILE, else the system's)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="do not verify the server's TLS certificate")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = sub.add_parser("serve", help="run the orun server in the foreground")
@@ -653,6 +787,32 @@ def build_parser() -> argparse.ArgumentParser:
     vrevert.add_argument("app")
     vrevert.add_argument("--dry-run", action="store_true")
     vrevert.set_defaults(func=cmd_version_revert)
+
+    token = sub.add_parser("token", help="API tokens for remote admin (--server)")
+    token_sub = token.add_subparsers(dest="token_command", required=True, parser_class=_Parser)
+    tcreate = token_sub.add_parser("create", help="make a token (printed once)")
+    tcreate.add_argument("name")
+    tcreate.add_argument("--scope", choices=("read", "admin"), default="admin",
+                         help="read: list and look only; admin: everything (default)")
+    tcreate.add_argument("--expires", type=float, metavar="DAYS",
+                         help="the token stops working after DAYS days (default never)")
+    tcreate.set_defaults(func=cmd_token_create)
+    tlist = token_sub.add_parser("list", help="list tokens (never their secrets)")
+    tlist.add_argument("--format", "-f", choices=("basic", "json"), default="basic")
+    tlist.set_defaults(func=cmd_token_list)
+    trevoke = token_sub.add_parser("revoke", help="revoke a token (at once)")
+    trevoke.add_argument("name")
+    trevoke.set_defaults(func=cmd_token_revoke)
+
+    audit = sub.add_parser("audit", help="the audit trail of admin operations and sign-ins")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
+    alist = audit_sub.add_parser("list", help="audit rows, newest first")
+    alist.add_argument("--app", metavar="GLOB", help="only rows about apps matching GLOB")
+    alist.add_argument("--since", metavar="DURATION|TIME",
+                       help="only rows since then: 30m, 2h, 7d, or 2026-12-01T10:00")
+    alist.add_argument("--limit", "-n", type=int, default=100)
+    alist.add_argument("--format", "-f", choices=("basic", "json"), default="basic")
+    alist.set_defaults(func=cmd_audit_list)
     return parser
 
 
@@ -663,6 +823,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _check_cvol_values(args_in)
         args = parser.parse_args(args_in)
+        global _REMOTE
+        _REMOTE = _remote_from(args) if args.func is not cmd_serve else None
         return int(args.func(args))
     except OrunError as exc:
         if exc.detail:

@@ -122,6 +122,8 @@ class FastFront:
         self.scheme = scheme
         self.access = access
         self.enabled = enabled
+        #: a path prefix the fast path leaves to aiohttp (b"": none)
+        self.reserved = b""
         self.in_flight = 0
         self.closing = False
         self.connections: set[FrontConnection] = set()
@@ -410,6 +412,9 @@ class FrontConnection(asyncio.Protocol):
                 or buf[sp2:line_end] != _VERSION or url[:1] != b"/"
                 or not url.isascii() or b"#" in url):
             self._handoff()
+            return
+        if self.front.reserved and url.startswith(self.front.reserved):
+            self._handoff()  # orun's own (the admin API): aiohttp serves it
             return
         rh.url = url
         method = buf[:sp1]

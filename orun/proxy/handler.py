@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 from yarl import URL
 
@@ -10,6 +12,7 @@ from orun.proxy.target import RouteSource
 
 HEALTH_PATH = "/_orun/health"
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+Reserved = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 class ProxyHandler:
@@ -21,6 +24,9 @@ class ProxyHandler:
         self.in_flight = 0
         #: `http.redirect_to_https`: the HTTPS listener's port, else None
         self.https_redirect: int | None = None
+        #: a path prefix orun keeps for itself (the admin API over HTTPS) and what
+        #: serves it; None: every path belongs to the apps
+        self.reserved: tuple[str, Reserved] | None = None
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         self.in_flight += 1
@@ -34,8 +40,16 @@ class ProxyHandler:
                     return found_request
                 request = found_request
                 raw_path = request.raw_path
-            table = self._routes.current
             path = raw_path.partition("?")[0]
+            if self.reserved is not None:
+                prefix, serve = self.reserved
+                if path == prefix or path.startswith(prefix + "/"):
+                    if not request.secure:  # a token must never cross plain HTTP
+                        return web.json_response(
+                            {"message": "the admin API is served over HTTPS only",
+                             "code": 403}, status=403)
+                    return await serve(request)
+            table = self._routes.current
             found = table.match(request.headers.get("Host", ""), path)
             if found is None:
                 if path == HEALTH_PATH:

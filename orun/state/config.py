@@ -206,6 +206,11 @@ class SecurityConfig:
     #: the auth of apps created without `--auth` (or with `--auth default`): none,
     #: system, oidc:<name> or forward:<name> (see `auth`)
     app_default_auth_type: str = "none"
+    #: serve the admin API on the HTTPS listener too, under `/_orun/api/`, to API
+    #: tokens only (`orun token create`); off, that path belongs to the apps
+    admin_over_tcp: bool = False
+    #: the audit trail keeps this many newest rows (older ones are deleted)
+    audit_max_rows: int = field(default=100_000, metadata=check(_positive))
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from orun.state.model import App, AppVersion, version_from_json
+from orun.state.records import AuditRow, TokenRecord
 
 T = TypeVar("T")
 
@@ -39,6 +40,29 @@ MIGRATIONS: tuple[str, ...] = (
         created REAL NOT NULL,
         PRIMARY KEY (app_id, version)
     );
+    """,
+    # 2: API tokens (only a sha256 of each token is kept) and the audit trail
+    """
+    CREATE TABLE tokens (
+        name TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        scope TEXT NOT NULL,
+        created REAL NOT NULL,
+        last_used REAL,
+        expires REAL
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time REAL NOT NULL,
+        actor TEXT NOT NULL,
+        remote TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        app_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        count INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX audit_time ON audit (time);
     """,
 )
 
@@ -159,6 +183,89 @@ class Store:
                 "SELECT data FROM versions WHERE app_id = ? ORDER BY version", (app_id,)
             ).fetchall()
             return [version_from_json(json.loads(raw)) for (raw,) in rows]
+
+        return await self._run(load)
+
+    # -- API tokens ---------------------------------------------------------------
+
+    async def add_token(self, token: TokenRecord) -> bool:
+        """Store a new token; False when the name is taken."""
+
+        def add(conn: sqlite3.Connection) -> bool:
+            try:
+                conn.execute("INSERT INTO tokens (name, hash, scope, created, last_used,"
+                             " expires) VALUES (?, ?, ?, ?, ?, ?)",
+                             (token.name, token.hash, token.scope, token.created,
+                              token.last_used, token.expires))
+            except sqlite3.IntegrityError:
+                return False
+            return True
+
+        return await self._run(add)
+
+    async def tokens(self) -> list[TokenRecord]:
+        def load(conn: sqlite3.Connection) -> list[TokenRecord]:
+            rows = conn.execute("SELECT name, hash, scope, created, last_used, expires"
+                                " FROM tokens ORDER BY created").fetchall()
+            return [TokenRecord(*row) for row in rows]
+
+        return await self._run(load)
+
+    async def remove_token(self, name: str) -> bool:
+        def remove(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM tokens WHERE name = ?", (name,)).rowcount > 0
+
+        return await self._run(remove)
+
+    async def use_token(self, digest: str, now: float) -> TokenRecord | None:
+        """The token with this hash, read from the store on every request (so a revoke
+        takes effect at once); notes when it was last used (at most once a minute)."""
+
+        def use(conn: sqlite3.Connection) -> TokenRecord | None:
+            row = conn.execute("SELECT name, hash, scope, created, last_used, expires"
+                               " FROM tokens WHERE hash = ?", (digest,)).fetchone()
+            if row is None:
+                return None
+            token = TokenRecord(*row)
+            if token.last_used is None or now - token.last_used > 60:
+                conn.execute("UPDATE tokens SET last_used = ? WHERE hash = ?", (now, digest))
+            return token
+
+        return await self._run(use)
+
+    # -- audit trail --------------------------------------------------------------
+
+    async def add_audit(self, rows: list[AuditRow], keep: int) -> None:
+        """Append rows in one transaction, then forget all but the newest `keep`."""
+
+        def add(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.executemany(
+                    "INSERT INTO audit (time, actor, remote, action, target, app_id,"
+                    " outcome, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(r.time, r.actor, r.remote, r.action, r.target, r.app_id, r.outcome,
+                      r.count) for r in rows])
+                conn.execute("DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?",
+                             (keep,))
+
+        await self._run(add)
+
+    async def audit(self, *, since: float = 0.0, app_ids: tuple[str, ...] = (),
+                    target_glob: str = "", limit: int = 100) -> list[AuditRow]:
+        """The newest rows first; with `target_glob`, rows whose target matches it
+        (SQLite GLOB) or whose app is one of `app_ids`."""
+
+        def load(conn: sqlite3.Connection) -> list[AuditRow]:
+            sql = ("SELECT time, actor, remote, action, target, app_id, outcome, count"
+                   " FROM audit WHERE time >= ?")
+            args: list[object] = [since]
+            if target_glob:
+                marks = ", ".join("?" * len(app_ids))
+                sql += f" AND (target GLOB ? OR app_id IN ({marks}))"
+                args += [target_glob, *app_ids]
+            sql += " ORDER BY id DESC LIMIT ?"
+            args.append(limit)
+            return [AuditRow(*row) for row in conn.execute(sql, args).fetchall()]
 
         return await self._run(load)
 
