@@ -4,6 +4,7 @@ with who, from where, what and the outcome, and never a secret."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 from collections.abc import Callable
@@ -140,3 +141,37 @@ async def test_retention_keeps_the_newest_rows(make_orun: Callable[..., Orun]) -
     check = await bad.cli("config", "check")
     assert check.code == 1 and "audit_max_rows" in check.err
     await server.stop()
+
+
+async def test_app_sign_ins_and_refusals_are_rows_without_the_password(
+        orun: Orun, site: Path) -> None:
+    """An app's auth (here `system`) publishes each sign-in and refusal; the audit
+    trail keeps them as rows naming the user, the app and the outcome."""
+    from tests.e2e.test_auth import set_password
+
+    password = "pw-a1b2c3-correct-horse"
+    assert (await set_password(orun, "--stdin", stdin=password + "\n"))[0] == 0
+    (await orun.cli("app", "create", "--spec", "static", "--auth", "system", str(site),
+                    "/private")).ok()
+    async with aiohttp.ClientSession() as http:
+        for secret, status in (("wrong-guess", 401), (password, 200)):
+            header = "Basic " + base64.b64encode(f"admin:{secret}".encode()).decode()
+            async with http.get(orun.url("/private/"),
+                                headers={"Authorization": header}) as resp:
+                assert resp.status == status
+
+    async def rows_for_app() -> list[dict[str, Any]]:
+        return [r for r in await audit_rows(orun, "--app", "/private")
+                if str(r.get("action", "")).startswith("signin.")]
+
+    deadline = asyncio.get_running_loop().time() + 10
+    rows = await rows_for_app()
+    while len(rows) < 2 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+        rows = await rows_for_app()
+    outcomes = sorted(str(r["outcome"]).split(":")[0] for r in rows)
+    assert outcomes == ["ok", "refused"], rows
+    assert {r["action"] for r in rows} == {"signin.system"}
+    assert "admin" in {r["actor"] for r in rows}
+    dump = json.dumps(rows) + everything_written(orun)
+    assert password not in dump and "wrong-guess" not in dump
