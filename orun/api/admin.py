@@ -74,6 +74,14 @@ class ServerControl(Protocol):
         """Write out the app's buffered log lines, so a read sees them."""
         ...
 
+    async def cert_list(self) -> list[dict[str, Any]]:
+        """Every certificate the HTTPS listener serves (files, ACME, the default)."""
+        ...
+
+    async def cert_revoke(self, domain: str) -> dict[str, Any]:
+        """Revoke a name's ACME certificate at the CA and serve a new one."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class AdminContext:
@@ -176,6 +184,19 @@ async def check_config(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT_KEY]
     return web.json_response(await ctx.server.check_config(
         Path(path) if isinstance(path, str) and path else ctx.server.config_path))
+
+
+async def list_certs(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT_KEY]
+    return web.json_response({"certificates": await ctx.server.cert_list()})
+
+
+async def revoke_cert(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT_KEY]
+    domain = request.query.get("domain", "")
+    if not domain:
+        raise OrunError("requires one argument: <domain>")
+    return web.json_response(await ctx.server.cert_revoke(domain))
 
 
 def _one_app(ctx: AdminContext, glob: str) -> App:
@@ -386,6 +407,8 @@ def make_admin_app(apps: AppService, changes: ChangeService,
     app.router.add_delete("/_orun/apps", delete_apps)
     app.router.add_post("/_orun/config/reload", reload_config)
     app.router.add_post("/_orun/config/check", check_config)
+    app.router.add_get("/_orun/certs", list_certs)
+    app.router.add_post("/_orun/certs/revoke", revoke_cert)
     app.router.add_post("/_orun/apps/reload", reload_apps)
     app.router.add_post("/_orun/apps/promote", promote_apps)
     app.router.add_post("/_orun/apps/update", update_apps)

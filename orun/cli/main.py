@@ -451,6 +451,42 @@ def cmd_config_reload(args: argparse.Namespace) -> int:
     return 1 if (result.get("apps") or {}).get("failed") else 0
 
 
+def _when(ts: float | None) -> str:
+    import datetime
+
+    if not ts:
+        return "-"
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _issuer(text: str) -> str:
+    """The issuer's CN (or the whole name when it has none), for a table cell."""
+    for part in text.split(","):
+        if part.startswith("CN="):
+            return part[3:]
+    return text or "-"
+
+
+def cmd_cert_list(args: argparse.Namespace) -> int:
+    rows = _client().request("GET", "/certs")["certificates"]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    fmt = "%-32s %-8s %-28s %-21s %-21s %s"
+    print(fmt % ("Domain", "Source", "Issuer", "Expires", "Next renewal", "Last error"))
+    for r in rows:
+        print(fmt % (r["domain"], r["source"], _issuer(r["issuer"])[:28], _when(r["not_after"]),
+                     _when(r["next_renewal"]), r["last_error"] or "-"))
+    return 0
+
+
+def cmd_cert_revoke(args: argparse.Namespace) -> int:
+    result = _client().request("POST", "/certs/revoke", query={"domain": args.domain})
+    print(f"Revoked certificate {result['revoked']} of {result['domain']}; "
+          f"now serving {result['serial']}")
+    return 0
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"orun {__version__}")
     return 0
@@ -563,6 +599,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_config_check)
     reload_ = config_sub.add_parser("reload", help="ask the running server to reload")
     reload_.set_defaults(func=cmd_config_reload)
+
+    cert = sub.add_parser("cert", help="list certificates, revoke and replace an ACME one")
+    cert_sub = cert.add_subparsers(dest="cert_command", required=True, parser_class=_Parser)
+    clist = cert_sub.add_parser("list", help="the certificates the HTTPS listener serves")
+    clist.add_argument("--format", choices=("basic", "json"), default="basic")
+    clist.set_defaults(func=cmd_cert_list)
+    crevoke = cert_sub.add_parser("revoke", help="revoke a domain's ACME certificate at the "
+                                  "CA and serve a new one")
+    crevoke.add_argument("domain")
+    crevoke.set_defaults(func=cmd_cert_revoke)
 
     param = sub.add_parser("param", help="update and list app params")
     param_sub = param.add_subparsers(dest="param_command", required=True, parser_class=_Parser)

@@ -38,6 +38,7 @@ import httptools
 import structlog
 
 from orun.log import AccessRecord
+from orun.proxy.challenges import HTTP01_PREFIX
 from orun.proxy.errors import error_body, reason_phrase
 from orun.proxy.forward import Forwarder, request_head
 from orun.proxy.headers import (
@@ -340,7 +341,7 @@ class FrontConnection(asyncio.Protocol):
         raw = url.decode("latin-1")
         path, _, query = raw.partition("?")
         found = self.front.routes.current.match(headers.host.decode("latin-1"), path)
-        if found is None:
+        if found is None or path.startswith(HTTP01_PREFIX):  # ACME answers are aiohttp's
             self._handoff()
             return
         route, rest = found

@@ -3,7 +3,9 @@
 `$ORUN_HOME/certs` holds them: `<domain>.crt` + `<domain>.key` for one name,
 `_wildcard.<domain>.crt/.key` for every name one label below it (`*.<domain>`), and
 orun's own self-signed default (`_orun_default.crt/.key`, made once and kept, so a
-browser exception for it stays valid). A name with no file of its own gets the default.
+browser exception for it stays valid). Between the files and the default sits the ACME
+tier: certificates orun got from a CA (orun/certs/), handed in by `set_acme`. So a name
+gets its own file, else its wildcard file, else its ACME certificate, else the default.
 
 The listener's context only dispatches: its SNI callback puts each connection on the
 context of the certificate it picked, from a table that `load()` builds whole and swaps
@@ -55,6 +57,8 @@ class Certificates:
         self.default_domain = default_domain
         #: name (lowercase; `*.domain` for wildcards) -> its context
         self._by_name: Mapping[str, ssl.SSLContext] = {}
+        #: name -> context of its ACME certificate (swapped whole, like `_by_name`)
+        self._acme: Mapping[str, ssl.SSLContext] = {}
         self._default: ssl.SSLContext | None = None
         #: file stem -> (mtime, size) of what was loaded, so unchanged files are kept
         self._seen: dict[str, tuple[float, int]] = {}
@@ -81,7 +85,8 @@ class Certificates:
         return
 
     def pick(self, name: str | None) -> ssl.SSLContext | None:
-        """The context for a server name: its own, its wildcard's, else the default."""
+        """The context for a server name: its own file's, its wildcard file's, its ACME
+        certificate's, else the default."""
         table = self._by_name
         if name:
             name = name.lower().rstrip(".")
@@ -93,7 +98,38 @@ class Certificates:
                 ctx = table.get("*" + name[dot:])
                 if ctx is not None:
                     return ctx
+            ctx = self._acme.get(name)
+            if ctx is not None:
+                return ctx
         return self._default
+
+    def manual_covers(self, name: str) -> bool:
+        """True when a file in the folder (its own or a wildcard) serves `name`: such a
+        name needs no ACME certificate."""
+        table = self._by_name
+        dot = name.find(".")
+        return name in table or (dot > 0 and "*" + name[dot:] in table)
+
+    def manual_names(self) -> list[str]:
+        """The names the folder's files serve (`*.domain` for wildcards)."""
+        return sorted(self._by_name)
+
+    # -- the ACME tier ------------------------------------------------------------------
+
+    def set_acme(self, name: str, crt: Path, key: Path) -> None:
+        """Serve `name` with an ACME certificate from now on (new handshakes only).
+        Reads the files: run it in a thread. Raises (OSError, ssl.SSLError) on a file
+        that cannot be used, leaving the table as it was."""
+        ctx = server_context()
+        ctx.load_cert_chain(crt, key)
+        self._acme = {**self._acme, name: ctx}
+
+    def drop_acme(self, name: str) -> None:
+        if name in self._acme:
+            self._acme = {n: c for n, c in self._acme.items() if n != name}
+
+    def acme_names(self) -> list[str]:
+        return sorted(self._acme)
 
     # -- loading (in a thread) --------------------------------------------------------------
 

@@ -1,0 +1,32 @@
+"""The answers to ACME challenges being validated now, read by the listeners.
+
+Why here: the HTTP listener must answer `/.well-known/acme-challenge/<token>` before any
+app routing or HTTPS redirect, and the HTTPS listener must present a challenge
+certificate for `acme-tls/1`. The ACME manager (orun/certs/) fills this table while a
+validation is in flight and empties it after; the proxy only reads it.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+#: the path prefix of HTTP-01 challenge requests (RFC 8555, section 8.3)
+HTTP01_PREFIX = "/.well-known/acme-challenge/"
+
+
+class Challenges:
+    """Token -> key authorization (http-01), name -> challenge context (tls-alpn-01)."""
+
+    def __init__(self) -> None:
+        self.http: dict[str, str] = {}
+        self.alpn: dict[str, ssl.SSLContext] = {}
+
+    def http_answer(self, path: str) -> str | None:
+        """The body to answer an http-01 request for `path` with, else None (the
+        request then goes on to the apps as any other)."""
+        if not self.http or not path.startswith(HTTP01_PREFIX):
+            return None
+        return self.http.get(path[len(HTTP01_PREFIX):])
+
+
+__all__ = ["HTTP01_PREFIX", "Challenges"]
