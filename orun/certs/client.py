@@ -97,6 +97,7 @@ class AcmeClient:
             acme = client.ClientV2(directory, self.net)
             reg = messages.NewRegistration.from_data(
                 email=self.email or None, terms_of_service_agreed=True)
+            self.net.account = None  # newAccount is signed with the key itself, not a kid
             try:
                 acme.new_account(reg)
             except errors.ConflictError as exc:
