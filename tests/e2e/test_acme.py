@@ -370,3 +370,9 @@ async def test_config_check_rejects_bad_acme_block(orun: Orun, tmp_path: Path) -
     assert result.code == 1
     assert "https.acme.directory" in result.err and "https.acme.challenge" in result.err
     assert "https.acme.email" in result.err
+    # a reload with that block is refused whole and the old config keeps serving
+    orun.write_config(bad.read_text())
+    reload = await orun.cli("config", "reload")
+    assert reload.code == 1 and "https.acme.challenge" in reload.err
+    listing = json.loads((await orun.cli("cert", "list", "--format", "json")).ok().out)
+    assert [r["source"] for r in listing] == ["default"]
