@@ -10,13 +10,18 @@ event loop) between them.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from acme import client, crypto_util, errors, messages
+from acme import challenges, client, crypto_util, errors, messages
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from josepy.b64 import b64encode
+from josepy.interfaces import JSONDeSerializable
 from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 
@@ -121,13 +126,20 @@ class AcmeClient:
                 challb = _pick(authzr, challenge)
                 if challb is None:
                     raise AcmeFailure(f"the CA offers no {challenge} challenge for {domain}")
-                key_auth = challb.chall.key_authorization(self.key)
-                response = challb.chall.response(self.key)
-                if challenge == "http-01":
-                    pending.http[challb.chall.encode("token")] = key_auth
+                chall = challb.chall
+                if challenge == "http-01" and isinstance(chall, challenges.HTTP01):
+                    key_auth = chall.key_authorization(self.key)
+                    pending.http[chall.encode("token")] = key_auth
+                    pending.answers.append((challb, chall.response(self.key)))
                 else:
-                    pending.alpn = key_auth
-                pending.answers.append((challb, response))
+                    # the library has no tls-alpn-01 type (any more): RFC 8737 by hand
+                    jobj = chall.jobj if isinstance(chall, challenges.UnrecognizedChallenge) \
+                        else {}
+                    token = str(jobj.get("token", ""))
+                    thumb = b64encode(self.key.public_key().thumbprint(
+                        hash_function=hashes.SHA256)).decode()
+                    pending.alpn = f"{token}.{thumb}"
+                    pending.answers.append((challb, _EmptyResponse()))
             return pending
         except AcmeFailure:
             self._forget_on_error()
@@ -167,9 +179,53 @@ class AcmeClient:
 
 def _pick(authzr: messages.AuthorizationResource, typ: str) -> messages.ChallengeBody | None:
     for challb in authzr.body.challenges:
-        if challb.chall.typ == typ:
+        chall = challb.chall
+        found = chall.jobj.get("type") if isinstance(chall, challenges.UnrecognizedChallenge) \
+            else chall.typ
+        if found == typ:
             return challb
     return None
 
 
-__all__ = ["AcmeClient", "AcmeFailure", "PendingOrder", "describe"]
+class _EmptyResponse(JSONDeSerializable):
+    """The `{}` a client posts to a challenge to say its answer is up (RFC 8555 7.5.1)."""
+
+    def to_partial_json(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_json(cls, jobj: Any) -> _EmptyResponse:
+        return cls()
+
+
+#: id-pe-acmeIdentifier (RFC 8737): the extension a tls-alpn-01 certificate carries
+ACME_IDENTIFIER_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")
+
+
+def alpn_challenge_cert(domain: str, key_authorization: str) -> tuple[bytes, bytes]:
+    """The self-signed certificate (PEM) and key (PEM) that answer a tls-alpn-01
+    challenge for `domain`: its name, and the SHA-256 of the key authorization in a
+    critical acmeIdentifier extension (a DER OCTET STRING)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    digest = hashlib.sha256(key_authorization.encode("ascii")).digest()
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "orun ACME challenge")])
+    san: x509.GeneralName
+    try:
+        san = x509.IPAddress(ipaddress.ip_address(domain))
+    except ValueError:
+        san = x509.DNSName(domain)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+            .add_extension(x509.UnrecognizedExtension(ACME_IDENTIFIER_OID,
+                                                      b"\x04\x20" + digest), critical=True)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+__all__ = ["AcmeClient", "AcmeFailure", "PendingOrder", "alpn_challenge_cert", "describe"]

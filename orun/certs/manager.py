@@ -14,8 +14,9 @@ had (its old ACME one, else the default), so a failing CA never takes a served n
 down. App changes and config reloads wake the task (a reload also retries failed names
 at once: the admin may have fixed the cause).
 
-Orders run one at a time through `AcmeClient` in a thread; their http-01 answers are
-published in the proxy's `Challenges` table only while the CA validates.
+Orders run one at a time through `AcmeClient` in a thread; their answers are published
+only while the CA validates: http-01 in the proxy's `Challenges` table, tls-alpn-01 as a
+challenge certificate in `Certificates` (given only to `acme-tls/1` handshakes).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from typing import Any
 import structlog
 
 from orun.bus import EventBus, Unsubscribe
-from orun.certs.client import AcmeClient, AcmeFailure
-from orun.certs.store import AcmeStore, CertInfo, new_key_pem, utc
+from orun.certs.client import AcmeClient, AcmeFailure, alpn_challenge_cert
+from orun.certs.store import AcmeStore, CertInfo, new_key_pem, utc, write_private
 from orun.errors import OrunError
 from orun.events import AppsChanged, ConfigReloaded, Event
 from orun.proxy.challenges import Challenges
@@ -233,6 +234,7 @@ class AcmeManager:
             log.info("acme_order_started", domain=domain, reason=reason,
                      challenge=acme.challenge)
             published: list[str] = []
+            alpn = False
             try:
                 key_pem = await asyncio.to_thread(new_key_pem)
                 pending = await asyncio.to_thread(client.order, domain, acme.challenge,
@@ -241,7 +243,8 @@ class AcmeManager:
                     self.challenges.http[token] = answer
                     published.append(token)
                 if pending.alpn:
-                    raise AcmeFailure("tls-alpn-01 is not supported yet; use http-01")
+                    alpn = True
+                    await asyncio.to_thread(self._publish_alpn, store, domain, pending.alpn)
                 chain = await asyncio.to_thread(client.finish, pending)
                 info = await asyncio.to_thread(store.save, domain, chain, key_pem)
                 crt, key = store.paths(domain)
@@ -252,12 +255,28 @@ class AcmeManager:
             finally:
                 for token in published:
                     self.challenges.http.pop(token, None)
+                if alpn:
+                    await asyncio.to_thread(self._unpublish_alpn, store, domain)
             state.info, state.failures, state.last_error, state.retry_at = info, 0, "", 0.0
             state.renew_at = info.renew_at(acme.renew_fraction)
             log.info("acme_certificate_issued", domain=domain, reason=reason,
                      serial=info.serial, issuer=info.issuer, not_after=utc(info.not_after),
                      renew_at=utc(state.renew_at))
             return True
+
+    def _publish_alpn(self, store: AcmeStore, domain: str, key_authorization: str) -> None:
+        """tls-alpn-01: the HTTPS listener answers `acme-tls/1` for `domain` with the
+        challenge certificate (blocking: key generation and files)."""
+        cert_pem, key_pem = alpn_challenge_cert(domain, key_authorization)
+        crt, key = store.alpn_paths(domain)
+        write_private(key, key_pem)
+        write_private(crt, cert_pem)
+        self.certs.set_alpn_challenge(domain, crt, key)
+
+    def _unpublish_alpn(self, store: AcmeStore, domain: str) -> None:
+        self.certs.set_alpn_challenge(domain, None, None)
+        for path in store.alpn_paths(domain):
+            path.unlink(missing_ok=True)
 
     def _failed(self, state: DomainState, acme: AcmeConfig, error: str) -> None:
         state.failures += 1

@@ -99,6 +99,11 @@ class AcmeStore:
         base = self.folder / "certs"
         return base / f"{domain}.crt", base / f"{domain}.key"
 
+    def alpn_paths(self, domain: str) -> tuple[Path, Path]:
+        """Where a tls-alpn-01 challenge certificate lives while it is validated."""
+        base = self.folder / "alpn"
+        return base / f"{domain}.crt", base / f"{domain}.key"
+
     def load(self, domain: str) -> tuple[bytes, CertInfo] | None:
         """The stored certificate of `domain` and what it says, or None (missing or
         unreadable: then it is simply issued again)."""

@@ -1,25 +1,23 @@
-"""The answers to ACME challenges being validated now, read by the listeners.
+"""The http-01 answers to ACME challenges being validated now, read by the listeners.
 
 Why here: the HTTP listener must answer `/.well-known/acme-challenge/<token>` before any
-app routing or HTTPS redirect, and the HTTPS listener must present a challenge
-certificate for `acme-tls/1`. The ACME manager (orun/certs/) fills this table while a
-validation is in flight and empties it after; the proxy only reads it.
+app routing or HTTPS redirect. The ACME manager (orun/certs/) fills this table while a
+validation is in flight and empties it after; the proxy only reads it. (tls-alpn-01
+answers are certificates: `Certificates.set_alpn_challenge` in tls.py.)
 """
 
 from __future__ import annotations
-
-import ssl
 
 #: the path prefix of HTTP-01 challenge requests (RFC 8555, section 8.3)
 HTTP01_PREFIX = "/.well-known/acme-challenge/"
 
 
 class Challenges:
-    """Token -> key authorization (http-01), name -> challenge context (tls-alpn-01)."""
+    """Token -> key authorization (http-01). (tls-alpn-01 answers live in
+    `Certificates`, which owns the listener's handshakes.)"""
 
     def __init__(self) -> None:
         self.http: dict[str, str] = {}
-        self.alpn: dict[str, ssl.SSLContext] = {}
 
     def http_answer(self, path: str) -> str | None:
         """The body to answer an http-01 request for `path` with, else None (the

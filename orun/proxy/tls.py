@@ -22,6 +22,7 @@ import datetime
 import ipaddress
 import os
 import ssl
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -37,6 +38,12 @@ DEFAULT_NAME = "_orun_default"
 WILDCARD_PREFIX = "_wildcard."
 #: a self-signed default lasts this long (it is never trusted by a CA anyway)
 DEFAULT_VALID_DAYS = 3650
+#: the ALPN protocol of ACME's tls-alpn-01 validations (RFC 8737), as it appears in a
+#: ClientHello's protocol list (a length byte, then the name)
+ACME_TLS_ALPN = "acme-tls/1"
+_ACME_TLS_ENTRY = b"\x0a" + ACME_TLS_ALPN.encode()
+#: the handshake message type of a ClientHello, as the message hook reports it
+_CLIENT_HELLO = getattr(ssl, "_TLSMessageType").CLIENT_HELLO  # noqa: B009
 
 
 def server_context() -> ssl.SSLContext:
@@ -63,6 +70,10 @@ class Certificates:
         #: file stem -> (mtime, size) of what was loaded, so unchanged files are kept
         self._seen: dict[str, tuple[float, int]] = {}
         self._listener: ssl.SSLContext | None = None
+        #: tls-alpn-01: name -> context presenting its challenge certificate
+        self._alpn: dict[str, ssl.SSLContext] = {}
+        #: handshakes whose ClientHello offered `acme-tls/1`
+        self._acme_hellos: weakref.WeakSet[ssl.SSLObject | ssl.SSLSocket] = weakref.WeakSet()
 
     # -- the listener ---------------------------------------------------------------
 
@@ -79,6 +90,11 @@ class Certificates:
 
     def _sni(self, conn: ssl.SSLObject | ssl.SSLSocket, name: str | None,
              _ctx: ssl.SSLContext) -> None:
+        if self._alpn and name and conn in self._acme_hellos:
+            challenge = self._alpn.get(name.lower().rstrip("."))
+            if challenge is not None:
+                conn.context = challenge
+                return
         ctx = self.pick(name)
         if ctx is not None:
             conn.context = ctx
@@ -130,6 +146,35 @@ class Certificates:
 
     def acme_names(self) -> list[str]:
         return sorted(self._acme)
+
+    # -- tls-alpn-01 --------------------------------------------------------------------
+
+    def set_alpn_challenge(self, name: str, crt: Path | None, key: Path | None) -> None:
+        """Answer `acme-tls/1` handshakes for `name` with a challenge certificate (None:
+        stop). Only a ClientHello that offers `acme-tls/1` gets it; every other client
+        keeps the name's usual certificate. Reads files when given: run it in a thread.
+
+        Python's ssl module picks a certificate (the SNI callback) before ALPN and does
+        not show the client's offer there, so while a challenge is pending the listener
+        also reads each ClientHello (the context's message hook) and marks those that
+        offer `acme-tls/1`; the hook is off the rest of the time."""
+        if crt is not None and key is not None:
+            ctx = server_context()
+            ctx.set_alpn_protocols([ACME_TLS_ALPN])
+            ctx.load_cert_chain(crt, key)
+            self._alpn = {**self._alpn, name: ctx}
+        else:
+            self._alpn = {n: c for n, c in self._alpn.items() if n != name}
+        if self._listener is not None:
+            # not in typeshed; the hook sees every handshake message, so only while needed
+            setattr(self._listener, "_msg_callback",  # noqa: B010
+                    self._hello if self._alpn else None)
+
+    def _hello(self, conn: ssl.SSLObject | ssl.SSLSocket, direction: str, _version: object,
+               _content_type: object, msg_type: object, data: bytes) -> None:
+        if direction == "read" and msg_type == _CLIENT_HELLO \
+                and _ACME_TLS_ENTRY in data:
+            self._acme_hellos.add(conn)
 
     # -- loading (in a thread) --------------------------------------------------------------
 

@@ -81,7 +81,8 @@ def listener_cert(folder: Path) -> tuple[Path, Path, Path]:
 class Pebble:
     """pebble + pebble-challtestsrv on loopback, for one orun HTTP port."""
 
-    def __init__(self, folder: Path, http_port: int, validity_secs: int) -> None:
+    def __init__(self, folder: Path, http_port: int, validity_secs: int,
+                 tls_port: int = 0) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.ca_file, cert, key = listener_cert(folder)
@@ -90,7 +91,7 @@ class Pebble:
             "listenAddress": f"127.0.0.1:{self.port}",
             "managementListenAddress": f"127.0.0.1:{self.mgmt}",
             "certificate": str(cert), "privateKey": str(key),
-            "httpPort": http_port, "tlsPort": free_port(),
+            "httpPort": http_port, "tlsPort": tls_port or free_port(),
             "ocspResponderURL": "", "externalAccountBindingRequired": False,
             "certificateValidityPeriod": validity_secs,
         }}
@@ -159,8 +160,8 @@ async def pebble_for(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """Factory: (orun http port, validity) -> a started Pebble; stopped at the end."""
     started: list[Pebble] = []
 
-    async def make(http_port: int, validity_secs: int = 3600) -> Pebble:
-        p = Pebble(tmp_path / f"pebble{len(started)}", http_port, validity_secs)
+    async def make(http_port: int, validity_secs: int = 3600, tls_port: int = 0) -> Pebble:
+        p = Pebble(tmp_path / f"pebble{len(started)}", http_port, validity_secs, tls_port)
         started.append(p)
         await p.start()
         return p
@@ -376,3 +377,24 @@ async def test_config_check_rejects_bad_acme_block(orun: Orun, tmp_path: Path) -
     assert reload.code == 1 and "https.acme.challenge" in reload.err
     listing = json.loads((await orun.cli("cert", "list", "--format", "json")).ok().out)
     assert [r["source"] for r in listing] == ["default"]
+
+
+async def test_tls_alpn_01(make_orun: Callable[..., Orun], pebble_for: Callable[..., Any],
+                           site: Path) -> None:
+    """tls-alpn-01: the CA validates on orun's HTTPS listener (`acme-tls/1`); its http-01
+    port is one where nothing listens, so only the TLS answer can pass."""
+    http_port, https_port = free_port(), free_port()
+    pebble = await pebble_for(free_port(), tls_port=https_port)
+    config = acme_config(http_port, pebble, ", challenge: tls-alpn-01").replace(
+        "port: 0, acme", f"port: {https_port}, acme")
+    server = make_orun(config)
+    await server.start()
+    (await server.cli("app", "create", "--spec", "static", "--stage-at", "path",
+                      str(site), f"{DOMAIN}:/")).ok()
+    root = await pebble.root()
+    serial = await issued(server, pebble, DOMAIN, root)
+    assert await pebble.cert_status(serial) == "Valid"
+    events = [e for e in server.log_events() if e.get("event") == "acme_order_started"]
+    assert events and events[0]["challenge"] == "tls-alpn-01"
+    # no challenge certificate is left behind
+    assert not list((server.home / "acme").glob("*/alpn/*"))
