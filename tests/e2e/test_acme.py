@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import Orun
+from tests.conftest import Orun, serve_app
+from tests.upstream import make_upstream
 
 #: scripts/test installs pebble; only a developer's run without it skips (CI never does)
 pytestmark = pytest.mark.skipif(shutil.which("pebble") is None and not os.environ.get("CI"),
@@ -398,3 +399,24 @@ async def test_tls_alpn_01(make_orun: Callable[..., Orun], pebble_for: Callable[
     assert events and events[0]["challenge"] == "tls-alpn-01"
     # no challenge certificate is left behind
     assert not list((server.home / "acme").glob("*/alpn/*"))
+
+
+@pytest.mark.parametrize("redirect", [False, True], ids=["fast-path", "redirect-to-https"])
+async def test_http01_answered_before_proxy_app_and_redirect(
+        make_orun: Callable[..., Orun], pebble_for: Callable[..., Any], redirect: bool) -> None:
+    """The challenge path of a domain served by a `proxy` app (the fast path's kind of
+    app) is answered by orun, never proxied, and before `redirect_to_https`."""
+    http_port = free_port()
+    pebble = await pebble_for(http_port)
+    config = acme_config(http_port, pebble)
+    if redirect:
+        config = config.replace(f"port: {http_port}}}", f"port: {http_port}, "
+                                "redirect_to_https: true}")
+    server = make_orun(config)
+    await server.start()
+    async with serve_app(make_upstream()) as base:
+        (await server.cli("app", "create", "--spec", "proxy", "--param", f"url={base}", "-",
+                          f"{DOMAIN}:/")).ok()
+        root = await pebble.root()
+        await issued(server, pebble, DOMAIN, root)
+    assert not [e for e in server.log_events() if e.get("event") == "acme_certificate_failed"]
