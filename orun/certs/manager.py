@@ -68,6 +68,12 @@ def wanted_domains(apps: Sequence[App], default_domain: str, extra: Sequence[str
     return sorted(n for n in names if acme_eligible(n) and not manual(n))
 
 
+def backoff_secs(failures: int, low: float, high: float) -> float:
+    """The wait after the `failures`-th failure in a row: doubling from `low`, at most
+    `high` (a CA that is down is not hammered, one that is back is tried soon)."""
+    return float(min(high, low * 2 ** min(failures - 1, 60)))
+
+
 @dataclass
 class DomainState:
     """One name's certificate and schedule."""
@@ -281,7 +287,7 @@ class AcmeManager:
     def _failed(self, state: DomainState, acme: AcmeConfig, error: str) -> None:
         state.failures += 1
         state.last_error = error
-        backoff = min(acme.retry_max_secs, acme.retry_min_secs * 2 ** (state.failures - 1))
+        backoff = backoff_secs(state.failures, acme.retry_min_secs, acme.retry_max_secs)
         state.retry_at = time.time() + backoff
         log.error("acme_certificate_failed", domain=state.domain, error=error,
                   failures=state.failures, retry_in_secs=round(backoff, 1),
@@ -360,4 +366,4 @@ def _file_row(name: str, path: Path, source: str) -> dict[str, Any]:
     return row
 
 
-__all__ = ["AcmeManager", "DomainState", "acme_eligible", "wanted_domains"]
+__all__ = ["AcmeManager", "DomainState", "acme_eligible", "backoff_secs", "wanted_domains"]

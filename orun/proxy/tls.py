@@ -22,6 +22,7 @@ import datetime
 import ipaddress
 import os
 import ssl
+import threading
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -66,6 +67,8 @@ class Certificates:
         self._by_name: Mapping[str, ssl.SSLContext] = {}
         #: name -> context of its ACME certificate (swapped whole, like `_by_name`)
         self._acme: Mapping[str, ssl.SSLContext] = {}
+        #: `set_acme` runs in worker threads: its read-copy-swap must not lose an update
+        self._acme_lock = threading.Lock()
         self._default: ssl.SSLContext | None = None
         #: file stem -> (mtime, size) of what was loaded, so unchanged files are kept
         self._seen: dict[str, tuple[float, int]] = {}
@@ -138,11 +141,13 @@ class Certificates:
         that cannot be used, leaving the table as it was."""
         ctx = server_context()
         ctx.load_cert_chain(crt, key)
-        self._acme = {**self._acme, name: ctx}
+        with self._acme_lock:
+            self._acme = {**self._acme, name: ctx}
 
     def drop_acme(self, name: str) -> None:
-        if name in self._acme:
-            self._acme = {n: c for n, c in self._acme.items() if n != name}
+        with self._acme_lock:
+            if name in self._acme:
+                self._acme = {n: c for n, c in self._acme.items() if n != name}
 
     def acme_names(self) -> list[str]:
         return sorted(self._acme)

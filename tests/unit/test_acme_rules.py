@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from orun.certs.manager import DomainState, acme_eligible, wanted_domains
+from orun.certs.manager import DomainState, acme_eligible, backoff_secs, wanted_domains
 from orun.certs.store import CertInfo, directory_slug
 from orun.errors import ConfigError
 from orun.state.config import parse_config
@@ -84,3 +84,8 @@ def test_directory_slug() -> None:
     assert directory_slug("https://acme-v02.api.letsencrypt.org/directory") == \
         "acme-v02.api.letsencrypt.org_443_directory"
     assert directory_slug("https://127.0.0.1:14000/dir") == "127.0.0.1_14000_dir"
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    assert [backoff_secs(n, 60, 600) for n in range(1, 7)] == [60, 120, 240, 480, 600, 600]
+    assert backoff_secs(10_000, 60, 21600) == 21600
