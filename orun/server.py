@@ -27,6 +27,7 @@ from orun import __version__
 from orun.api.access import local_identity, token_identity
 from orun.api.admin import REMOTE_PREFIX, StartProgress, make_admin_app
 from orun.bus import EventBus
+from orun.certs.manager import AcmeManager
 from orun.control.apps import AppService
 from orun.control.changes import ChangeService
 from orun.control.declared import ReconcilePlan, Reconciler
@@ -36,6 +37,7 @@ from orun.limits import raise_open_files_limit
 from orun.log import AccessLog, configure_logging, flush_logging
 from orun.proxy.auth.oidc import loggable_path
 from orun.proxy.auth.service import AuthService
+from orun.proxy.challenges import Challenges
 from orun.proxy.fast import LINGER_SECS, FastFront
 from orun.proxy.forward import Forwarder
 from orun.proxy.handler import ProxyHandler
@@ -108,6 +110,10 @@ class Server:
         self._http: Listener | None = None
         self._https: Listener | None = None
         self.certs = Certificates(home / "certs")
+        #: ACME answers the listeners give while a CA validates a name
+        self.challenges = Challenges()
+        self.acme = AcmeManager(home, self.certs, self.challenges, self.bus,
+                                lambda: self.config, self.apps.all)
         self._admin_runner: web.AppRunner | None = None
         #: the admin API of the HTTPS listener (`security.admin_over_tcp`), never bound
         #: to a socket: the proxy handler passes it the requests under its prefix
@@ -152,7 +158,7 @@ class Server:
         self.routes = RouteManager(self.bus, factory, self.apps.all,
                                    lambda: self.config.system.default_domain, self.auth)
         await self.routes.start()
-        self.handler = ProxyHandler(self.routes)
+        self.handler = ProxyHandler(self.routes, self.challenges)
         if cfg.log.access_log:
             self.access.start()
         loop = asyncio.get_running_loop()
@@ -200,6 +206,7 @@ class Server:
         await self._http.bind(cfg.http.host, cfg.http.port)
         await self._https.bind(cfg.https.host, cfg.https.port)
         self._apply_redirect(cfg)
+        self.acme.start()
         await self._start_admin()
         await self._start_remote_admin()
         self._apply_admin_over_tcp(cfg)
@@ -358,6 +365,7 @@ class Server:
             await self._admin_runner.cleanup()
         if self._remote_admin is not None:
             await self._remote_admin.cleanup()
+        await self.acme.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -385,6 +393,7 @@ class Server:
             # certificates are files of their own: they swap on every reload (new
             # handshakes only; a broken file keeps what was loaded for its name)
             await asyncio.to_thread(self.certs.load)
+            self.acme.poke()  # a new file may serve a name ACME was getting
             try:
                 new = await asyncio.to_thread(self._config_file.read)
             except ConfigError as exc:
@@ -549,6 +558,12 @@ class Server:
         if app.kind == "prod" and linked is not None:
             data["staged_changes"] = linked.current.version != app.current.version
         return data
+
+    async def cert_list(self) -> list[dict[str, Any]]:
+        return await self.acme.listing()
+
+    async def cert_revoke(self, domain: str) -> dict[str, Any]:
+        return await self.acme.revoke(domain)
 
     def start_app(self, app: App) -> tuple[asyncio.Future[Any], StartProgress] | None:
         """Bring a container app up now (the admin API's `app create --wait`)."""

@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("build", ("orun.build",)),
     ("runtime", ("orun.runtime",)),
     ("proxy", ("orun.proxy",)),
+    ("certs", ("orun.certs",)),
     ("routing", ("orun.routing",)),
     ("services", ("orun.control",)),
     ("api", ("orun.api",)),

@@ -83,6 +83,14 @@ class ServerControl(Protocol):
         """Write out the app's buffered log lines, so a read sees them."""
         ...
 
+    async def cert_list(self) -> list[dict[str, Any]]:
+        """Every certificate the HTTPS listener serves (files, ACME, the default)."""
+        ...
+
+    async def cert_revoke(self, domain: str) -> dict[str, Any]:
+        """Revoke a name's ACME certificate at the CA and serve a new one."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class AdminContext:
@@ -187,6 +195,19 @@ async def check_config(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT_KEY]
     return web.json_response(await ctx.server.check_config(
         Path(path) if isinstance(path, str) and path else ctx.server.config_path))
+
+
+async def list_certs(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT_KEY]
+    return web.json_response({"certificates": await ctx.server.cert_list()})
+
+
+async def revoke_cert(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT_KEY]
+    domain = request.query.get("domain", "")
+    if not domain:
+        raise OrunError("requires one argument: <domain>")
+    return web.json_response(await ctx.server.cert_revoke(domain))
 
 
 def _one_app(ctx: AdminContext, glob: str) -> App:
@@ -460,6 +481,8 @@ ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
     ("DELETE", "/apps", delete_apps, "app.delete"),
     ("POST", "/config/reload", reload_config, "config.reload"),
     ("POST", "/config/check", check_config, "config.check"),
+    ("GET", "/certs", list_certs, "cert.list"),
+    ("POST", "/certs/revoke", revoke_cert, "cert.revoke"),
     ("POST", "/apps/reload", reload_apps, "app.reload"),
     ("POST", "/apps/promote", promote_apps, "app.promote"),
     ("POST", "/apps/update", update_apps, "app.update"),

@@ -549,7 +549,7 @@ def cmd_config_reload(args: argparse.Namespace) -> int:
 
 
 def _when(stamp: float | None) -> str:
-    if stamp is None:
+    if not stamp:
         return "-"
     return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -618,6 +618,34 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
         outcome = r["outcome"] + (f" (x{r['count']})" if r["count"] > 1 else "")
         print(fmt % (_when(r["time"]), r["actor"], r["remote"], r["action"],
                      r["target"] or "-", outcome))
+    return 0
+
+
+def _issuer(text: str) -> str:
+    """The issuer's CN (or the whole name when it has none), for a table cell."""
+    for part in text.split(","):
+        if part.startswith("CN="):
+            return part[3:]
+    return text or "-"
+
+
+def cmd_cert_list(args: argparse.Namespace) -> int:
+    rows = _client().request("GET", "/certs")["certificates"]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    fmt = "%-32s %-8s %-28s %-21s %-21s %s"
+    print(fmt % ("Domain", "Source", "Issuer", "Expires", "Next renewal", "Last error"))
+    for r in rows:
+        print(fmt % (r["domain"], r["source"], _issuer(r["issuer"])[:28], _when(r["not_after"]),
+                     _when(r["next_renewal"]), r["last_error"] or "-"))
+    return 0
+
+
+def cmd_cert_revoke(args: argparse.Namespace) -> int:
+    result = _client().request("POST", "/certs/revoke", query={"domain": args.domain})
+    print(f"Revoked certificate {result['revoked']} of {result['domain']}; "
+          f"now serving {result['serial']}")
     return 0
 
 
@@ -756,6 +784,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_config_check)
     reload_ = config_sub.add_parser("reload", help="ask the running server to reload")
     reload_.set_defaults(func=cmd_config_reload)
+
+    cert = sub.add_parser("cert", help="list certificates, revoke and replace an ACME one")
+    cert_sub = cert.add_subparsers(dest="cert_command", required=True, parser_class=_Parser)
+    clist = cert_sub.add_parser("list", help="the certificates the HTTPS listener serves")
+    clist.add_argument("--format", choices=("basic", "json"), default="basic")
+    clist.set_defaults(func=cmd_cert_list)
+    crevoke = cert_sub.add_parser("revoke", help="revoke a domain's ACME certificate at the "
+                                  "CA and serve a new one")
+    crevoke.add_argument("domain")
+    crevoke.set_defaults(func=cmd_cert_revoke)
 
     param = sub.add_parser("param", help="update and list app params")
     param_sub = param.add_subparsers(dest="param_command", required=True, parser_class=_Parser)

@@ -39,6 +39,7 @@ import structlog
 
 from orun.limits import FILES_PER_WEBSOCKET, OWN_FILES
 from orun.log import AccessRecord
+from orun.proxy.challenges import HTTP01_PREFIX
 from orun.proxy.errors import error_body, reason_phrase
 from orun.proxy.forward import Forwarder, request_head, size_text
 from orun.proxy.headers import (
@@ -421,7 +422,7 @@ class FrontConnection(asyncio.Protocol):
         raw = url.decode("latin-1")
         path, _, query = raw.partition("?")
         found = front.routes.current.match(headers.host.decode("latin-1"), path)
-        if found is None:
+        if found is None or path.startswith(HTTP01_PREFIX):  # ACME answers are aiohttp's
             self._handoff()
             return
         route, rest = found

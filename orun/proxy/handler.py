@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from yarl import URL
 
+from orun.proxy.challenges import Challenges
 from orun.proxy.errors import error_response
 from orun.proxy.target import RouteSource
 
@@ -18,8 +19,10 @@ Reserved = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 class ProxyHandler:
     """Serves every request on the HTTP listener. Knows nothing about Docker or the bus."""
 
-    def __init__(self, routes: RouteSource) -> None:
+    def __init__(self, routes: RouteSource, challenges: Challenges | None = None) -> None:
         self._routes = routes
+        #: ACME http-01 answers, served before the redirect and the apps
+        self.challenges = challenges or Challenges()
         #: requests being handled now (graceful shutdown waits for this to reach 0)
         self.in_flight = 0
         #: `http.redirect_to_https`: the HTTPS listener's port, else None
@@ -31,6 +34,9 @@ class ProxyHandler:
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         self.in_flight += 1
         try:
+            answer = self.challenges.http_answer(request.raw_path)
+            if answer is not None:
+                return web.Response(text=answer, content_type="application/octet-stream")
             if self.https_redirect is not None and not request.secure:
                 return https_redirect(request, self.https_redirect)
             raw_path = request.raw_path

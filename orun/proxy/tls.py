@@ -3,7 +3,9 @@
 `$ORUN_HOME/certs` holds them: `<domain>.crt` + `<domain>.key` for one name,
 `_wildcard.<domain>.crt/.key` for every name one label below it (`*.<domain>`), and
 orun's own self-signed default (`_orun_default.crt/.key`, made once and kept, so a
-browser exception for it stays valid). A name with no file of its own gets the default.
+browser exception for it stays valid). Between the files and the default sits the ACME
+tier: certificates orun got from a CA (orun/certs/), handed in by `set_acme`. So a name
+gets its own file, else its wildcard file, else its ACME certificate, else the default.
 
 The listener's context only dispatches: its SNI callback puts each connection on the
 context of the certificate it picked, from a table that `load()` builds whole and swaps
@@ -20,6 +22,8 @@ import datetime
 import ipaddress
 import os
 import ssl
+import threading
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,6 +39,12 @@ DEFAULT_NAME = "_orun_default"
 WILDCARD_PREFIX = "_wildcard."
 #: a self-signed default lasts this long (it is never trusted by a CA anyway)
 DEFAULT_VALID_DAYS = 3650
+#: the ALPN protocol of ACME's tls-alpn-01 validations (RFC 8737), as it appears in a
+#: ClientHello's protocol list (a length byte, then the name)
+ACME_TLS_ALPN = "acme-tls/1"
+_ACME_TLS_ENTRY = b"\x0a" + ACME_TLS_ALPN.encode()
+#: the handshake message type of a ClientHello, as the message hook reports it
+_CLIENT_HELLO = getattr(ssl, "_TLSMessageType").CLIENT_HELLO  # noqa: B009
 
 
 def server_context() -> ssl.SSLContext:
@@ -55,10 +65,18 @@ class Certificates:
         self.default_domain = default_domain
         #: name (lowercase; `*.domain` for wildcards) -> its context
         self._by_name: Mapping[str, ssl.SSLContext] = {}
+        #: name -> context of its ACME certificate (swapped whole, like `_by_name`)
+        self._acme: Mapping[str, ssl.SSLContext] = {}
+        #: `set_acme` runs in worker threads: its read-copy-swap must not lose an update
+        self._acme_lock = threading.Lock()
         self._default: ssl.SSLContext | None = None
         #: file stem -> (mtime, size) of what was loaded, so unchanged files are kept
         self._seen: dict[str, tuple[float, int]] = {}
         self._listener: ssl.SSLContext | None = None
+        #: tls-alpn-01: name -> context presenting its challenge certificate
+        self._alpn: dict[str, ssl.SSLContext] = {}
+        #: handshakes whose ClientHello offered `acme-tls/1`
+        self._acme_hellos: weakref.WeakSet[ssl.SSLObject | ssl.SSLSocket] = weakref.WeakSet()
 
     # -- the listener ---------------------------------------------------------------
 
@@ -75,13 +93,19 @@ class Certificates:
 
     def _sni(self, conn: ssl.SSLObject | ssl.SSLSocket, name: str | None,
              _ctx: ssl.SSLContext) -> None:
+        if self._alpn and name and conn in self._acme_hellos:
+            challenge = self._alpn.get(name.lower().rstrip("."))
+            if challenge is not None:
+                conn.context = challenge
+                return
         ctx = self.pick(name)
         if ctx is not None:
             conn.context = ctx
         return
 
     def pick(self, name: str | None) -> ssl.SSLContext | None:
-        """The context for a server name: its own, its wildcard's, else the default."""
+        """The context for a server name: its own file's, its wildcard file's, its ACME
+        certificate's, else the default."""
         table = self._by_name
         if name:
             name = name.lower().rstrip(".")
@@ -93,7 +117,69 @@ class Certificates:
                 ctx = table.get("*" + name[dot:])
                 if ctx is not None:
                     return ctx
+            ctx = self._acme.get(name)
+            if ctx is not None:
+                return ctx
         return self._default
+
+    def manual_covers(self, name: str) -> bool:
+        """True when a file in the folder (its own or a wildcard) serves `name`: such a
+        name needs no ACME certificate."""
+        table = self._by_name
+        dot = name.find(".")
+        return name in table or (dot > 0 and "*" + name[dot:] in table)
+
+    def manual_names(self) -> list[str]:
+        """The names the folder's files serve (`*.domain` for wildcards)."""
+        return sorted(self._by_name)
+
+    # -- the ACME tier ------------------------------------------------------------------
+
+    def set_acme(self, name: str, crt: Path, key: Path) -> None:
+        """Serve `name` with an ACME certificate from now on (new handshakes only).
+        Reads the files: run it in a thread. Raises (OSError, ssl.SSLError) on a file
+        that cannot be used, leaving the table as it was."""
+        ctx = server_context()
+        ctx.load_cert_chain(crt, key)
+        with self._acme_lock:
+            self._acme = {**self._acme, name: ctx}
+
+    def drop_acme(self, name: str) -> None:
+        with self._acme_lock:
+            if name in self._acme:
+                self._acme = {n: c for n, c in self._acme.items() if n != name}
+
+    def acme_names(self) -> list[str]:
+        return sorted(self._acme)
+
+    # -- tls-alpn-01 --------------------------------------------------------------------
+
+    def set_alpn_challenge(self, name: str, crt: Path | None, key: Path | None) -> None:
+        """Answer `acme-tls/1` handshakes for `name` with a challenge certificate (None:
+        stop). Only a ClientHello that offers `acme-tls/1` gets it; every other client
+        keeps the name's usual certificate. Reads files when given: run it in a thread.
+
+        Python's ssl module picks a certificate (the SNI callback) before ALPN and does
+        not show the client's offer there, so while a challenge is pending the listener
+        also reads each ClientHello (the context's message hook) and marks those that
+        offer `acme-tls/1`; the hook is off the rest of the time."""
+        if crt is not None and key is not None:
+            ctx = server_context()
+            ctx.set_alpn_protocols([ACME_TLS_ALPN])
+            ctx.load_cert_chain(crt, key)
+            self._alpn = {**self._alpn, name: ctx}
+        else:
+            self._alpn = {n: c for n, c in self._alpn.items() if n != name}
+        if self._listener is not None:
+            # not in typeshed; the hook sees every handshake message, so only while needed
+            setattr(self._listener, "_msg_callback",  # noqa: B010
+                    self._hello if self._alpn else None)
+
+    def _hello(self, conn: ssl.SSLObject | ssl.SSLSocket, direction: str, _version: object,
+               _content_type: object, msg_type: object, data: bytes) -> None:
+        if direction == "read" and msg_type == _CLIENT_HELLO \
+                and _ACME_TLS_ENTRY in data:
+            self._acme_hellos.add(conn)
 
     # -- loading (in a thread) --------------------------------------------------------------
 

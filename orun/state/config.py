@@ -93,6 +93,76 @@ class ListenConfig:
         return self.port >= 0
 
 
+def _directory_url(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError as exc:
+        return f"{value!r} is not a valid URL ({exc})"
+    if parts.scheme != "https" or not parts.hostname:
+        return f"{value!r} is not an https:// URL of an ACME directory"
+    return None
+
+
+def _email(value: str) -> str | None:
+    if not value:
+        return None
+    local, at, host = value.partition("@")
+    if not at or not local or "." not in host or any(c.isspace() for c in value) \
+            or value.startswith("mailto:"):
+        return f"{value!r} is not an email address"
+    return None
+
+
+def _acme_domains(values: list[str]) -> str | None:
+    for v in values:
+        err = _domain(v)
+        if err:
+            return err
+        if v.startswith("*") or "." not in v.strip("."):
+            return f"{v!r} cannot get an ACME certificate here (a wildcard or a single label)"
+    return None
+
+
+def _absolute_path(value: str) -> str | None:
+    if value and not value.startswith("/"):
+        return f"{value!r} must be an absolute path"
+    return None
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0 < value < 1 else "must be between 0 and 1 (exclusive)"
+
+
+@dataclass(frozen=True, slots=True)
+class AcmeConfig:
+    """Certificates from an ACME CA (orun/certs/) for the apps' domains; off while
+    `directory` is empty."""
+
+    #: contact address given to the CA (optional)
+    email: str = field(default="", metadata=check(_email))
+    #: the CA's directory URL, e.g. https://acme-v02.api.letsencrypt.org/directory
+    directory: str = field(default="", metadata=check(_directory_url))
+    #: how the CA checks a domain: http-01 on the HTTP listener (which must be the one
+    #: port 80 reaches), tls-alpn-01 on the HTTPS one (port 443)
+    challenge: Literal["http-01", "tls-alpn-01"] = "http-01"
+    #: names to get certificates for besides the apps' domains
+    extra_domains: list[str] = field(default_factory=list, metadata=check(_acme_domains))
+    #: PEM bundle that verifies the directory's own TLS (a private or test CA)
+    ca_file: str = field(default="", metadata=check(_absolute_path))
+    #: renew when this part of a certificate's lifetime has passed
+    renew_fraction: float = field(default=2 / 3, metadata=check(_fraction))
+    #: a failed attempt is retried after this, doubling per failure up to the cap
+    retry_min_secs: float = field(default=60.0, metadata=check(_positive))
+    retry_max_secs: float = field(default=6 * 3600.0, metadata=check(_positive))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.directory)
+
+
 @dataclass(frozen=True, slots=True)
 class HttpsConfig:
     """The HTTPS listener (certificates from `$ORUN_HOME/certs`, see orun/proxy/tls.py).
@@ -100,6 +170,7 @@ class HttpsConfig:
 
     host: str = "127.0.0.1"
     port: int = field(default=DEFAULT_HTTPS_PORT, metadata=check(_port))
+    acme: AcmeConfig = field(default_factory=AcmeConfig)
 
     @property
     def enabled(self) -> bool:

@@ -1,0 +1,1 @@
+"""Certificates orun gets itself: ACME accounts, orders and renewals (see manager.py)."""
