@@ -213,3 +213,25 @@ async def test_stage_of_a_root_app_and_of_domain_only_specs(orun, site):
         in refused.err
     sub = await orun.cli("app", "create", "--spec", "python-reflex", str(site), "/sub")
     assert sub.code == 1 and sub.err.rstrip().endswith("use a domain such as sub.:")
+
+
+async def test_readme_running_on_the_internet_configs_are_valid(orun):
+    """Each config a newcomer copies from "Running on the internet" passes
+    `orun config check` as it is."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Running on the internet"):]
+    section = section[:section.index("\n## ", 1)]
+    blocks, block = [], []
+    for line in [*section.splitlines(), ""]:
+        if line.startswith(" " * 7) and line.strip():
+            block.append(line[7:])
+        elif block:
+            blocks.append("\n".join(block))
+            block = []
+    configs = [b for b in blocks if not b.startswith(("export", "orun "))]
+    assert len(configs) == 2, blocks
+    for n, text in enumerate(configs):
+        path = orun.home / f"internet{n}.yaml"
+        path.write_text(text + "\n")
+        result = (await orun.cli("config", "check", str(path))).ok()
+        assert result.out.startswith("config OK"), result.out
