@@ -35,13 +35,14 @@ import structlog
 
 from orun.bus import EventBus, Unsubscribe
 from orun.certs.client import AcmeClient, AcmeFailure, alpn_challenge_cert
-from orun.certs.store import AcmeStore, CertInfo, new_key_pem, utc, write_private
+from orun.certs.store import AcmeStore, CertInfo, new_key_pem, utc
 from orun.errors import OrunError
 from orun.events import AppsChanged, ConfigReloaded, Event
 from orun.proxy.challenges import Challenges
 from orun.proxy.tls import DEFAULT_NAME, Certificates
 from orun.state.config import AcmeConfig, Config
 from orun.state.model import App
+from orun.state.secrets import write_private
 
 log = structlog.get_logger("orun.acme")
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import ssl
 import threading
 import weakref
@@ -32,6 +31,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from orun.state.secrets import write_private
 
 log = structlog.get_logger("orun.tls")
 
@@ -233,8 +234,8 @@ class Certificates:
         if crt.exists() and key.exists():
             return
         cert_pem, key_pem = self_signed(self.default_domain)
-        _write_private(key, key_pem)
-        _write_private(crt, cert_pem)
+        write_private(key, key_pem)
+        write_private(crt, cert_pem)
         log.info("default_certificate_created", file=str(crt),
                  names=_default_names(self.default_domain))
 
@@ -270,15 +271,6 @@ def self_signed(domain: str) -> tuple[bytes, bytes]:
                                 serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write owner-only, atomically (a reader never sees half a key)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    tmp.replace(path)
 
 
 __all__ = ["DEFAULT_NAME", "WILDCARD_PREFIX", "Certificates", "self_signed", "server_context"]

@@ -62,8 +62,11 @@ def verify_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` (0600) through a temporary file and a rename."""
+def write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path` owner-only (0600) and atomically: a temporary file beside
+    it, fsync, rename, so a reader (or a restart after `kill -9`) never sees half a key.
+    Shared by every secret orun keeps (password hash, keys, certificates)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -83,7 +86,7 @@ def set_admin_password(home: Path, password: str) -> None:
     if not password:
         raise OrunError("the password must not be empty")
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _write_private(home / PASSWORD_FILE, (hash_password(password) + "\n").encode())
+    write_private(home / PASSWORD_FILE, (hash_password(password) + "\n").encode())
 
 
 def read_admin_hash(home: Path) -> tuple[str, int] | None:
@@ -110,7 +113,7 @@ def auth_key(home: Path) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # a short or concurrent file: replace it whole
-        _write_private(path, key)
+        write_private(path, key)
         return key
     with os.fdopen(fd, "wb") as f:
         f.write(key)
