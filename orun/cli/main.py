@@ -554,6 +554,19 @@ def _when(stamp: float | None) -> str:
     return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _print_rows(rows: list[dict[str, Any]], as_json: bool, fmt: str,
+                header: tuple[str, ...],
+                cells: Callable[[dict[str, Any]], tuple[Any, ...]]) -> int:
+    """A listing as JSON (`-f json`) or as a table with a header line."""
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(fmt % header)
+    for row in rows:
+        print(fmt % cells(row))
+    return 0
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"name": args.name, "scope": args.scope}
     if args.expires is not None:
@@ -570,15 +583,11 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 def cmd_token_list(args: argparse.Namespace) -> int:
     tokens = _client().request("GET", "/tokens")["tokens"]
-    if args.format == "json":
-        print(json.dumps(tokens, indent=2))
-        return 0
-    fmt = "%-24s %-6s %-19s  %-19s  %s"
-    print(fmt % ("Name", "Scope", "Created", "LastUsed", "Expires"))
-    for t in tokens:
-        print(fmt % (t["name"], t["scope"], _when(t["created"]), _when(t["last_used"]),
-                     _when(t["expires"]) if t["expires"] else "never"))
-    return 0
+    return _print_rows(tokens, args.format == "json", "%-24s %-6s %-19s  %-19s  %s",
+                       ("Name", "Scope", "Created", "LastUsed", "Expires"),
+                       lambda t: (t["name"], t["scope"], _when(t["created"]),
+                                  _when(t["last_used"]),
+                                  _when(t["expires"]) if t["expires"] else "never"))
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
@@ -609,16 +618,11 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
     query = {"app": args.app or None, "limit": str(args.limit),
              "since": str(parse_since(args.since, time.time())) if args.since else None}
     rows = _client().request("GET", "/audit", query=query)["rows"]
-    if args.format == "json":
-        print(json.dumps(rows, indent=2))
-        return 0
-    fmt = "%-19s  %-20s %-16s %-16s %-24s %s"
-    print(fmt % ("Time", "Actor", "Remote", "Action", "Target", "Outcome"))
-    for r in rows:
-        outcome = r["outcome"] + (f" (x{r['count']})" if r["count"] > 1 else "")
-        print(fmt % (_when(r["time"]), r["actor"], r["remote"], r["action"],
-                     r["target"] or "-", outcome))
-    return 0
+    return _print_rows(
+        rows, args.format == "json", "%-19s  %-20s %-16s %-16s %-24s %s",
+        ("Time", "Actor", "Remote", "Action", "Target", "Outcome"),
+        lambda r: (_when(r["time"]), r["actor"], r["remote"], r["action"], r["target"] or "-",
+                   r["outcome"] + (f" (x{r['count']})" if r["count"] > 1 else "")))
 
 
 def _issuer(text: str) -> str:
@@ -631,15 +635,11 @@ def _issuer(text: str) -> str:
 
 def cmd_cert_list(args: argparse.Namespace) -> int:
     rows = _client().request("GET", "/certs")["certificates"]
-    if args.format == "json":
-        print(json.dumps(rows, indent=2))
-        return 0
-    fmt = "%-32s %-8s %-28s %-21s %-21s %s"
-    print(fmt % ("Domain", "Source", "Issuer", "Expires", "Next renewal", "Last error"))
-    for r in rows:
-        print(fmt % (r["domain"], r["source"], _issuer(r["issuer"])[:28], _when(r["not_after"]),
-                     _when(r["next_renewal"]), r["last_error"] or "-"))
-    return 0
+    return _print_rows(
+        rows, args.format == "json", "%-32s %-8s %-28s %-21s %-21s %s",
+        ("Domain", "Source", "Issuer", "Expires", "Next renewal", "Last error"),
+        lambda r: (r["domain"], r["source"], _issuer(r["issuer"])[:28], _when(r["not_after"]),
+                   _when(r["next_renewal"]), r["last_error"] or "-"))
 
 
 def cmd_cert_revoke(args: argparse.Namespace) -> int:
