@@ -494,7 +494,7 @@ class Server:
         scripts; `orun param list APP` is the one command that prints them."""
         data = app.to_json()
         settings = data["current"]["settings"]
-        settings["params"] = {k: HIDDEN_VALUE for k in settings["params"]}
+        settings["params"] = dict.fromkeys(settings["params"], HIDDEN_VALUE)
         data["urls"] = self.app_urls(app.path.domain, app.path.path)
         data["staged_changes"] = False
         if self.runtime is not None and self.targets is not None \
