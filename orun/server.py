@@ -58,6 +58,8 @@ from orun.state.store import Store
 from orun.state.unixpath import usable_socket_path
 
 log = structlog.get_logger("orun.server")
+#: what `app list` shows for a param's value
+HIDDEN_VALUE = "(hidden: orun param list)"
 
 
 def access_logger_class(access: AccessLog) -> type[AbstractAccessLogger]:
@@ -548,7 +550,12 @@ class Server:
         return urls
 
     def describe(self, app: App) -> dict[str, Any]:
+        """An app as `app list` shows it. Param values are hidden (their names stay):
+        params carry passwords and tokens, and a listing is pasted into tickets and
+        scripts; `orun param list APP` is the one command that prints them."""
         data = app.to_json()
+        settings = data["current"]["settings"]
+        settings["params"] = dict.fromkeys(settings["params"], HIDDEN_VALUE)
         data["urls"] = self.app_urls(app.path.domain, app.path.path)
         data["staged_changes"] = False
         if self.runtime is not None and self.targets is not None \

@@ -142,12 +142,21 @@ class Orun:
         self.proc.kill()
         self.proc.wait()
 
-    def rss_kib(self) -> int:
+    def _status_kib(self, name: str) -> int:
         assert self.proc is not None
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(name + ":"):
                 return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+        raise AssertionError(f"no {name}")
+
+    def rss_kib(self) -> int:
+        """Resident memory now."""
+        return self._status_kib("VmRSS")
+
+    def peak_kib(self) -> int:
+        """The highest resident memory so far (VmHWM). Memory checks compare this before
+        and after a transfer: RSS read after it would miss a buffer that was freed."""
+        return self._status_kib("VmHWM")
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"

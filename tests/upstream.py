@@ -10,6 +10,8 @@ from aiohttp import WSMsgType, web
 CHUNK = b"x" * 65536
 SSE_GATE = web.AppKey("sse_gate", asyncio.Event)
 WS_CLOSES = web.AppKey("ws_closes", list)
+#: set when a `/slow` request reaches the upstream (tests wait on it, not on a sleep)
+SLOW_ARRIVED = web.AppKey("slow_arrived", asyncio.Event)
 
 
 async def echo(request: web.Request) -> web.Response:
@@ -83,6 +85,7 @@ async def redirect(request: web.Request) -> web.Response:
 
 
 async def slow(request: web.Request) -> web.Response:
+    request.app[SLOW_ARRIVED].set()
     await asyncio.sleep(float(request.query.get("secs", "2")))
     return web.Response(text="slow done")
 
@@ -114,6 +117,7 @@ def make_upstream() -> web.Application:
     app = web.Application(client_max_size=1024**3)
     app[SSE_GATE] = asyncio.Event()
     app[WS_CLOSES] = []
+    app[SLOW_ARRIVED] = asyncio.Event()
     app.router.add_route("*", "/echo{tail:.*}", echo)
     app.router.add_post("/sink", sink)
     app.router.add_get("/download", download)

@@ -176,6 +176,14 @@ class Engine:
             raise EngineError(f"cannot inspect image {ref}: {_first_line(exc)}") from None
         return True
 
+    async def image_user(self, ref: str) -> str:
+        """The user an image runs as (`USER`; empty means root)."""
+        try:
+            data = await self._client.images.inspect(ref)
+        except DockerError as exc:
+            raise EngineError(f"cannot inspect image {ref}: {_first_line(exc)}") from None
+        return str((data.get("Config") or {}).get("User") or "")
+
     async def pull(self, ref: str, on_line: Callable[[str], None]) -> None:
         """Pull an image from its registry (used for image-spec apps whose image is absent)."""
         try:

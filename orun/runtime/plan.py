@@ -32,6 +32,8 @@ from orun.engine.labels import (
 )
 from orun.errors import ContainerConfigError
 from orun.runtime.devsettings import dev_settings
+from orun.runtime.hardening import POLICY as HARDENING
+from orun.runtime.hardening import harden
 from orun.sources.confined import NotConfined, read_confined
 from orun.spec import Spec, env_value, resolve_params
 from orun.spec.model import SPEC_FILE
@@ -73,8 +75,9 @@ class ContainerPlan:
     def name(self) -> str:
         return f"orun-{self.app_id}-{self.identity[:12]}"
 
-    def create_body(self, engine_kind: str) -> dict[str, Any]:
-        """The Engine API body for `POST /containers/create`."""
+    def create_body(self, engine_kind: str, image_user: str = "") -> dict[str, Any]:
+        """The Engine API body for `POST /containers/create`; `image_user` is the image's
+        own user (`Config.User`), which decides the capabilities a root image keeps."""
         port_key = f"{self.port}/tcp"
         mounts: list[dict[str, Any]] = []
         for m in self.mounts:
@@ -95,6 +98,7 @@ class ContainerPlan:
                 host_config["ExtraHosts"] = [*host_config.get("ExtraHosts", []), *value]
             else:
                 host_config[key] = value
+        harden(host_config, self.options.config, image_user)
         body: dict[str, Any] = {
             "Image": self.image,
             "Env": [f"{k}={v}" for k, v in sorted(self.env.items())],
@@ -240,7 +244,7 @@ def plan_container(inputs: PlanInputs) -> ContainerPlan:
                  json.dumps(options.host_config, sort_keys=True, default=str),
                  json.dumps(options.config, sort_keys=True, default=str),
                  json.dumps([(m.kind, m.source, m.target, m.read_only) for m in resolved]),
-                 _hash_map(secret_files), str(port)):
+                 _hash_map(secret_files), str(port), HARDENING):
         h.update(part.encode() + b"\0")
     identity = h.hexdigest()
     labels = {

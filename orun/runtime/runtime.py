@@ -374,7 +374,8 @@ class Runtime:
             state("starting")
             await self._prepare_mounts(engine, plan, say)
             say(f"creating container {plan.name} (port {plan.port})")
-            container_id = await engine.create_container(plan.name, plan.create_body(engine.kind))
+            body = plan.create_body(engine.kind, await engine.image_user(plan.image))
+            container_id = await engine.create_container(plan.name, body)
         else:
             container_id = existing.id
             state("starting")

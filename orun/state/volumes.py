@@ -152,6 +152,12 @@ def _parse_one(entry: str, ctx: _Context) -> VolumeMount:
     source, target = parts[0], _target(entry, parts[1])
     if not source:
         raise ContainerConfigError(f"error parsing volume {entry}: the source is empty")
+    if source.startswith(("$", "~")):
+        # `$ORUN_HOME/../x` would otherwise be a folder named `$ORUN_HOME` in the source:
+        # the admin meant a host path, and gets a mount of something else.
+        raise ContainerConfigError(
+            f"error parsing volume {entry}: {source[0]} is not expanded in volumes; write "
+            "the host folder as an absolute path")
     if source.startswith((".", "/")) or "/" in source:
         if not source.startswith("/"):
             # Inside the app source: a snapshot shared by versions and apps, never

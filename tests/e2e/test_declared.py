@@ -29,14 +29,18 @@ def config_with(apps: list[dict[str, Any]]) -> str:
     return container_config("apps:\n" + "".join(f"  - {json.dumps(a)}\n" for a in apps))
 
 
+def reconcile_events(server: Orun) -> list[dict[str, Any]]:
+    """Every reconcile or failed reload event in the server log (all its runs)."""
+    return [e for e in server.log_events()
+            if e.get("event") in ("apps_reconciled", "config_reload_failed",
+                                  "config_unchanged")]
+
+
 async def reconciled(server: Orun, count: int, timeout: float = 60) -> dict[str, Any]:
     """The `count`-th reconcile or failed reload event in the server log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        events = [e for e in server.log_events()
-                  if e.get("event") in ("apps_reconciled", "config_reload_failed",
-                                        "config_unchanged", "config_reloaded")
-                  and e.get("event") != "config_reloaded"]
+        events = reconcile_events(server)
         if len(events) >= count:
             return events[count - 1]
         await asyncio.sleep(0.1)
@@ -127,12 +131,22 @@ async def test_sighup_reconciles_exactly_the_listed_apps(
             {p: a["current"] for p, a in before.items()}
         assert await get(http, server.url("/da_cl_stage/")) == (200, "version 1 message=three\n")
 
-        # a restart reconciles too (the fixed file is in force, nothing to change)
-        server.write_config(config_with([entry_a3, entry_c]))
+        # a restart reconciles too: the file changed while orun was down (/da promoted
+        # with a new param, /dc dropped, /dd added) is applied at start
         await server.stop()
+        seen = len(reconcile_events(server))
+        entry_a5 = {**entry_a, "params": {"MESSAGE": "five"}, "promote": True}
+        entry_d = {"path": "/dd", "source": str(site_b), "spec": "static"}
+        server.write_config(config_with([entry_a5, entry_d]))
         await server.start()
-        assert (await get(http, server.url("/dc/")))[0] == 200
-        assert await main_paths(server) == {"/da", "/dc", "/cli"}
+        done = await reconciled(server, seen + 1)
+        assert done["event"] == "apps_reconciled", done
+        assert done["created"] == ["/dd"] and done["deleted"] == ["/dc"]
+        assert done["updated"] == ["/da"]
+        assert await get(http, server.url("/da/")) == (200, "version 1 message=five\n")
+        assert (await get(http, server.url("/dd/")))[1] == "<h1>site_b</h1>\n"
+        assert (await get(http, server.url("/dc/")))[0] == 404
+        assert await main_paths(server) == {"/da", "/dd", "/cli"}
     finally:
         await server.stop()
         remove_containers(server.home)

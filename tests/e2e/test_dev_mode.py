@@ -68,7 +68,10 @@ async def test_dev_app_edit_restarts_without_rebuild_and_dependency_edit_rebuild
                 seen_edit.set()
 
     clients = [asyncio.ensure_future(client()) for _ in range(4)]
-    await asyncio.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while sum(answers.values()) < 8:  # the clients are looping before the edit
+        assert time.monotonic() < deadline, answers
+        await asyncio.sleep(0.02)
     edited = time.monotonic()
     app_py = src / "app.py"
     app_py.write_text(app_py.read_text().replace('"flask app ok\\n"', '"flask app edited\\n"'))

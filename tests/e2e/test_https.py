@@ -153,7 +153,11 @@ async def test_sighup_swaps_certificates_without_dropping_connections(
     # a certificate that breaks later keeps the one loaded before
     (certs / "swap.localhost.crt").write_text("garbage")
     server.signal(signal.SIGHUP)
-    await asyncio.sleep(1.0)
+    deadline = asyncio.get_running_loop().time() + 10
+    while not [e for e in server.log_events() if e.get("event") == "certificate_invalid"
+               and e["file"].endswith("swap.localhost.crt")]:  # the reload read it
+        assert asyncio.get_running_loop().time() < deadline, "the broken file was not read"
+        await asyncio.sleep(0.05)
     assert await served_cn(port, "swap.localhost") == "after"
     await server.stop()
 

@@ -167,7 +167,11 @@ async def test_promote_under_load_loses_no_request(corun: Orun, http: aiohttp.Cl
     await ws.send_str("before")
     assert (await ws.receive(timeout=5)).data == "v1 before"
     slow = asyncio.create_task(get(http, corun.url("/z/slow?secs=3")))
-    await asyncio.sleep(0.5)
+    (old,) = prod_before
+    deadline = time.monotonic() + 10  # the slow request is in the old container
+    while "slow request started" not in docker("logs", old):
+        assert time.monotonic() < deadline, "the slow request never reached the app"
+        await asyncio.sleep(0.05)
 
     started = time.monotonic()
     out = (await corun.cli("app", "promote", "/z")).ok().out
@@ -186,7 +190,6 @@ async def test_promote_under_load_loses_no_request(corun: Orun, http: aiohttp.Cl
     assert seen.get("version 1 message=", 0) > 0 and seen.get("version 2 message=", 0) > 0, seen
 
     # the old container stops only once the websocket is gone (drained, not cut)
-    old = prod_before.pop()
     assert old in containers(corun.home)
     await ws.close()
     deadline = time.monotonic() + 15

@@ -13,16 +13,23 @@ import pytest
 from aiohttp import WSMsgType
 
 from tests.conftest import Orun, serve_app
-from tests.upstream import make_upstream
+from tests.upstream import SLOW_ARRIVED, make_upstream
 
 BASE_CONFIG = "http: {host: 127.0.0.1, port: 0}\nlog: {access_log: false}\n"
 
 
 
 @pytest.fixture
-async def upstream():  # type: ignore[no-untyped-def]
-    async with serve_app(make_upstream()) as base:
-        yield base
+async def upstream_app():  # type: ignore[no-untyped-def]
+    """The upstream's base URL and its app (tests wait on its SLOW_ARRIVED event)."""
+    app = make_upstream()
+    async with serve_app(app) as base:
+        yield base, app
+
+
+@pytest.fixture
+async def upstream(upstream_app):  # type: ignore[no-untyped-def]
+    yield upstream_app[0]
 
 
 async def _hammer(http: aiohttp.ClientSession, url: str, stop: asyncio.Event,
@@ -135,10 +142,11 @@ async def _proxy_server(make_orun, upstream: str, *, shutdown_timeout: float) ->
     return server
 
 
-async def test_sigterm_lets_in_flight_requests_finish(make_orun, upstream, http):
+async def test_sigterm_lets_in_flight_requests_finish(make_orun, upstream_app, http):
+    upstream, app = upstream_app
     server = await _proxy_server(make_orun, upstream, shutdown_timeout=10)
     slow = asyncio.create_task(http.get(server.url("/p/slow?secs=1.5")))
-    await asyncio.sleep(0.4)
+    await asyncio.wait_for(app[SLOW_ARRIVED].wait(), 10)  # in flight through orun
     started = time.monotonic()
     server.signal(signal.SIGTERM)
     resp = await slow
@@ -163,12 +171,13 @@ async def test_sigterm_closes_websockets_with_1001(make_orun, upstream, http):
     assert await server.wait_exit() == 0
 
 
-async def test_second_signal_forces_exit(make_orun, upstream, http):
+async def test_second_signal_forces_exit(make_orun, upstream_app, http):
+    upstream, app = upstream_app
     server = await _proxy_server(make_orun, upstream, shutdown_timeout=60)
     slow = asyncio.create_task(http.get(server.url("/p/slow?secs=30")))
-    await asyncio.sleep(0.4)
+    await asyncio.wait_for(app[SLOW_ARRIVED].wait(), 10)
     server.signal(signal.SIGTERM)
-    await asyncio.sleep(0.5)
+    await _wait_for_event(server, "shutdown_requested")  # the first signal was handled
     assert server.proc is not None and server.proc.poll() is None  # still draining
     server.signal(signal.SIGINT)
     assert await server.wait_exit(5) == 1

@@ -65,6 +65,13 @@ def test_flask_env_port_and_labels(flask_src: Path) -> None:
     assert "host.docker.internal:host-gateway" in body["HostConfig"]["ExtraHosts"]
     assert "ExtraHosts" not in p.create_body("podman")["HostConfig"]
     assert "greeting=hi" in body["Env"]
+    # no capabilities for a non-root image; a root image keeps the step-down set
+    hardened = p.create_body("docker", "app")["HostConfig"]
+    assert hardened["CapDrop"] == ["ALL"] and hardened["CapAdd"] == []
+    assert hardened["SecurityOpt"] == ["no-new-privileges"]
+    assert p.create_body("docker", "")["HostConfig"]["CapAdd"] == ["CHOWN", "DAC_OVERRIDE",
+                                                                  "FOWNER", "KILL", "SETGID",
+                                                                  "SETUID"]
 
 
 def test_root_app_has_empty_app_path(flask_src: Path) -> None:

@@ -204,6 +204,10 @@ def test_secret_template_must_stay_in_the_source(dirs: dict[str, Path]) -> None:
         ("a:/x:z", 'error parsing volume a:/x:z: unknown volume option "z" (use ro or rw)'),
         ("a:b:/x:ro", "error parsing volume a:b:/x:ro: too many ':' separators"),
         ("cl_secret:a:b:/x", "error parsing volume cl_secret:a:b:/x: too many ':' separators"),
+        ("$ORUN_HOME/../x:/d", "error parsing volume $ORUN_HOME/../x:/d: $ is not expanded "
+         "in volumes; write the host folder as an absolute path"),
+        ("~/data:/d", "error parsing volume ~/data:/d: ~ is not expanded in volumes; write "
+         "the host folder as an absolute path"),
     ],
 )
 def test_entry_errors(dirs: dict[str, Path], entry: str, message: str) -> None:

@@ -2,7 +2,8 @@
 
 GET / answers `version <VERSION file> message=<$MESSAGE>` (500 when a BROKEN file is in
 the source or MESSAGE is "break", so a version can fail its health check); /slow?secs=N
-answers the same after N seconds (a request in flight across a switch); a websocket
+answers the same after N seconds (a request in flight across a switch; it prints
+`slow request started` when it arrives); a websocket
 echoes `v<VERSION> <text>`, so a client sees which container it is talking to.
 """
 
@@ -33,6 +34,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         url = urlsplit(self.path)
         if url.path == "/slow":
+            print("slow request started", flush=True)  # tests wait for this line
             time.sleep(float(parse_qs(url.query)["secs"][0]))
         status = 500 if BROKEN else 200
         body = f"version {VERSION} message={os.environ.get('MESSAGE', '')}\n".encode()
