@@ -41,7 +41,7 @@ from orun.limits import FILES_PER_WEBSOCKET, OWN_FILES
 from orun.log import AccessRecord
 from orun.proxy.challenges import HTTP01_PREFIX
 from orun.proxy.errors import error_body, reason_phrase
-from orun.proxy.forward import Forwarder, request_head, size_text
+from orun.proxy.forward import Forwarder, request_head, size_text, upstream_text
 from orun.proxy.headers import (
     RequestHeaders,
     forwarded_lines,
@@ -507,8 +507,8 @@ class FrontConnection(asyncio.Protocol):
         else:
             why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
         assert self.route is not None and self.pool is not None
-        self._error(502, f"app {self.route.label}: cannot connect to upstream "
-                         f"{self.pool.origin}: {why}")
+        self._error(502, f"app {self.route.label}: cannot connect to "
+                         f"{upstream_text(self.route, self.pool.origin)}: {why}")
 
     def _send(self, up: UpstreamConnection, *, reused: bool) -> None:
         self.up = up
@@ -679,10 +679,11 @@ class FrontConnection(asyncio.Protocol):
             return
         if isinstance(error, (UpstreamClosed, UpstreamProtocolError, OSError)):
             detail = str(error).splitlines()[0][:200] if str(error) else ""
-            message = f"app {route.label}: upstream {pool.origin} failed: " \
+            message = f"app {route.label}: {upstream_text(route, pool.origin)} failed: " \
                       f"{error.__class__.__name__}: {detail}".rstrip(": ")
         else:
-            message = f"app {route.label}: upstream {pool.origin} failed: {error!r}"
+            message = f"app {route.label}: {upstream_text(route, pool.origin)} failed: " \
+                      f"{error!r}"
         self._error(502, message)
 
     def timed_out(self, timeout: float) -> None:
@@ -692,8 +693,9 @@ class FrontConnection(asyncio.Protocol):
             up.exchange = None
             up.close()
         assert self.route is not None and self.pool is not None
-        self._error(504, f"app {self.route.label}: upstream {self.pool.origin} did not "
-                         f"respond within {timeout:g}s")
+        self._error(504, f"app {self.route.label}: "
+                         f"{upstream_text(self.route, self.pool.origin)} did not respond "
+                         f"within {timeout:g}s")
 
     def _error(self, status: int, message: str) -> None:
         """Answer the current request with orun's error and end it."""

@@ -248,19 +248,19 @@ class Forwarder:
                 conn, ex = await self._exchange(pool, head, method, upload, settings)
         except TimeoutError:
             return error_response(request, 504,
-                                  f"app {route.label}: upstream {upstream.origin()} did not "
-                                  f"respond within {settings.read_timeout:g}s")
+                                  f"app {route.label}: {upstream_text(route, str(upstream.origin()))}"
+                                  f" did not respond within {settings.read_timeout:g}s")
         except _ConnectFailed as exc:
             return error_response(request, 502,
-                                  f"app {route.label}: cannot connect to upstream "
-                                  f"{upstream.origin()}: {exc}")
+                                  f"app {route.label}: cannot connect to "
+                                  f"{upstream_text(route, str(upstream.origin()))}: {exc}")
         except (UpstreamClosed, UpstreamProtocolError, OSError) as exc:
             if upload is not None and upload.too_large:
                 return body_too_large(request, route, limit)
             detail = str(exc).splitlines()[0][:200] if str(exc) else ""
             return error_response(request, 502,
-                                  f"app {route.label}: upstream {upstream.origin()} failed: "
-                                  f"{exc.__class__.__name__}: {detail}".rstrip(": "))
+                                  f"app {route.label}: {upstream_text(route, str(upstream.origin()))}"
+                                  f" failed: {exc.__class__.__name__}: {detail}".rstrip(": "))
         finally:
             if upload is not None:
                 upload.deadline = None
@@ -403,6 +403,13 @@ class _Upload:
     def cancel(self) -> None:
         if self.task is not None and not self.task.done():
             self.task.cancel()
+
+
+def upstream_text(route: Route, origin: str) -> str:
+    """How an error page names the upstream: a `proxy` app's URL is the admin's own
+    (shown, it helps), a container's address on this host is not for anonymous clients
+    (`app list` and the log have it for the admin)."""
+    return "upstream" if route.target.kind == "container" else f"upstream {origin}"
 
 
 def body_too_large(request: web.BaseRequest, route: Route, limit: int) -> web.Response:

@@ -15,6 +15,7 @@ test_security_host.py do not already cover.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -297,3 +298,29 @@ async def test_param_values_never_leak(corun: Orun, http: aiohttp.ClientSession,
     leaks = [text[max(0, text.find(secret) - 300):text.find(secret) + 60]
              for text in shown if secret in text]
     assert leaks == []
+
+
+async def test_a_container_apps_error_page_never_shows_its_address_on_the_host(
+        corun: Orun, http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """A request whose container dies mid-answer gets a 502 naming the app, on both
+    request paths, without the container's 127.0.0.1:<port> (the README's promise)."""
+    src = tmp_path / "fault_app"
+    shutil.copytree(APPS / "fault_app", src)
+    (await corun.cli("app", "create", "--spec", "container", str(src), "/f")).ok()
+    for version in ("1.1", "1.0"):  # the fast path, then aiohttp's
+        async with http.get(corun.url("/f/")) as resp:  # (re)started and serving
+            assert resp.status == 200
+        (cid,) = containers(corun.home)
+        port = docker("port", cid).split(":")[-1].strip()
+        reader, writer = await asyncio.open_connection("127.0.0.1", corun.port)
+        writer.write(f"GET /f/crash HTTP/{version}\r\nHost: localhost\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        answer = (await asyncio.wait_for(reader.read(), 30)).decode("latin-1")
+        writer.close()
+        assert answer.split(" ", 2)[1] == "502", answer
+        assert "app /f: upstream failed" in answer, answer
+        assert port not in answer and "127.0.0.1" not in answer, answer
+        for _ in range(100):  # the crash is seen before the next round restarts it
+            if not containers(corun.home):
+                break
+            await asyncio.sleep(0.1)
