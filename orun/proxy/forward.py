@@ -247,9 +247,9 @@ class Forwarder:
                     upload.deadline = deadline
                 conn, ex = await self._exchange(pool, head, method, upload, settings)
         except TimeoutError:
-            return error_response(request, 504,
-                                  f"app {route.label}: {upstream_text(route, str(upstream.origin()))}"
-                                  f" did not respond within {settings.read_timeout:g}s")
+            where = upstream_text(route, str(upstream.origin()))
+            return error_response(request, 504, f"app {route.label}: {where} did not respond "
+                                                f"within {settings.read_timeout:g}s")
         except _ConnectFailed as exc:
             return error_response(request, 502,
                                   f"app {route.label}: cannot connect to "
@@ -258,9 +258,10 @@ class Forwarder:
             if upload is not None and upload.too_large:
                 return body_too_large(request, route, limit)
             detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+            where = upstream_text(route, str(upstream.origin()))
             return error_response(request, 502,
-                                  f"app {route.label}: {upstream_text(route, str(upstream.origin()))}"
-                                  f" failed: {exc.__class__.__name__}: {detail}".rstrip(": "))
+                                  f"app {route.label}: {where} failed: "
+                                  f"{exc.__class__.__name__}: {detail}".rstrip(": "))
         finally:
             if upload is not None:
                 upload.deadline = None

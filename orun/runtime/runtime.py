@@ -351,8 +351,8 @@ class Runtime:
             if track:
                 rt.state = value
 
-        existing = await engine.inspect(plan.name)
-        if existing is None:
+        async def create() -> str:
+            """Build or pull the image if needed and create the container."""
             if plan.build is not None:
                 state("building")
                 self._bus.publish(BuildStarted(app.id, plan.image))
@@ -375,7 +375,11 @@ class Runtime:
             await self._prepare_mounts(engine, plan, say)
             say(f"creating container {plan.name} (port {plan.port})")
             body = plan.create_body(engine.kind, await engine.image_user(plan.image))
-            container_id = await engine.create_container(plan.name, body)
+            return await engine.create_container(plan.name, body)
+
+        existing = await engine.inspect(plan.name)
+        if existing is None:
+            container_id = await create()
         else:
             container_id = existing.id
             state("starting")
@@ -388,7 +392,20 @@ class Runtime:
             await engine.unpause(container_id)
             info = await engine.inspect(container_id)
         elif existing is None or not existing.running:
-            await engine.start(container_id)
+            try:
+                await engine.start(container_id)
+            except EngineError as exc:
+                if existing is None:
+                    raise
+                # a stopped container the engine cannot start again (after an engine
+                # restart its old task can linger: "task ... already exists"): a new one
+                # from the same plan replaces it, instead of failing every request
+                say(f"cannot start the existing container ({exc.message}): replacing it")
+                log.warning("container_replaced", app=rt.label, container=plan.name,
+                            reason=exc.message)
+                await engine.remove(container_id)
+                container_id = await create()
+                await engine.start(container_id)
             if track:
                 self.follow_logs(engine, rt, container_id, started_at)
             info = await engine.inspect(container_id)
