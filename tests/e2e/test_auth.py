@@ -490,6 +490,9 @@ async def test_oidc_sign_in_with_a_real_provider(make_orun: Any, upstream: Upstr
                       f"url={upstream.base}/o", "-", "/o")).ok()
     apps = json.loads((await server.cli("app", "list", "-f", "json")).ok().out)
     assert apps[0]["current"]["settings"]["auth"] == "oidc:corp"
+    # a second app behind the same provider: a session is good for its own app only
+    (await server.cli("app", "create", "--spec", "proxy", "--auth", "corp", "--param",
+                      f"url={upstream.base}/o2", "-", "/o2")).ok()
     callback = server.url("/o/_orun_app/auth/callback")
     async with oidc_provider(port, [callback]), aiohttp.ClientSession() as http:
         # without a session: a GET goes to the provider with PKCE, state and nonce ...
@@ -537,6 +540,12 @@ async def test_oidc_sign_in_with_a_real_provider(make_orun: Any, upstream: Upstr
         assert session["httpOnly"] and session["sameSite"] == "Lax"
         assert session["path"] == "/o" and not session["secure"]
         assert 0 < session["expires"] - time.time() <= 8 * 3600 + 60
+        # the attack: the same signed cookie sent to the other app (a client picks its
+        # cookies; the Path attribute only guides browsers) is no session there
+        async with http.get(server.url("/o2/page"), allow_redirects=False,
+                            headers={"Cookie": f"orun_session={session['value']}"}) as resp:
+            assert resp.status == 302
+            assert resp.headers["Location"].startswith(f"{issuer}/auth?")
         # a spoofed identity from the signed-in browser never reaches the app
         spoofed = await page.evaluate(
             "fetch('/o/again', {headers: {'X-Orun-User': 'root'}}).then(r => r.json())")
@@ -581,6 +590,7 @@ async def test_oidc_sign_in_with_a_real_provider(make_orun: Any, upstream: Upstr
             assert "Secure" in resp.headers["Set-Cookie"]
     assert [p for p in upstream.paths() if p.startswith("/o/")] == \
         ["/o/page?from=browser", "/o/again", "/o/staff"]
+    assert not [p for p in upstream.paths() if p.startswith("/o2")]
     await server.stop()
     log = server.log()
     assert "/o/_orun_app/auth/callback?[redacted]" in log  # the access log ...
