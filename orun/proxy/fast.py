@@ -129,7 +129,8 @@ class FastFront:
         self.closing = False
         self.connections: set[FrontConnection] = set()
         self.handed: set[asyncio.BaseTransport] = set()
-        self.refused = 0
+        #: when the connection cap last made a log line (one per 10 s at most)
+        self.full_logged = -1e9
         self.configure(limits or LimitsConfig(), open_files)
         #: connections whose request waits for its upstream's response head
         self.waiting: set[FrontConnection] = set()
@@ -311,7 +312,11 @@ class FrontConnection(asyncio.Protocol):
         self.peer = peer[0] if isinstance(peer, tuple) else ""
         front = self.front
         if front.full():
-            front.refused += 1
+            now = self.loop.time()
+            if now - front.full_logged >= 10.0:
+                front.full_logged = now
+                log.warning("connection_limit_reached", limit=front.max_connections,
+                            hint="limits.max_connections (new connections get 503)")
             self.transport.write(_FULL)
             _Linger.take(self.transport)
             return

@@ -186,7 +186,6 @@ class AppRuntime:
         #: may try it again: until then repeats are answered from memory
         self.failed_version: object = None
         self.failed_config: object = None
-        self.failed_at = 0.0
         self.failed_status = 500
         self.failed_count = 0
         self.retry_at = 0.0

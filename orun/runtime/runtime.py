@@ -301,7 +301,6 @@ class Runtime:
             rt.failed_count = rt.failed_count + 1 if same else 1
             rt.failed_version, rt.failed_config = key, config
         now = time.monotonic()
-        rt.failed_at = now
         delay = failed_retry_delay(rt.failed_count) if rt.failed_count else 0.0
         rt.retry_at = now + delay
         log.warning("app_start_failed", app=rt.label, error=err.message,

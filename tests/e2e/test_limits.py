@@ -196,6 +196,12 @@ async def test_connections_beyond_the_cap_get_503_and_retry_after(
         assert status_of(again) == 200
         for _, writer in held[10:]:
             writer.close()
+    # the operator is told, once (not once per refused connection)
+    deadline = time.monotonic() + 5
+    while "connection_limit_reached" not in server.log():
+        assert time.monotonic() < deadline, "no connection_limit_reached line"
+        await asyncio.sleep(0.05)
+    assert server.log().count("connection_limit_reached") == 1
 
 
 async def test_request_bodies_over_the_limit_get_413_on_both_paths_and_per_app(

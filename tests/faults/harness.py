@@ -190,8 +190,7 @@ def broken_snapshots(home: Path) -> list[str]:
     return bad
 
 
-async def end_state(server: Orun, expected: dict[str, str], result: Result,
-                    container_apps: Iterable[str] = ()) -> None:
+async def end_state(server: Orun, expected: dict[str, str], result: Result) -> None:
     """Apps lost from the store, duplicate and orphan containers, store and snapshot
     integrity: counted into `result` (problems also go to its notes)."""
     ids = await app_ids(server)
@@ -216,7 +215,6 @@ async def end_state(server: Orun, expected: dict[str, str], result: Result,
     if bad:
         result.apps_lost += len(bad)
         result.notes.append(f"half-written snapshots: {bad}")
-    del container_apps
 
 
 async def wait_serving(urls: Iterable[str], timeout: float = 120.0) -> float:
