@@ -279,7 +279,7 @@ class Server:
             self.handler.reserved = (REMOTE_PREFIX, self._remote_admin_call) if on else None
         for front in (self.front, self.tls_front):
             if front is not None:
-                front.reserved = REMOTE_PREFIX.encode() if on else b""
+                front.reserve(REMOTE_PREFIX if on else "")
 
     def _app_path(self, app_id: str) -> str:
         app = self.apps.get(app_id)

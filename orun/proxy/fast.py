@@ -68,6 +68,7 @@ _NO_HEADERS = RequestHeaders(b"")
 _VERSION = b" HTTP/1.1"
 _PAUSE_BUFFER = 1
 _PAUSE_UPSTREAM = 2
+_HTTP01 = HTTP01_PREFIX.encode()
 #: how long a refused connection's further bytes are read and dropped before it closes
 LINGER_SECS = 2.0
 #: the answer to a connection beyond `limits.max_connections`
@@ -123,8 +124,9 @@ class FastFront:
         self.scheme = scheme
         self.access = access
         self.enabled = enabled
-        #: a path prefix the fast path leaves to aiohttp (b"": none)
-        self.reserved = b""
+        #: path prefixes that are orun's own, left to aiohttp: ACME's http-01 answers,
+        #: and the admin API while `security.admin_over_tcp` is on (see `reserve`)
+        self.reserved: tuple[bytes, ...] = (_HTTP01,)
         self.in_flight = 0
         self.closing = False
         self.connections: set[FrontConnection] = set()
@@ -135,6 +137,10 @@ class FastFront:
         #: connections whose request waits for its upstream's response head
         self.waiting: set[FrontConnection] = set()
         self._ticker: asyncio.Task[None] | None = None
+
+    def reserve(self, admin_prefix: str) -> None:
+        """Leave `admin_prefix` (or, when "", only the ACME answers) to aiohttp."""
+        self.reserved = (_HTTP01, admin_prefix.encode()) if admin_prefix else (_HTTP01,)
 
     def configure(self, limits: LimitsConfig, open_files: int) -> None:
         """Take the `limits` config (at start and on each reload). `open_files` is the
@@ -419,15 +425,15 @@ class FrontConnection(asyncio.Protocol):
                 or not url.isascii() or b"#" in url):
             self._handoff()
             return
-        if self.front.reserved and url.startswith(self.front.reserved):
-            self._handoff()  # orun's own (the admin API): aiohttp serves it
+        if url.startswith(front.reserved):
+            self._handoff()  # orun's own (ACME answers, the admin API): aiohttp's
             return
         rh.url = url
         method = buf[:sp1]
         raw = url.decode("latin-1")
         path, _, query = raw.partition("?")
         found = front.routes.current.match(headers.host.decode("latin-1"), path)
-        if found is None or path.startswith(HTTP01_PREFIX):  # ACME answers are aiohttp's
+        if found is None:
             self._handoff()
             return
         route, rest = found
