@@ -558,9 +558,12 @@ class Server:
         settings["params"] = dict.fromkeys(settings["params"], HIDDEN_VALUE)
         data["urls"] = self.app_urls(app.path.domain, app.path.path)
         data["staged_changes"] = False
+        data["resources"] = None
         if self.runtime is not None and self.targets is not None \
                 and self.targets.kind_of(app) == "container":
             data["runtime"] = self.runtime.status(app.id)
+            sample = self.runtime.sampler.get(app.id)
+            data["resources"] = sample.to_json() if sample is not None else None
         linked = self.apps.get(app.linked_id or "")
         if app.kind == "prod" and linked is not None:
             data["staged_changes"] = linked.current.version != app.current.version

@@ -21,6 +21,7 @@ import aiohttp
 from aiodocker.events import DockerEvents
 from aiodocker.exceptions import DockerError
 
+from orun.engine.stats import ContainerStats, parse_stats
 from orun.errors import BuildError, EngineError
 
 #: where engines listen when nothing says otherwise, in the order `auto` tries them
@@ -353,6 +354,22 @@ class Engine:
         except DockerError as exc:
             raise EngineError(f"cannot inspect image {ref}: {_first_line(exc)}") from None
         return int(data.get("Size", 0))
+
+    async def stats(self, container_id: str, timeout: float = 10.0) -> ContainerStats | None:
+        """One CPU and memory reading of a running or paused container (the engine takes
+        about a second to answer: it measures the CPU over that time). None when the
+        container is gone or reports nothing."""
+        try:
+            data = await self._client.containers.container(container_id).stats(
+                stream=False, timeout=timeout)
+        except DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise EngineError(f"cannot read stats of container {container_id[:12]}: "
+                              f"{_first_line(exc)}") from None
+        if not data or not isinstance(data[0], Mapping):
+            return None
+        return parse_stats(data[0])
 
     async def inspect(self, ref: str) -> ContainerInfo | None:
         try:

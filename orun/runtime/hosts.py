@@ -113,3 +113,11 @@ class DevHost(ContainerHost, Protocol):
 
 __all__ = ["ContainerHost", "DevHost", "HousekeeperHost", "PauseHost", "RuntimeView",
            "WatcherHost"]
+
+
+class SamplerHost(RuntimeView, Protocol):
+    """Reading running containers' CPU and memory."""
+
+    async def engine(self) -> Engine: ...
+
+    def config(self) -> Config: ...

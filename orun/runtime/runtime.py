@@ -63,6 +63,7 @@ from orun.runtime.housekeeping import Housekeeper
 from orun.runtime.logs import AppLogs, read_tail, stamp
 from orun.runtime.pause import PauseTier, ThawError
 from orun.runtime.plan import ContainerPlan, PlanInputs, plan_container
+from orun.runtime.stats import ResourceSampler
 from orun.runtime.watcher import EngineWatcher
 from orun.spec import Spec
 from orun.state.config import Config
@@ -108,6 +109,8 @@ class Runtime:
         self.housekeeper = Housekeeper(self)
         #: the idle pause tier: freezes idle containers, thaws them on the next request
         self.pauses = PauseTier(self)
+        #: per-app CPU and memory from the engine, read every few seconds
+        self.sampler = ResourceSampler(self)
         #: dev apps' source watchers (orun/runtime/dev.py)
         self.dev = DevMode(self, apps, load_spec)
 
@@ -125,6 +128,7 @@ class Runtime:
             await self.watcher.adopt(engine)  # before the listener serves: no start races
         self._spawn(self.watcher.run(), "orun.runtime.events")
         self._spawn(self.housekeeper.run(), "orun.runtime.housekeeping")
+        self._spawn(self.sampler.run(), "orun.runtime.stats")
         self._unsubscribe = self._bus.subscribe(
             "runtime", (AppsChanged, ConfigReloaded), self._on_event)
         self.dev.sync(reconcile=True)  # watch the dev apps' source folders

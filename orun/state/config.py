@@ -187,6 +187,9 @@ class SystemConfig:
     shutdown_timeout_secs: float = field(default=10.0, metadata=check(_non_negative))
     #: older versions kept per app (besides the current one) for `version switch`
     retain_versions: int = field(default=5, metadata=check(_non_negative))
+    #: every this many seconds the engine is asked for each running app's CPU and memory
+    #: (`app list`, the console); 0 = never
+    resource_sample_secs: float = field(default=5.0, metadata=check(_non_negative))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,8 @@ MODE (a param, so an env var): `ok`; `crash_on_start` exits before listening; `h
 accepts connections and never answers any. Endpoints of a running app: `/` answers,
 `/crash` ends the process (a crash under load), `/hang` never answers, `/slow?s=N`
 answers after N seconds, `/eat` allocates memory until the container's limit kills it.
+`/spin?s=N` keeps one core busy for N seconds (in the background) and `/hold?mb=N` keeps
+N MiB allocated: what the resource sampling tests measure.
 """
 
 import os
@@ -30,6 +32,12 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(3600)
         if url.path == "/slow":
             time.sleep(float(parse_qs(url.query).get("s", ["1"])[0]))
+        if url.path == "/spin":
+            seconds = float(parse_qs(url.query).get("s", ["1"])[0])
+            threading.Thread(target=spin, args=(seconds,), daemon=True).start()
+        if url.path == "/hold":
+            megabytes = int(parse_qs(url.query).get("mb", ["1"])[0])
+            HELD.append(bytearray(b"x" * (megabytes * 1024 * 1024)))
         if url.path == "/eat":
             print("fault app: eating memory", flush=True)
             hog = []
@@ -42,6 +50,15 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, fmt, *args):
+        pass
+
+
+HELD: list[bytearray] = []
+
+
+def spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
         pass
 
 
