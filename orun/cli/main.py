@@ -163,7 +163,7 @@ def cmd_app_create(args: argparse.Namespace) -> int:
         stage_urls = stage.get("urls", {})
         url = stage_urls.get("https") or stage_urls.get("http", "")
         lines.append(f"    Stage: {stage['app_path']}" + (f"  ({url})" if url else ""))
-    lines.append(f"     Spec: {app['current']['settings']['spec']}")
+    lines.append(f"     Spec: {app['current']['settings']['spec']}" + _detected_note(result))
     auth = app["current"]["settings"].get("auth", "")
     if auth:
         lines.append(f"     Auth: {auth}")
@@ -178,6 +178,17 @@ def cmd_app_create(args: argparse.Namespace) -> int:
     if args.wait:
         return _start_and_stream(app["app_path"])
     return 0
+
+
+def _detected_note(result: dict[str, Any]) -> str:
+    """` (detected: why)` after the spec line of an app whose spec orun chose."""
+    detected = result.get("detected")
+    if not detected:
+        return ""
+    note = f" (detected: {detected['reason']}"
+    if detected.get("app_file"):
+        note += f"; app_file={detected['app_file']}"
+    return note + ")"
 
 
 def _start_and_stream(app_path: str) -> int:
@@ -446,6 +457,30 @@ def cmd_spec_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spec_detect(args: argparse.Namespace) -> int:
+    """Which spec `app create` would choose for SOURCE, and why; creates nothing."""
+    import asyncio
+    import tempfile
+
+    from orun.sources import SnapshotStore, parse_source
+    from orun.spec.detect import detect_spec
+
+    ref = parse_source(_source_arg(args.source), branch=args.branch, commit=args.commit)
+    with tempfile.TemporaryDirectory(prefix="orun-detect-") as tmp:
+        snapshot = asyncio.run(SnapshotStore(Path(tmp)).take(ref))
+        detection = detect_spec(snapshot.path)
+    if args.format == "json":
+        print(json.dumps(detection.to_json(), indent=2))
+        return 0
+    print(f"{detection.spec}: {detection.reason}")
+    if detection.app_file:
+        print(f"  app file: {detection.app_file}")
+    others = {s: why for s, why in detection.candidates.items() if s != detection.spec}
+    for spec, why in sorted(others.items()):
+        print(f"  also seen, ranked lower: {spec} ({why})")
+    return 0
+
+
 def cmd_spec_show(args: argparse.Namespace) -> int:
     spec = _catalog().get(args.name)
     if args.format == "json":
@@ -681,7 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
     create = app_sub.add_parser("create", help="create an app")
     create.add_argument("source", help="local folder, git URL, or - for no source")
     create.add_argument("path", help="[domain:]path the app is served at")
-    create.add_argument("--spec", help="app spec (see 'orun spec list')")
+    create.add_argument("--spec", help="app spec (see 'orun spec list'); 'auto' or none: "
+                                       "detected from the source ('orun spec detect')")
     create.add_argument("--param", "-p", action="append", metavar="KEY=VALUE")
     create.add_argument("--container-arg", "--carg", dest="carg", action="append",
                         metavar="KEY=VALUE")
@@ -765,6 +801,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("name")
     show.add_argument("--format", "-f", choices=("basic", "json"), default="basic")
     show.set_defaults(func=cmd_spec_show)
+    detect = spec_sub.add_parser(
+        "detect", help="show which spec 'app create' would choose for a source, and why")
+    detect.add_argument("source", help="a folder or a git repository URL")
+    detect.add_argument("--branch", "-b", help="git branch")
+    detect.add_argument("--commit", "-c", help="git commit")
+    detect.add_argument("--format", "-f", choices=("basic", "json"), default="basic")
+    detect.set_defaults(func=cmd_spec_detect)
 
     password = sub.add_parser(
         "password", help="set the admin password (system auth); no server needed",

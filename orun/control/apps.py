@@ -22,8 +22,9 @@ from orun.bus import EventBus
 from orun.errors import AppPathError, OrunError, SpecError
 from orun.events import AppsChanged
 from orun.proxy.external import parse_upstream_url
-from orun.sources import SnapshotStore, parse_source
+from orun.sources import Snapshot, SnapshotStore, parse_source
 from orun.spec import Spec, SpecCatalog, resolve_params
+from orun.spec.detect import AUTO_SPEC, Detection, detect_spec
 from orun.state.authtype import canonical, check_known, parse_auth_type
 from orun.state.config import Config
 from orun.state.model import App, AppKind, AppSettings, AppVersion, app_id, new_app_key
@@ -242,6 +243,15 @@ class AppService:
                 problems.append(f"app {app.path} uses {parsed}: {problem}")
         return problems
 
+    def _detected_spec(self, detection: Detection) -> Spec:
+        """The detected spec from the catalogue (blocking: call in a thread)."""
+        try:
+            return self._catalog.get(detection.spec)
+        except SpecError:
+            raise SpecError(f"detected spec {detection.spec} ({detection.reason}), but no "
+                            f"spec of that name is installed: pass --spec NAME "
+                            "(see 'orun spec list')") from None
+
     async def spec_snapshot(self, name: str) -> str:
         """Snapshot the spec's folder (so a version keeps the spec it was made with)."""
         spec = await asyncio.to_thread(self._catalog.get, name)
@@ -256,9 +266,23 @@ class AppService:
         validate_for_create(path)
         if req.dev and req.source.strip() == "-":
             raise OrunError("cannot create dev mode app with no source url")
-        if not req.spec:
-            raise SpecError("no app spec given: pass --spec NAME (see 'orun spec list')")
-        spec = await asyncio.to_thread(self._catalog.get, req.spec)
+        ref = parse_source(req.source, branch=req.branch, commit=req.commit)
+        detection: Detection | None = None
+        source: Snapshot | None = None
+        params = dict(req.params)
+        if req.spec in ("", AUTO_SPEC):
+            if req.source.strip() in ("", "-"):
+                raise SpecError("no app spec given and no source to detect one from: pass "
+                                "--spec NAME (see 'orun spec list')")
+            self._check_free(path, ignore=set(ignore))  # before a slow fetch
+            source = await self.snapshots.take(ref)
+            detection = await asyncio.to_thread(detect_spec, source.path)
+            spec = await asyncio.to_thread(self._detected_spec, detection)
+            if detection.app_file and "app_file" in spec.params and "app_file" not in params \
+                    and spec.params["app_file"].default != detection.app_file:
+                params["app_file"] = detection.app_file
+        else:
+            spec = await asyncio.to_thread(self._catalog.get, req.spec)
         stage_at = req.stage_at or config.system.stage_at
         if stage_at == "path" and not spec.routing.path_routing:
             if req.stage_at:
@@ -269,18 +293,18 @@ class AppService:
         self._check_free(path, ignore=set(ignore))
         if stage_path is not None:
             self._check_free(stage_path, what="stage app", ignore=set(ignore))
-        ref = parse_source(req.source, branch=req.branch, commit=req.commit)
         if req.dev and ref.kind != "local":
             raise OrunError("dev mode apps need a local source directory")
         settings = AppSettings(
-            spec=spec.name, params=dict(req.params), container_args=dict(req.container_args),
+            spec=spec.name, params=params, container_args=dict(req.container_args),
             container_options=dict(req.container_options),
             container_volumes=list(req.container_volumes), app_config=dict(req.app_config),
             branch=req.branch, commit=req.commit, auth=canonical(req.auth),
         )
         self.check_auth(settings.auth)  # before a slow fetch
-        resolve_params(spec.params, req.params)  # before a slow fetch
-        source = await self.snapshots.take(ref)
+        resolve_params(spec.params, params)  # before a slow fetch
+        if source is None:
+            source = await self.snapshots.take(ref)
         await self.check_settings(path, settings, source.path, req.source)
         spec_digest = await self.spec_snapshot(spec.name)
         now = time.time()
@@ -302,7 +326,8 @@ class AppService:
             main = replace(main, linked_id=stage.id)
             apps = [main, stage]
         result = {"app": main.to_json(), "stage": apps[1].to_json() if len(apps) > 1 else None,
-                  "dry_run": req.dry_run}
+                  "dry_run": req.dry_run,
+                  "detected": detection.to_json() if detection is not None else None}
         if req.dry_run:
             return result
         async with self.lock:

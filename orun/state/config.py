@@ -344,6 +344,15 @@ def _auth_text(value: str) -> str | None:
     return None
 
 
+def _named_spec(value: str) -> str | None:
+    """A declared app names its spec: detection (`auto`) could choose another spec
+    after a source change, and the config would no longer say what runs."""
+    if value.strip() in ("", "auto"):
+        return ("a declared app names its spec; 'orun spec detect SOURCE' shows which one "
+                "fits")
+    return None
+
+
 def _scalars(values: dict[str, Any]) -> str | None:
     for key, value in values.items():
         if isinstance(value, (dict, list)) or value is None:
@@ -358,7 +367,7 @@ class DeclaredApp:
 
     path: str
     source: str
-    spec: str
+    spec: str = field(metadata=check(_named_spec))
     params: dict[str, Any] = field(default_factory=dict, metadata=check(_scalars))
     cargs: dict[str, Any] = field(default_factory=dict, metadata=check(_scalars))
     copts: dict[str, Any] = field(default_factory=dict, metadata=check(_scalars))
