@@ -93,7 +93,8 @@ async def test_stage_app_at_stage_domain(orun, http, site):
     (["--spec", "static", "{site}", "/a/_cl_x"],
      "last section of path cannot contain _cl_, orun reserved path"),
     (["--spec", "nosuch", "{site}", "/x"], "invalid app spec nosuch"),
-    (["{site}", "/x"], "no app spec given: pass --spec NAME (see 'orun spec list')"),
+    (["-", "/x"], "no app spec given and no source to detect one from: pass --spec NAME "
+     "(see 'orun spec list')"),
     (["--spec", "static", "-p", "novalue", "{site}", "/x"], "invalid param format: novalue"),
     (["--spec", "static", "--carg", "x", "{site}", "/x"], "invalid container arg format: x"),
     (["--spec", "static", "--cvol", "--dev", "{site}", "/x"],
