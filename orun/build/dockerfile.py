@@ -487,5 +487,35 @@ def forbidden_features(text: str) -> list[str]:
     return problems
 
 
-__all__ = ["ContainerfileInfo", "expand_word", "forbidden_features", "parse_containerfile",
-           "split_words"]
+@dataclass(frozen=True, slots=True)
+class Instruction:
+    """One instruction of a container file: its line, upper-case keyword, flags (`--x=y`)
+    and words (quotes removed, variables left as written)."""
+
+    line: int
+    keyword: str
+    flags: tuple[str, ...]
+    words: tuple[str, ...]
+    rest: str
+
+
+def instructions(text: str) -> list[Instruction]:
+    """Every instruction of a container file, as Docker's parser reads them (for lint
+    rules that look at more than `parse_containerfile` keeps)."""
+    parsed = _tokenise(text)
+    found = []
+    for ins in parsed.instructions:
+        flags, words = _flags_and_words(ins.rest, parsed.escape)
+        found.append(Instruction(ins.line, ins.keyword, tuple(flags), tuple(words), ins.rest))
+    return found
+
+
+__all__ = [
+    "ContainerfileInfo",
+    "Instruction",
+    "expand_word",
+    "forbidden_features",
+    "instructions",
+    "parse_containerfile",
+    "split_words",
+]

@@ -481,6 +481,33 @@ def cmd_spec_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spec_new(args: argparse.Namespace) -> int:
+    dest, overrides = _catalog().copy(args.source, args.name)
+    print(f"Created spec {args.name} in {dest} from {args.source}"
+          + (f" (it replaces the bundled spec {args.name})" if overrides else "") + ".")
+    print(f"Edit its files, check them with 'orun spec check {dest}', then use "
+          f"'orun app create --spec {args.name} ...' (no restart needed).")
+    return 0
+
+
+def cmd_spec_check(args: argparse.Namespace) -> int:
+    """Check a spec folder (or a spec by name); each problem on its own line."""
+    from orun.build.speccheck import check_spec_dir
+
+    path = Path(args.path)
+    if not path.is_dir():
+        if os.sep in args.path:
+            raise OrunError(f"spec folder {args.path} does not exist")
+        path = _catalog().path_of(args.path)
+    problems = check_spec_dir(path)
+    for problem in problems:
+        print(f"{path.name}: {problem}")
+    if problems:
+        raise OrunError(f"spec {path.name} has {len(problems)} problem(s)")
+    print(f"spec {path.name} is fine ({path})")
+    return 0
+
+
 def cmd_spec_show(args: argparse.Namespace) -> int:
     spec = _catalog().get(args.name)
     if args.format == "json":
@@ -801,6 +828,16 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("name")
     show.add_argument("--format", "-f", choices=("basic", "json"), default="basic")
     show.set_defaults(func=cmd_spec_show)
+    snew = spec_sub.add_parser(
+        "new", help="copy a spec into $ORUN_HOME/specs/NAME to edit it there")
+    snew.add_argument("name", help="the new spec's name")
+    snew.add_argument("--from", dest="source", required=True, metavar="SPEC",
+                      help="the spec to copy")
+    snew.set_defaults(func=cmd_spec_new)
+    scheck = spec_sub.add_parser(
+        "check", help="check a spec folder (spec.yaml, params, container file rules)")
+    scheck.add_argument("path", help="a spec folder, or the name of an installed spec")
+    scheck.set_defaults(func=cmd_spec_check)
     detect = spec_sub.add_parser(
         "detect", help="show which spec 'app create' would choose for a source, and why")
     detect.add_argument("source", help="a folder or a git repository URL")

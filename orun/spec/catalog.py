@@ -7,11 +7,16 @@ a new custom spec needs no restart.
 
 from __future__ import annotations
 
+import re
+import shutil
 import sys
 from pathlib import Path
 
 from orun.errors import SpecError
 from orun.spec.model import SPEC_FILE, Spec, load_spec_dir
+
+#: what a spec may be called (a folder name, a `--spec` value, a word in a listing)
+SPEC_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
 def bundled_specs_dir() -> Path:
@@ -50,3 +55,29 @@ class SpecCatalog:
 
     def all(self) -> list[Spec]:
         return [load_spec_dir(n, p) for n, p in sorted(self._dirs().items())]
+
+    def path_of(self, name: str) -> Path:
+        path = self._dirs().get(name)
+        if path is None:
+            raise SpecError(f"invalid app spec {name}")
+        return path
+
+    def copy(self, source: str, name: str) -> tuple[Path, bool]:
+        """Copy spec `source` to `$ORUN_HOME/specs/<name>` to be edited there; returns
+        the new folder and whether it overrides a bundled spec of that name. The
+        example command is renamed; nothing else changes."""
+        if not SPEC_NAME.match(name) or name == "auto":
+            raise SpecError(f"invalid spec name {name!r}: use lower-case letters, digits, "
+                            "'-', '_' and '.', starting with a letter or digit")
+        origin = self.path_of(source)
+        dest = self.home_specs / name
+        if dest.exists():
+            raise SpecError(f"spec {name} already exists in {dest}")
+        overrides = (self.bundled / name / SPEC_FILE).is_file()
+        self.home_specs.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(origin, dest, symlinks=True)
+        spec_file = dest / SPEC_FILE
+        text = spec_file.read_text(encoding="utf-8")
+        spec_file.write_text(text.replace(f"--spec {source} ", f"--spec {name} "),
+                             encoding="utf-8")
+        return dest, overrides

@@ -99,3 +99,32 @@ async def test_declared_apps_must_name_their_spec(orun: Orun, tmp_path: Path) ->
     assert result.code == 1
     assert "apps[0].spec: a declared app names its spec; 'orun spec detect SOURCE' shows " \
         "which one fits" in result.err
+
+
+async def test_spec_new_copies_a_spec_to_edit_and_check(orun: Orun, site: Path,
+                                                         http: aiohttp.ClientSession) -> None:
+    """`spec new` copies a bundled spec into the home; `spec check` passes it, flags an
+    edit that breaks a rule, and the copy serves apps at once (no restart)."""
+    out = (await orun.cli("spec", "new", "mysite", "--from", "static")).ok().out
+    dest = orun.home / "specs" / "mysite"
+    assert out.splitlines()[0] == f"Created spec mysite in {dest} from static."
+    assert (await orun.cli("spec", "check", str(dest))).ok().out.strip() == \
+        f"spec mysite is fine ({dest})"
+    (await orun.cli("app", "create", "--spec", "mysite", str(site), "/mine")).ok()
+    async with http.get(orun.url("/mine/")) as resp:
+        assert resp.status == 200 and await resp.text() == "<h1>site</h1>"
+
+    (await orun.cli("spec", "new", "myflask", "--from", "python-flask")).ok()
+    flask = orun.home / "specs" / "myflask"
+    assert "--spec myflask " in (flask / "spec.yaml").read_text()
+    containerfile = flask / "Containerfile"
+    containerfile.write_text(containerfile.read_text().replace("USER app\n", ""))
+    result = await orun.cli("spec", "check", "myflask")
+    assert result.code == 1
+    assert result.out.startswith("myflask: Containerfile: the final stage runs as root")
+    assert result.err.strip() == "error: spec myflask has 1 problem(s)"
+
+    again = await orun.cli("spec", "new", "mysite", "--from", "static")
+    assert again.err.strip() == f"error: spec mysite already exists in {dest}"
+    bad = await orun.cli("spec", "new", "../x", "--from", "static")
+    assert bad.err.strip().startswith("error: invalid spec name '../x'")
