@@ -66,7 +66,7 @@ async def test_source_change_reuses_the_dependency_layer(corun: Orun,
     (await corun.cli("app", "create", "--wait", "--spec", "python-streamlit-poetry",
                      str(src), "/stp2")).ok()
     log = (await corun.cli("app", "logs", "--build", "/stp2")).ok().out.splitlines()
-    step = next(i for i, line in enumerate(log) if "poetry install" in line)
+    step = next(i for i, line in enumerate(log) if "poetry export" in line)
     assert log[step + 1].strip() == "---> Using cache", "\n".join(log)
     copy_step = next(i for i, line in enumerate(log) if "COPY --chown=app:app . ." in line)
     assert log[copy_step + 1].strip() != "---> Using cache", "\n".join(log)

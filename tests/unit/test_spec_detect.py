@@ -21,6 +21,7 @@ SAMPLES = {
     "fasthtml_app": ("python-fasthtml", "main.py"),
     "fault_app": ("container", ""),
     "flask_app": ("python-flask", "app.py"),
+    "flask_uv_app": ("python-flask", "app.py"),
     "go_app": ("go", ""),
     "gradio_app": ("python-gradio", "run.py"),
     "hostile_app": ("container", ""),
