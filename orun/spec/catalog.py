@@ -7,7 +7,6 @@ a new custom spec needs no restart.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from orun.errors import SpecError
@@ -15,11 +14,14 @@ from orun.spec.model import SPEC_FILE, Spec, load_spec_dir
 
 
 def bundled_specs_dir() -> Path:
-    """The `specs/` folder: next to the package in a checkout, else the installed copy."""
-    here = Path(__file__).resolve().parent.parent.parent / "specs"
-    if here.is_dir():
-        return here
-    return Path(sys.prefix) / "share" / "orun" / "specs"
+    """The bundled specs: `orun/specs/` inside an installed wheel (package data, so any
+    install prefix works: a venv, pipx, `pip install --user`), else the repository's
+    top-level `specs/` beside the package (a checkout, or an editable install of one)."""
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "specs"
+    if installed.is_dir():
+        return installed
+    return package.parent / "specs"
 
 
 class SpecCatalog:
