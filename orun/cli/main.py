@@ -681,6 +681,43 @@ def cmd_cert_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unit(args: argparse.Namespace) -> tuple[str, Any]:
+    """The unit's text and settings for `orun service print|install`."""
+    from orun.cli import service
+
+    run_as = args.run_as or ""
+    if args.user and run_as:
+        raise OrunError("--run-as is for a system unit; a --user unit runs as you")
+    if not args.user and not run_as and os.geteuid() != 0:
+        import pwd
+
+        run_as = pwd.getpwuid(os.geteuid()).pw_name  # the home is this user's
+    home = service.home_of(run_as)
+    config = Path(args.config).expanduser().absolute() if args.config else None
+    settings = service.UnitSettings(
+        exec_start=service.orun_command(), home=home, user_unit=args.user, run_as=run_as,
+        config=config, stop_timeout_secs=service.stop_timeout(home, config))
+    return service.render(settings), settings
+
+
+def cmd_service_print(args: argparse.Namespace) -> int:
+    text, _settings = _unit(args)
+    print(text, end="")
+    return 0
+
+
+def cmd_service_install(args: argparse.Namespace) -> int:
+    from orun.cli import service
+
+    text, settings = _unit(args)
+    path, changed = service.install(text, service.unit_dir(args.user, args.unit_dir),
+                                    settings)
+    print(f"{'wrote' if changed else 'unchanged:'} {path} (orun serve with home "
+          f"{settings.home})")
+    print(service.next_steps(args.user))
+    return 0
+
+
 def cmd_completion(args: argparse.Namespace) -> int:
     print(completion.script(build_parser(), args.shell), end="")
     return 0
@@ -896,6 +933,28 @@ def build_parser() -> argparse.ArgumentParser:
     alist.add_argument("--limit", "-n", type=int, default=100)
     add_format_option(alist)
     alist.set_defaults(func=cmd_audit_list)
+
+    svc = sub.add_parser("service", help="run orun as a systemd service")
+    svc_sub = svc.add_subparsers(dest="service_command", required=True, parser_class=_Parser)
+    for name, func, help_ in (
+            ("print", cmd_service_print, "show the systemd unit install would write"),
+            ("install", cmd_service_install,
+             "write the systemd unit (/etc/systemd/system/orun.service, or with --user "
+             "~/.config/systemd/user/orun.service)")):
+        one = svc_sub.add_parser(name, help=help_)
+        one.add_argument("--user", action="store_true",
+                         help="a user unit (systemctl --user) instead of a system one")
+        one.add_argument("--run-as", metavar="USER",
+                         help="system unit: the user orun runs as (default: you; root "
+                              "when run as root); the home is theirs unless ORUN_HOME")
+        completion.hint(one.add_argument("--config", "-c", help="config file for orun "
+                                         "serve (default $ORUN_HOME/orun.yaml)"),
+                        completion.FILE)
+        if name == "install":
+            completion.hint(one.add_argument("--unit-dir", metavar="DIR",
+                                             help="write the unit here instead"),
+                            completion.DIRECTORY)
+        one.set_defaults(func=func)
 
     complete = sub.add_parser(
         "completion", help="print a shell completion script (bash or zsh)",
