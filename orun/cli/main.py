@@ -9,6 +9,7 @@ import argparse
 import itertools
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -183,21 +184,38 @@ def cmd_app_create(args: argparse.Namespace) -> int:
 
 
 def _start_and_stream(app_path: str) -> int:
-    """Build and start the app now, printing its progress as it happens."""
+    """Build and start the app now, printing its progress as it happens: the plain log,
+    or on a terminal one line per build step (orun/cli/progress.py)."""
+    from orun.cli.progress import StepProgress
+
+    view = StepProgress(sys.stdout, shutil.get_terminal_size().columns) \
+        if sys.stdout.isatty() else None
     detail: list[str] = []
-    for line in _client().stream("POST", "/apps/start", query={"glob": app_path}):
-        if line.startswith("@@ready"):
-            url = line[len("@@ready"):].strip()
-            print(f"App is running{': ' + url if url else ''}")
-            return 0
-        if line.startswith("@@detail"):
-            detail.append(line[len("@@detail "):])
-        elif line.startswith("@@failed"):
-            if detail:
-                print("\n".join(detail), file=sys.stderr)
-            raise OrunError(line[len("@@failed"):].strip())
-        else:
-            print(line, flush=True)
+    try:
+        for line in _client().stream("POST", "/apps/start", query={"glob": app_path}):
+            if line.startswith("@@ready"):
+                url = line[len("@@ready"):].strip()
+                took = ""
+                if view is not None:
+                    view.close()
+                    took = f" (after {view.elapsed():.1f}s)"
+                print(f"App is running{': ' + url if url else ''}{took}")
+                return 0
+            if line.startswith("@@detail"):
+                detail.append(line[len("@@detail "):])
+            elif line.startswith("@@failed"):
+                if view is not None:
+                    view.close()
+                if detail:
+                    print("\n".join(detail), file=sys.stderr)
+                raise OrunError(line[len("@@failed"):].strip())
+            elif view is not None:
+                view.line(line)
+            else:
+                print(line, flush=True)
+    finally:
+        if view is not None:
+            view.close()
     raise OrunError("the server closed the connection before the app started")
 
 
