@@ -985,6 +985,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: commands about this machine only: --server/ORUN_SERVER does not apply (a shell's
+#: `eval "$(orun completion bash)"` must work with ORUN_SERVER set and no token)
+_LOCAL_ONLY = frozenset({cmd_serve, cmd_completion, cmd_service_print, cmd_service_install,
+                         cmd_spec_list, cmd_spec_show, cmd_version})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args_in = list(sys.argv[1:] if argv is None else argv)
@@ -993,7 +999,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_cvol_values(args_in)
         args = parser.parse_args(args_in)
         global _REMOTE
-        _REMOTE = _remote_from(args) if args.func is not cmd_serve else None
+        _REMOTE = None if args.func in _LOCAL_ONLY else _remote_from(args)
         return int(args.func(args))
     except OrunError as exc:
         if exc.detail:

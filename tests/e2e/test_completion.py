@@ -15,8 +15,12 @@ BIN = Path(sys.executable).parent  # where the venv's `orun` lives (the script c
 
 
 def _script(shell: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "orun", "completion", shell],
-                          capture_output=True, text=True, timeout=30, check=True)
+    # a remote server set for the other commands (and no token) does not get in the way
+    env = {**os.environ, "ORUN_SERVER": "https://orun.invalid:25223"}
+    env.pop("ORUN_TOKEN", None)
+    proc = subprocess.run([sys.executable, "-m", "orun", "completion", shell], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
 
@@ -41,7 +45,8 @@ func=$(complete -p orun | sed -E 's/.* -F ([^ ]+) .*/\\1/')
 "$func" orun "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
 printf '%s\\n' "${{COMPREPLY[@]}}"
 """
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ORUN_HOME": str(home)}
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ORUN_HOME": str(home),
+           "ORUN_SERVER": "https://orun.invalid:25223"}  # spec names are local anyway
     proc = subprocess.run(["bash", "--norc", "--noprofile", "-c", program], env=env,
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
