@@ -4,7 +4,7 @@ options, option values and spec names."""
 from __future__ import annotations
 
 import os
-import shutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,15 +80,59 @@ def test_bash_completes_commands_options_and_values(bash_script: Path, tmp_path:
         [f"{tmp_path}/site-a"]
 
 
-def test_zsh_script() -> None:
+#: drives an interactive zsh through zpty: loads the completion from $1 (a folder on
+#: $fpath), types $2 and TAB, prints what the terminal shows once $3 follows $2
+ZSH_DRIVER = r"""
+zmodload zsh/zpty
+zpty z 'zsh -f -i'
+zpty -w z "PS1='> '; fpath=($1 \$fpath); autoload -U compinit; compinit -u -D; LISTMAX=1000; \
+print READY"
+out=
+for i in {1..200}; do
+  while zpty -r -t z chunk; do out+=$chunk; done
+  [[ $out == *READY*'> '* ]] && break; sleep 0.05
+done
+zpty -w -n z "$2"$'\t'
+out=
+for i in {1..200}; do
+  while zpty -r -t z chunk; do out+=$chunk; done
+  [[ ${out#*"$2"} == *"$3"* ]] && break; sleep 0.05
+done
+print -r -- "$out"
+zpty -d z
+"""
+
+
+def zsh_complete(fpath: Path, line: str, until: str, home: Path) -> str:
+    driver = fpath.parent / "driver.zsh"
+    driver.write_text(ZSH_DRIVER)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ORUN_HOME": str(home)}
+    proc = subprocess.run(["zsh", "-f", str(driver), str(fpath), line, until], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", " ", proc.stdout.split(line, 1)[-1])
+
+
+def test_zsh_completes_commands_options_and_spec_names(tmp_path: Path) -> None:
     text = _script("zsh")
     assert text.startswith("#compdef orun\n")  # autoloaded from $fpath by this line
-    for word in ("serve", "completion", "--format", "_orun_spec_names", "--wait"):
-        assert word in text
-    zsh = shutil.which("zsh")
-    if zsh:  # parses (the suite does not install zsh; where it exists, check it)
-        proc = subprocess.run([zsh, "-n", "-c", text], capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
+    fpath = tmp_path / "zfunc"
+    fpath.mkdir()
+    (fpath / "_orun").write_text(text)
+    home = tmp_path / "home"
+    custom = home / "specs" / "my-spec"
+    custom.mkdir(parents=True)
+    (custom / "spec.yaml").write_text("kind: static\ndescription: mine\n")
+    shown = zsh_complete(fpath, "orun app ", "promote", home).split()
+    assert {"create", "list", "promote", "reload"} <= set(shown)
+    shown = zsh_complete(fpath, "orun app list --format ", "table", home).split()
+    assert {"basic", "table", "json", "jsonl", "csv"} <= set(shown)
+    shown = zsh_complete(fpath, "orun app create --spec python-f", "python-flask",
+                         home).split()
+    assert {"python-fasthtml", "python-flask"} <= set(shown)
+    # one match: zsh writes the rest of the word after what was typed
+    assert zsh_complete(fpath, "orun app create --spec my", "-spec", home).startswith(
+        "-spec")
 
 
 def test_completion_needs_a_known_shell() -> None:
