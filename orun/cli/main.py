@@ -206,6 +206,7 @@ def _start_and_stream(app_path: str) -> int:
             elif line.startswith("@@failed"):
                 if view is not None:
                     view.close()
+                    detail = view.failure_detail(detail)
                 if detail:
                     print("\n".join(detail), file=sys.stderr)
                 raise OrunError(line[len("@@failed"):].strip())

@@ -13,6 +13,7 @@ params), so each command only says which columns it has:
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import sys
@@ -33,7 +34,8 @@ class Column:
     cell: Callable[[Row], str]
 
 
-def add_format_option(parser: Any, *extra: str, default: str = "basic") -> None:
+def add_format_option(parser: argparse.ArgumentParser, *extra: str,
+                      default: str = "basic") -> None:
     """The `--format/-f` option of a list command (`extra`: formats of its own)."""
     parser.add_argument("--format", "-f", choices=(*FORMATS, *extra), default=default,
                         help="basic (default), table (all columns), json, jsonl or csv")

@@ -97,6 +97,14 @@ class StepProgress:
                 if self._step is not None:
                     self._draw()
 
+    @staticmethod
+    def failure_detail(detail: list[str]) -> list[str]:
+        """The log tail a failed start sends, for a terminal that already shows the
+        steps: from the last step on (its output is what explains the failure); a tail
+        without steps (a container that did not get healthy) stays whole."""
+        starts = [i for i, line in enumerate(detail) if parse_step(line) is not None]
+        return detail[starts[-1]:] if starts else detail
+
     def elapsed(self) -> float:
         return self.clock() - self.started
 

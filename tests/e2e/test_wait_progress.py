@@ -74,3 +74,25 @@ async def test_wait_shows_build_steps_on_a_terminal(corun: Orun, tmp_path: Path)
     assert "\r" not in piped and "\033" not in piped
     assert re.search(rf"^Step \d+/{total} : RUN sleep 2$", piped, re.M)
     assert re.search(r"^App is running: http://\S+/piped$", piped, re.M)
+
+
+async def test_failed_step_keeps_its_output_on_a_terminal(corun: Orun, tmp_path: Path) -> None:
+    src = tmp_path / "broken"
+    shutil.copytree(APPS / "container_app", src)
+    with (src / "Dockerfile").open("a") as f:
+        f.write("RUN echo boom-before-failing && exit 3\n")
+    code, out = await asyncio.to_thread(
+        run_in_pty, [sys.executable, "-m", "orun", "app", "create", "--wait", "--spec",
+                     "container", str(src), "/broken"], corun.env, 100)
+    assert code == 1, out
+    final = [ln.rpartition("\r")[2].replace("\033[K", "") for ln in out.split("\n")]
+    failed = [ln for ln in final if re.match(r"step +\d+/\d+ .*RUN echo boom", ln)]
+    assert len(failed) == 1  # the failing step ends its line like the others
+    after = "\n".join(final[final.index(failed[0]) + 1:])
+    # its output follows (the log's tail from the failing step on: the steps before it
+    # are on the screen already), then the error
+    assert re.search(r"^Step \d+/\d+ : RUN echo boom.*\n(.*\n)*boom-before-failing$", after,
+                     re.M), after
+    assert "Step 1/" not in out
+    last = re.sub(r"\x1b\[[0-9;]*m", "", after.rstrip().rpartition("\n")[2])  # no colour
+    assert re.fullmatch(r"error: .*returned a non-zero code: 3", last), after

@@ -36,3 +36,10 @@ def test_one_line_per_step_with_its_time() -> None:
     assert any("| compiling a very long" in d and d.endswith("…\033[K") for d in drawn)
     assert all(len(d.replace("\033[K", "").rstrip("\n")) <= 59 for d in drawn)
     assert view.elapsed() == 3.5
+
+
+def test_failure_detail_starts_at_the_failing_step() -> None:
+    log = ["Step 1/2 : FROM base", " ---> abc", "Step 2/2 : RUN make", "cc: error", "failed"]
+    assert StepProgress.failure_detail(log) == ["Step 2/2 : RUN make", "cc: error", "failed"]
+    unhealthy = ["Traceback (most recent call last):", "KeyError: 'PORT'"]
+    assert StepProgress.failure_detail(unhealthy) == unhealthy
