@@ -700,37 +700,22 @@ def cmd_cert_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unit(args: argparse.Namespace) -> tuple[str, Any]:
-    """The unit's text and settings for `orun service print|install`."""
+def cmd_service_print(args: argparse.Namespace) -> int:
     from orun.cli import service
 
-    run_as = args.run_as or ""
-    if args.user and run_as:
-        raise OrunError("--run-as is for a system unit; a --user unit runs as you")
-    if not args.user and not run_as and os.geteuid() != 0:
-        import pwd
-
-        run_as = pwd.getpwuid(os.geteuid()).pw_name  # the home is this user's
-    home = service.home_of(run_as)
-    config = Path(args.config).expanduser().absolute() if args.config else None
-    settings = service.UnitSettings(
-        exec_start=service.orun_command(), home=home, user_unit=args.user, run_as=run_as,
-        config=config, stop_timeout_secs=service.stop_timeout(home, config))
-    return service.render(settings), settings
-
-
-def cmd_service_print(args: argparse.Namespace) -> int:
-    text, _settings = _unit(args)
-    print(text, end="")
+    settings = service.settings_for(user_unit=args.user, run_as=args.run_as or "",
+                                    config=args.config)
+    print(service.render(settings), end="")
     return 0
 
 
 def cmd_service_install(args: argparse.Namespace) -> int:
     from orun.cli import service
 
-    text, settings = _unit(args)
-    path, changed = service.install(text, service.unit_dir(args.user, args.unit_dir),
-                                    settings)
+    settings = service.settings_for(user_unit=args.user, run_as=args.run_as or "",
+                                    config=args.config)
+    path, changed = service.install(service.render(settings),
+                                    service.unit_dir(args.user, args.unit_dir), settings)
     print(f"{'wrote' if changed else 'unchanged:'} {path} (orun serve with home "
           f"{settings.home})")
     print(service.next_steps(args.user))

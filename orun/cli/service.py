@@ -67,6 +67,20 @@ class UnitSettings:
     stop_timeout_secs: int = 30
 
 
+def settings_for(*, user_unit: bool, run_as: str, config: str | None) -> UnitSettings:
+    """The unit for this installation and the caller's choices. A system unit written
+    by someone other than root runs as them (with their home) unless `--run-as`."""
+    if user_unit and run_as:
+        raise OrunError("--run-as is for a system unit; a --user unit runs as you")
+    if not user_unit and not run_as and os.geteuid() != 0:
+        run_as = pwd.getpwuid(os.geteuid()).pw_name
+    home = home_of(run_as)
+    config_path = Path(config).expanduser().absolute() if config else None
+    return UnitSettings(exec_start=orun_command(), home=home, user_unit=user_unit,
+                        run_as=run_as, config=config_path,
+                        stop_timeout_secs=stop_timeout(home, config_path))
+
+
 def orun_command() -> tuple[str, ...]:
     """This installation's `orun`: the console script beside the running Python (a venv,
     pipx), else that Python with `-m orun`. Not resolved: a venv's python is a symlink

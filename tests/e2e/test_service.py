@@ -130,3 +130,18 @@ def test_install_refuses_an_unwritable_folder(env: dict[str, str], tmp_path: Pat
     bad = orun_cli("service", "install", "--user", "--run-as", "nobody", env=env)
     assert bad.returncode == 1
     assert bad.stderr == "error: --run-as is for a system unit; a --user unit runs as you\n"
+
+
+def test_config_file_goes_on_the_command_line(env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "etc orun" / "orun.yaml"
+    config.parent.mkdir()
+    config.write_text("system: {shutdown_timeout_secs: 40}\n")
+    printed = orun_cli("service", "print", "--config", str(config), env=env)
+    assert printed.returncode == 0, printed.stderr
+    values = unit_values(printed.stdout)
+    assert shlex.split(values["ExecStart"][0])[1:] == ["serve", "--config", str(config)]
+    assert values["TimeoutStopSec"] == ["60s"]  # that file's shutdown timeout + margin
+    config.write_text("system: {shutdown_timeout_secs: -1}\n")
+    bad = orun_cli("service", "print", "--config", str(config), env=env)
+    assert bad.returncode == 1 and bad.stderr.startswith(f"error: {config} is invalid: ")
+    assert len(bad.stderr.splitlines()) == 1
