@@ -28,6 +28,8 @@ TICK_SECS = 0.5
 
 _CLASSIC = re.compile(r"Step (\d+)/(\d+) : (.*)")
 _BUILDKIT = re.compile(r"#\d+ \[(?:[^\]\s]+ )?(\d+)/(\d+)\] (.*)")
+#: a step's output in BuildKit's log: `#7 1.234 Collecting flask`
+_BUILDKIT_OUTPUT = re.compile(r"#\d+ \d+\.\d+ (.*)")
 #: the engine's own lines inside a build (not orun's): shown only as a step's tail
 _BUILD_CHATTER = re.compile(r"( ---> |Removing intermediate container|Successfully built "
                             r"|Successfully tagged |#\d+ )")
@@ -75,7 +77,10 @@ class StepProgress:
                                                 daemon=True)
                 self._ticker.start()
         elif self._step is not None and (self._building and not _is_orun_line(text)):
-            if text.strip() and not _BUILD_CHATTER.match(text):
+            output = _BUILDKIT_OUTPUT.match(text)
+            if output is not None:
+                self._tail = output.group(1).strip() or self._tail
+            elif text.strip() and not _BUILD_CHATTER.match(text):
                 self._tail = text.strip()
             self._draw()
         else:

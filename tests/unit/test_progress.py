@@ -43,3 +43,16 @@ def test_failure_detail_starts_at_the_failing_step() -> None:
     assert StepProgress.failure_detail(log) == ["Step 2/2 : RUN make", "cc: error", "failed"]
     unhealthy = ["Traceback (most recent call last):", "KeyError: 'PORT'"]
     assert StepProgress.failure_detail(unhealthy) == unhealthy
+
+
+def test_buildkit_output_is_the_tail() -> None:
+    out = io.StringIO()
+    view = StepProgress(out, 200, clock=lambda: 0.0)
+    for line in ("#5 [2/3] RUN pip install flask", "#5 0.512 Collecting flask",
+                 "#5 DONE 1.2s", "#6 [3/3] COPY . .", "#6 CACHED"):
+        view.line(line)
+    view.close()
+    drawn = out.getvalue().split("\r")
+    assert any(d.startswith("step 2/3    0.0s  RUN pip install flask  | Collecting flask")
+               for d in drawn)
+    assert not any("DONE" in d or "CACHED" in d for d in drawn)
