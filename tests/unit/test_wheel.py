@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zipfile
 
+from orun.spec.catalog import bundled_specs_dir
 from tests.packaging import ROOT, built_wheel
 
 
@@ -24,3 +25,9 @@ def test_wheel_carries_every_spec_file_and_module() -> None:
     assert "orun/py.typed" in names
     # nothing is installed outside the package (the old data_files went to share/orun)
     assert not [n for n in names if not n.startswith(("orun/", "orun-"))]
+
+
+def test_a_checkout_uses_its_own_specs_folder() -> None:
+    # (the tests run from a checkout, with an editable install; the wheel's own case is
+    # tests/e2e/test_wheel_install.py)
+    assert bundled_specs_dir() == ROOT / "specs"
