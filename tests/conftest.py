@@ -70,6 +70,10 @@ class Orun:
         self.extra_env: dict[str, str] = {}
         #: run in the server process before it starts (e.g. to lower a limit)
         self.preexec: Callable[[], None] | None = None
+        #: how orun is run, server and CLI (an installed `orun` for the wheel test)
+        self.command: list[str] = [PYTHON, "-m", "orun"]
+        #: the working directory of the server and the CLI (None: the test's)
+        self.cwd: Path | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -88,7 +92,7 @@ class Orun:
         with contextlib.suppress(FileNotFoundError):
             info.unlink()
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([PYTHON, "-m", "orun", "serve"], env=self.env,
+        self.proc = subprocess.Popen([*self.command, "serve"], env=self.env, cwd=self.cwd,
                                      stdout=log, stderr=log, start_new_session=True,
                                      preexec_fn=self.preexec)
         log.close()
@@ -163,7 +167,7 @@ class Orun:
 
     async def cli(self, *args: str, cwd: Path | None = None) -> CliResult:
         proc = await asyncio.create_subprocess_exec(
-            PYTHON, "-m", "orun", *args, env=self.env, cwd=cwd,
+            *self.command, *args, env=self.env, cwd=cwd or self.cwd,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         out, err = await proc.communicate()

@@ -9,16 +9,19 @@ import argparse
 import itertools
 import json
 import os
+import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 from orun import __version__
+from orun.cli import completion
 from orun.cli.argv import long_flags, normalize_go_flags
 from orun.cli.client import AdminClient, Remote
+from orun.cli.output import Column, Row, add_format_option, emit, size, text
 from orun.errors import ConfigError, OrunError
 from orun.state.authtype import label as auth_label
 
@@ -192,58 +195,100 @@ def _detected_note(result: dict[str, Any]) -> str:
 
 
 def _start_and_stream(app_path: str) -> int:
-    """Build and start the app now, printing its progress as it happens."""
+    """Build and start the app now, printing its progress as it happens: the plain log,
+    or on a terminal one line per build step (orun/cli/progress.py)."""
+    from orun.cli.progress import StepProgress
+
+    view = StepProgress(sys.stdout, shutil.get_terminal_size().columns) \
+        if sys.stdout.isatty() else None
     detail: list[str] = []
-    for line in _client().stream("POST", "/apps/start", query={"glob": app_path}):
-        if line.startswith("@@ready"):
-            url = line[len("@@ready"):].strip()
-            print(f"App is running{': ' + url if url else ''}")
-            return 0
-        if line.startswith("@@detail"):
-            detail.append(line[len("@@detail "):])
-        elif line.startswith("@@failed"):
-            if detail:
-                print("\n".join(detail), file=sys.stderr)
-            raise OrunError(line[len("@@failed"):].strip())
-        else:
-            print(line, flush=True)
+    try:
+        for line in _client().stream("POST", "/apps/start", query={"glob": app_path}):
+            if line.startswith("@@ready"):
+                url = line[len("@@ready"):].strip()
+                took = ""
+                if view is not None:
+                    view.close()
+                    took = f" (after {view.elapsed():.1f}s)"
+                print(f"App is running{': ' + url if url else ''}{took}")
+                return 0
+            if line.startswith("@@detail"):
+                detail.append(line[len("@@detail "):])
+            elif line.startswith("@@failed"):
+                if view is not None:
+                    view.close()
+                    detail = view.failure_detail(detail)
+                if detail:
+                    print("\n".join(detail), file=sys.stderr)
+                raise OrunError(line[len("@@failed"):].strip())
+            elif view is not None:
+                view.line(line)
+            else:
+                print(line, flush=True)
+    finally:
+        if view is not None:
+            view.close()
     raise OrunError("the server closed the connection before the app started")
 
 
-def _app_rows(apps: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    rows: list[tuple[str, ...]] = []
-    for a in apps:
-        kind = {"prod": "PROD", "stage": "STG", "dev": "DEV"}[a["kind"]]
-        if kind == "PROD" and a.get("staged_changes"):
-            kind = "PROD*"
-        runtime = a.get("runtime") or {}
-        port = runtime.get("port") or ""
-        auth = auth_label(a["current"]["settings"].get("auth", ""))
-        rows.append((kind, str(a["current"]["version"]), auth, a["current"]["settings"]["spec"],
-                     a["app_path"], runtime.get("state", "-"), runtime.get("image") or "-",
-                     str(port) if port else "-", a.get("urls", {}).get("http", ""),
-                     a["source"]))
-    return rows
+def _app_name(app: Mapping[str, Any]) -> str:
+    """A short name for the Name column: the path's last segment, or for an app at a
+    domain's root the domain (`/docs` -> docs, `svc.localhost:/` -> svc.localhost)."""
+    last = app["path"].rstrip("/").rpartition("/")[2]
+    return last or app.get("domain") or "/"
+
+
+def _app_type(app: Mapping[str, Any]) -> str:
+    kind = {"prod": "PROD", "stage": "STG", "dev": "DEV"}.get(app["kind"], "----")
+    return "PROD*" if kind == "PROD" and app.get("staged_changes") else kind
+
+
+def _git_info(app: Mapping[str, Any]) -> str:
+    cur = app["current"]
+    branch = cur.get("git_branch") or cur["settings"].get("branch") or ""
+    commit = cur.get("git_commit") or cur["settings"].get("commit") or ""
+    return f"{branch}:{commit[:20]}" if branch or commit else "-"
+
+
+def _resources(app: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The runtime's last CPU/memory sample of a running container app, else {}."""
+    return app.get("resources") or {}
+
+
+def _cpu(app: Mapping[str, Any]) -> str:
+    cpu = _resources(app).get("cpu_percent")
+    return "-" if cpu is None else f"{cpu:.1f}"
+
+
+def _auth(app: Mapping[str, Any]) -> str:
+    return auth_label(app["current"]["settings"].get("auth", ""))
+
+
+_APP_BASIC = (
+    Column("Name", _app_name), Column("Type", _app_type),
+    Column("Ver", lambda a: str(a["current"]["version"])), Column("Auth", _auth),
+    Column("AppPath", lambda a: a["app_path"]))
+_APP_TABLE = (
+    Column("Name", _app_name), Column("Id", lambda a: a["id"]), Column("Type", _app_type),
+    Column("Version", lambda a: str(a["current"]["version"])), Column("Auth", _auth),
+    Column("AppPath", lambda a: a["app_path"]), Column("SourceUrl", lambda a: a["source"]),
+    Column("Spec", lambda a: a["current"]["settings"]["spec"]),
+    Column("GitInfo", _git_info),
+    Column("State", lambda a: text((a.get("runtime") or {}).get("state"))),
+    Column("CPU%", _cpu),
+    Column("Mem", lambda a: size(_resources(a).get("memory_bytes"))))
 
 
 def cmd_app_list(args: argparse.Namespace) -> int:
     result = _client().request("GET", "/apps", query={
         "glob": args.glob, "internal": "true" if args.internal else None})
     apps = result["apps"]
-    if args.format == "json":
-        print(json.dumps(apps, indent=2))
-    elif args.format == "jsonl":
+    emit(args.format, apps, _APP_TABLE, _APP_BASIC)
+    if args.format in ("basic", "table"):
         for app in apps:
-            print(json.dumps(app))
-    else:
-        fmt = "%-5s %4s %-7s %-16s %-32s %-9s %-30s %5s  %s"
-        print(fmt % ("Type", "Ver", "Auth", "Spec", "AppPath", "State", "Image", "Port", "Url"))
-        for kind, ver, auth, spec, path, state, image, port, url, _src in _app_rows(apps):
-            print(fmt % (kind, ver, auth, spec, path, state, image, port, url))
-        errors = [(a["app_path"], (a.get("runtime") or {}).get("error")) for a in apps]
-        for path, error in errors:
+            error = (app.get("runtime") or {}).get("error")
             if error:
-                print(f"{path}: {error}")
+                print(f"{app['app_path']}: {error}")
     return 0
 
 
@@ -338,6 +383,11 @@ def cmd_param_update(args: argparse.Namespace) -> int:
 def cmd_param_list(args: argparse.Namespace) -> int:
     result = _client().request("GET", "/params", query={"app": args.app})
     app, params = result["app"], result["params"]
+    if args.format != "basic":
+        rows = [{"name": k, "value": v} for k, v in sorted(params.items())]
+        emit(args.format, rows, (Column("Name", lambda r: r["name"]),
+                                 Column("Value", lambda r: str(r["value"]))))
+        return 0
     if not params:
         print(f"No param values for app {app['app_path']} : {app['id']}")
         return 0
@@ -387,21 +437,25 @@ def cmd_password(args: argparse.Namespace) -> int:
 
 
 def cmd_version_list(args: argparse.Namespace) -> int:
-    import datetime
-
     result = _client().request("GET", "/versions", query={"app": args.app})
     app, current = result["app"], result["app"]["current"]["version"]
-    if args.format == "json":
-        print(json.dumps(result["versions"], indent=2))
-        return 0
-    fmt = "%-8s %-2s %-19s %-12s %-16s %s"
-    print(f"Versions of {app['app_path']} ({app['id']}):")
-    print(fmt % ("Version", "", "Created", "Commit", "Spec", "Message"))
-    for v in reversed(result["versions"]):
-        created = datetime.datetime.fromtimestamp(v["created"]).strftime("%Y-%m-%d %H:%M:%S")
-        message = (v.get("git_message") or "").partition("\n")[0]
-        print(fmt % (v["version"], "*" if v["version"] == current else "", created,
-                     (v.get("git_commit") or "-")[:12], v["settings"]["spec"], message))
+
+    def marker(v: Row) -> str:
+        return "*" if v["version"] == current else ""
+
+    def message(v: Row) -> str:
+        return (v.get("git_message") or "").partition("\n")[0]
+
+    version = Column("Version", lambda v: str(v["version"]))
+    created = Column("Created", lambda v: _when(v["created"]))
+    commit = Column("Commit", lambda v: (v.get("git_commit") or "-")[:12])
+    spec = Column("Spec", lambda v: v["settings"]["spec"])
+    emit(args.format, list(reversed(result["versions"])),
+         (version, Column("Current", marker), created,
+          Column("Branch", lambda v: text(v.get("git_branch") or v["settings"]["branch"])),
+          commit, spec, Column("Message", message)),
+         (version, Column("", marker), created, commit, spec, Column("Message", message)),
+         title=f"Versions of {app['app_path']} ({app['id']}):")
     return 0
 
 
@@ -443,17 +497,18 @@ def _catalog() -> Any:
 
 def cmd_spec_list(args: argparse.Namespace) -> int:
     specs = _catalog().all()
-    if args.format == "json":
-        print(json.dumps([s.to_json() for s in specs], indent=2))
-        return 0
     if args.format == "markdown":
         from orun.spec.table import markdown_table
 
         print(markdown_table(specs))
         return 0
-    width = max((len(s.name) for s in specs), default=4)
-    for spec in specs:
-        print(f"{spec.name:<{width}}  {spec.kind:<9}  {spec.description}")
+    name = Column("Name", lambda s: s["name"])
+    kind = Column("Kind", lambda s: s["kind"])
+    description = Column("Description", lambda s: s["description"])
+    emit(args.format, [s.to_json() for s in specs],
+         (name, kind, Column("Params", lambda s: text(", ".join(s.get("params") or {}))),
+          description),
+         (name, kind, description))
     return 0
 
 
@@ -616,19 +671,6 @@ def _when(stamp: float | None) -> str:
     return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _print_rows(rows: list[dict[str, Any]], as_json: bool, fmt: str,
-                header: tuple[str, ...],
-                cells: Callable[[dict[str, Any]], tuple[Any, ...]]) -> int:
-    """A listing as JSON (`-f json`) or as a table with a header line."""
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(fmt % header)
-    for row in rows:
-        print(fmt % cells(row))
-    return 0
-
-
 def cmd_token_create(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"name": args.name, "scope": args.scope}
     if args.expires is not None:
@@ -645,11 +687,12 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 def cmd_token_list(args: argparse.Namespace) -> int:
     tokens = _client().request("GET", "/tokens")["tokens"]
-    return _print_rows(tokens, args.format == "json", "%-24s %-6s %-19s  %-19s  %s",
-                       ("Name", "Scope", "Created", "LastUsed", "Expires"),
-                       lambda t: (t["name"], t["scope"], _when(t["created"]),
-                                  _when(t["last_used"]),
-                                  _when(t["expires"]) if t["expires"] else "never"))
+    emit(args.format, tokens, (
+        Column("Name", lambda t: t["name"]), Column("Scope", lambda t: t["scope"]),
+        Column("Created", lambda t: _when(t["created"])),
+        Column("LastUsed", lambda t: _when(t["last_used"])),
+        Column("Expires", lambda t: _when(t["expires"]) if t["expires"] else "never")))
+    return 0
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
@@ -680,11 +723,13 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
     query = {"app": args.app or None, "limit": str(args.limit),
              "since": str(parse_since(args.since, time.time())) if args.since else None}
     rows = _client().request("GET", "/audit", query=query)["rows"]
-    return _print_rows(
-        rows, args.format == "json", "%-19s  %-20s %-16s %-16s %-24s %s",
-        ("Time", "Actor", "Remote", "Action", "Target", "Outcome"),
-        lambda r: (_when(r["time"]), r["actor"], r["remote"], r["action"], r["target"] or "-",
-                   r["outcome"] + (f" (x{r['count']})" if r["count"] > 1 else "")))
+    emit(args.format, rows, (
+        Column("Time", lambda r: _when(r["time"])), Column("Actor", lambda r: r["actor"]),
+        Column("Remote", lambda r: text(r["remote"])), Column("Action", lambda r: r["action"]),
+        Column("Target", lambda r: text(r["target"])),
+        Column("Outcome", lambda r: r["outcome"] + (f" (x{r['count']})" if r["count"] > 1
+                                                    else ""))))
+    return 0
 
 
 def _issuer(text: str) -> str:
@@ -697,17 +742,50 @@ def _issuer(text: str) -> str:
 
 def cmd_cert_list(args: argparse.Namespace) -> int:
     rows = _client().request("GET", "/certs")["certificates"]
-    return _print_rows(
-        rows, args.format == "json", "%-32s %-8s %-28s %-21s %-21s %s",
-        ("Domain", "Source", "Issuer", "Expires", "Next renewal", "Last error"),
-        lambda r: (r["domain"], r["source"], _issuer(r["issuer"])[:28], _when(r["not_after"]),
-                   _when(r["next_renewal"]), r["last_error"] or "-"))
+    domain = Column("Domain", lambda r: r["domain"])
+    source = Column("Source", lambda r: r["source"])
+    expires = Column("Expires", lambda r: _when(r["not_after"]))
+    renewal = Column("NextRenewal", lambda r: _when(r["next_renewal"]))
+    error = Column("LastError", lambda r: text(r["last_error"]))
+    emit(args.format, rows,
+         (domain, source, Column("Issuer", lambda r: _issuer(r["issuer"])),
+          Column("Serial", lambda r: text(r.get("serial"))), expires, renewal, error),
+         (domain, source, Column("Issuer", lambda r: _issuer(r["issuer"])[:28]), expires,
+          renewal, error))
+    return 0
 
 
 def cmd_cert_revoke(args: argparse.Namespace) -> int:
     result = _client().request("POST", "/certs/revoke", query={"domain": args.domain})
     print(f"Revoked certificate {result['revoked']} of {result['domain']}; "
           f"now serving {result['serial']}")
+    return 0
+
+
+def cmd_service_print(args: argparse.Namespace) -> int:
+    from orun.cli import service
+
+    settings = service.settings_for(user_unit=args.user, run_as=args.run_as or "",
+                                    config=args.config)
+    print(service.render(settings), end="")
+    return 0
+
+
+def cmd_service_install(args: argparse.Namespace) -> int:
+    from orun.cli import service
+
+    settings = service.settings_for(user_unit=args.user, run_as=args.run_as or "",
+                                    config=args.config)
+    path, changed = service.install(service.render(settings),
+                                    service.unit_dir(args.user, args.unit_dir), settings)
+    print(f"{'wrote' if changed else 'unchanged:'} {path} (orun serve with home "
+          f"{settings.home})")
+    print(service.next_steps(args.user))
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    print(completion.script(build_parser(), args.shell), end="")
     return 0
 
 
@@ -725,26 +803,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", metavar="URL",
                         help="talk to a remote orun over HTTPS (default $ORUN_SERVER; "
                              "the token comes from $ORUN_TOKEN or --token-file)")
-    parser.add_argument("--token-file", metavar="PATH", help="file holding the API token")
-    parser.add_argument("--ca-file", metavar="PATH",
-                        help="CA certificate(s) to verify the server with "
-                             "(default $ORUN_CA_FILE, else the system's)")
+    completion.hint(parser.add_argument("--token-file", metavar="PATH",
+                                        help="file holding the API token"), completion.FILE)
+    completion.hint(parser.add_argument("--ca-file", metavar="PATH",
+                                        help="CA certificate(s) to verify the server with "
+                                             "(default $ORUN_CA_FILE, else the system's)"),
+                    completion.FILE)
     parser.add_argument("--insecure", action="store_true",
                         help="do not verify the server's TLS certificate")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = sub.add_parser("serve", help="run the orun server in the foreground")
-    serve.add_argument("--config", "-c", help="config file (default $ORUN_HOME/orun.yaml)")
+    completion.hint(serve.add_argument("--config", "-c",
+                                       help="config file (default $ORUN_HOME/orun.yaml)"),
+                    completion.FILE)
     serve.set_defaults(func=cmd_serve)
 
     app = sub.add_parser("app", help="create, list and delete apps")
     app_sub = app.add_subparsers(dest="app_command", required=True, parser_class=_Parser)
 
     create = app_sub.add_parser("create", help="create an app")
-    create.add_argument("source", help="local folder, git URL, or - for no source")
+    completion.hint(create.add_argument("source",
+                                        help="local folder, git URL, or - for no source"),
+                    completion.DIRECTORY)
     create.add_argument("path", help="[domain:]path the app is served at")
-    create.add_argument("--spec", help="app spec (see 'orun spec list'); 'auto' or none: "
-                                       "detected from the source ('orun spec detect')")
+    completion.hint(create.add_argument(
+        "--spec", help="app spec (see 'orun spec list'); 'auto' or none: detected from the "
+                       "source ('orun spec detect')"), completion.SPEC_NAME)
     create.add_argument("--param", "-p", action="append", metavar="KEY=VALUE")
     create.add_argument("--container-arg", "--carg", dest="carg", action="append",
                         metavar="KEY=VALUE")
@@ -770,7 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst = app_sub.add_parser("list", help="list apps")
     lst.add_argument("glob", nargs="?", default="all")
     lst.add_argument("--internal", "-i", action="store_true", help="include stage apps")
-    lst.add_argument("--format", "-f", choices=("basic", "json", "jsonl"), default="basic")
+    add_format_option(lst)
     lst.set_defaults(func=cmd_app_list)
 
     logs = app_sub.add_parser("logs", help="show an app's container output or build log")
@@ -822,7 +907,7 @@ def build_parser() -> argparse.ArgumentParser:
     spec = sub.add_parser("spec", help="list and show app specs")
     spec_sub = spec.add_subparsers(dest="spec_command", required=True, parser_class=_Parser)
     slist = spec_sub.add_parser("list", help="list specs")
-    slist.add_argument("--format", "-f", choices=("basic", "json", "markdown"), default="basic")
+    add_format_option(slist, "markdown")
     slist.set_defaults(func=cmd_spec_list)
     show = spec_sub.add_parser("show", help="show one spec")
     show.add_argument("name")
@@ -831,16 +916,18 @@ def build_parser() -> argparse.ArgumentParser:
     snew = spec_sub.add_parser(
         "new", help="copy a spec into $ORUN_HOME/specs/NAME to edit it there")
     snew.add_argument("name", help="the new spec's name")
-    snew.add_argument("--from", dest="source", required=True, metavar="SPEC",
-                      help="the spec to copy")
+    completion.hint(snew.add_argument("--from", dest="source", required=True, metavar="SPEC",
+                                      help="the spec to copy"), completion.SPEC_NAME)
     snew.set_defaults(func=cmd_spec_new)
     scheck = spec_sub.add_parser(
         "check", help="check a spec folder (spec.yaml, params, container file rules)")
-    scheck.add_argument("path", help="a spec folder, or the name of an installed spec")
+    completion.hint(scheck.add_argument(
+        "path", help="a spec folder, or the name of an installed spec"), completion.DIRECTORY)
     scheck.set_defaults(func=cmd_spec_check)
     detect = spec_sub.add_parser(
         "detect", help="show which spec 'app create' would choose for a source, and why")
-    detect.add_argument("source", help="a folder or a git repository URL")
+    completion.hint(detect.add_argument("source", help="a folder or a git repository URL"),
+                    completion.DIRECTORY)
     detect.add_argument("--branch", "-b", help="git branch")
     detect.add_argument("--commit", "-c", help="git commit")
     detect.add_argument("--format", "-f", choices=("basic", "json"), default="basic")
@@ -860,7 +947,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True,
                                        parser_class=_Parser)
     check = config_sub.add_parser("check", help="validate a config file without a server")
-    check.add_argument("path", nargs="?")
+    completion.hint(check.add_argument("path", nargs="?"), completion.FILE)
     check.set_defaults(func=cmd_config_check)
     reload_ = config_sub.add_parser("reload", help="ask the running server to reload")
     reload_.set_defaults(func=cmd_config_reload)
@@ -868,7 +955,7 @@ def build_parser() -> argparse.ArgumentParser:
     cert = sub.add_parser("cert", help="list certificates, revoke and replace an ACME one")
     cert_sub = cert.add_subparsers(dest="cert_command", required=True, parser_class=_Parser)
     clist = cert_sub.add_parser("list", help="the certificates the HTTPS listener serves")
-    clist.add_argument("--format", choices=("basic", "json"), default="basic")
+    add_format_option(clist)
     clist.set_defaults(func=cmd_cert_list)
     crevoke = cert_sub.add_parser("revoke", help="revoke a domain's ACME certificate at the "
                                   "CA and serve a new one")
@@ -886,6 +973,7 @@ def build_parser() -> argparse.ArgumentParser:
     pupdate.set_defaults(func=cmd_param_update)
     plist = param_sub.add_parser("list", help="list an app's params")
     plist.add_argument("app")
+    add_format_option(plist)
     plist.set_defaults(func=cmd_param_list)
 
     version = sub.add_parser("version", help="print orun's version, or list and switch "
@@ -894,7 +982,7 @@ def build_parser() -> argparse.ArgumentParser:
     version_sub = version.add_subparsers(dest="version_command", parser_class=_Parser)
     vlist = version_sub.add_parser("list", help="an app's kept versions")
     vlist.add_argument("app", help="a prod, stage or dev app path")
-    vlist.add_argument("--format", "-f", choices=("basic", "json"), default="basic")
+    add_format_option(vlist)
     vlist.set_defaults(func=cmd_version_list)
     vswitch = version_sub.add_parser("switch", help="move an app to another kept version")
     vswitch.add_argument("target", help="previous, next or a version number")
@@ -916,7 +1004,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the token stops working after DAYS days (default never)")
     tcreate.set_defaults(func=cmd_token_create)
     tlist = token_sub.add_parser("list", help="list tokens (never their secrets)")
-    tlist.add_argument("--format", "-f", choices=("basic", "json"), default="basic")
+    add_format_option(tlist)
     tlist.set_defaults(func=cmd_token_list)
     trevoke = token_sub.add_parser("revoke", help="revoke a token (at once)")
     trevoke.add_argument("name")
@@ -929,9 +1017,46 @@ def build_parser() -> argparse.ArgumentParser:
     alist.add_argument("--since", metavar="DURATION|TIME",
                        help="only rows since then: 30m, 2h, 7d, or 2026-12-01T10:00")
     alist.add_argument("--limit", "-n", type=int, default=100)
-    alist.add_argument("--format", "-f", choices=("basic", "json"), default="basic")
+    add_format_option(alist)
     alist.set_defaults(func=cmd_audit_list)
+
+    svc = sub.add_parser("service", help="run orun as a systemd service")
+    svc_sub = svc.add_subparsers(dest="service_command", required=True, parser_class=_Parser)
+    for name, func, help_ in (
+            ("print", cmd_service_print, "show the systemd unit install would write"),
+            ("install", cmd_service_install,
+             "write the systemd unit (/etc/systemd/system/orun.service, or with --user "
+             "~/.config/systemd/user/orun.service)")):
+        one = svc_sub.add_parser(name, help=help_)
+        one.add_argument("--user", action="store_true",
+                         help="a user unit (systemctl --user) instead of a system one")
+        one.add_argument("--run-as", metavar="USER",
+                         help="system unit: the user orun runs as (default: you; root "
+                              "when run as root); the home is theirs unless ORUN_HOME")
+        completion.hint(one.add_argument("--config", "-c", help="config file for orun "
+                                         "serve (default $ORUN_HOME/orun.yaml)"),
+                        completion.FILE)
+        if name == "install":
+            completion.hint(one.add_argument("--unit-dir", metavar="DIR",
+                                             help="write the unit here instead"),
+                            completion.DIRECTORY)
+        one.set_defaults(func=func)
+
+    complete = sub.add_parser(
+        "completion", help="print a shell completion script (bash or zsh)",
+        description="bash: add  eval \"$(orun completion bash)\"  to ~/.bashrc, or save "
+                    "the script as ~/.local/share/bash-completion/completions/orun. "
+                    "zsh: save it as _orun in a folder on $fpath (e.g. orun completion "
+                    "zsh > ~/.zfunc/_orun, with fpath+=~/.zfunc before compinit).")
+    complete.add_argument("shell", choices=completion.SHELLS)
+    complete.set_defaults(func=cmd_completion)
     return parser
+
+
+#: commands about this machine only: --server/ORUN_SERVER does not apply (a shell's
+#: `eval "$(orun completion bash)"` must work with ORUN_SERVER set and no token)
+_LOCAL_ONLY = frozenset({cmd_serve, cmd_completion, cmd_service_print, cmd_service_install,
+                         cmd_spec_list, cmd_spec_show, cmd_version})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -942,7 +1067,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_cvol_values(args_in)
         args = parser.parse_args(args_in)
         global _REMOTE
-        _REMOTE = _remote_from(args) if args.func is not cmd_serve else None
+        _REMOTE = None if args.func in _LOCAL_ONLY else _remote_from(args)
         return int(args.func(args))
     except OrunError as exc:
         if exc.detail:

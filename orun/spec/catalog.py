@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 from pathlib import Path
 
 from orun.errors import SpecError
@@ -20,11 +19,14 @@ SPEC_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
 def bundled_specs_dir() -> Path:
-    """The `specs/` folder: next to the package in a checkout, else the installed copy."""
-    here = Path(__file__).resolve().parent.parent.parent / "specs"
-    if here.is_dir():
-        return here
-    return Path(sys.prefix) / "share" / "orun" / "specs"
+    """The bundled specs: `orun/specs/` inside an installed wheel (package data, so any
+    install prefix works: a venv, pipx, `pip install --user`), else the repository's
+    top-level `specs/` beside the package (a checkout, or an editable install of one)."""
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "specs"
+    if installed.is_dir():
+        return installed
+    return package.parent / "specs"
 
 
 class SpecCatalog:

@@ -147,8 +147,8 @@ async def test_system_auth_end_to_end(make_orun: Any, upstream: Upstream) -> Non
     (await server.cli("app", "create", "--spec", "proxy", "--auth", "system", "--param",
                       f"url={upstream.base}/private", "-", "/priv")).ok()
     listing = (await server.cli("app", "list")).ok().out
-    assert next(ln for ln in listing.splitlines() if " /priv " in ln).split()[2] == "SYSTEM"
-    assert next(ln for ln in listing.splitlines() if " /pub " in ln).split()[2] == "DEFAULT"
+    assert next(ln for ln in listing.splitlines() if ln.endswith(" /priv")).split()[3] == "SYSTEM"
+    assert next(ln for ln in listing.splitlines() if ln.endswith(" /pub")).split()[3] == "DEFAULT"
     spoof = {"X-Orun-User": "root", "X-Orun-Email": "root@example.test"}
     async with aiohttp.ClientSession() as http:
         async with http.get(server.url("/pub/x")) as resp:
@@ -251,7 +251,7 @@ async def test_auth_update_is_staged_then_promoted(make_orun: Any, upstream: Ups
         async with http.get(server.url("/s/")) as resp:
             assert resp.status == 200  # prod did not, yet
         listing = (await server.cli("app", "list")).ok().out
-        assert next(ln for ln in listing.splitlines() if " /s " in ln).startswith("PROD*")
+        assert next(ln for ln in listing.splitlines() if ln.endswith(" /s")).split()[1] == "PROD*"
         (await server.cli("app", "promote", "/s")).ok()
         async with http.get(server.url("/s/")) as resp:
             assert resp.status == 401
@@ -342,7 +342,8 @@ async def test_forward_auth(make_orun: Any, upstream: Upstream,
     (await server.cli("app", "create", "--spec", "proxy", "--auth", "forward:dead",
                       "--param", f"url={upstream.base}/d", "-", "/d")).ok()
     listing = (await server.cli("app", "list")).ok().out
-    assert next(ln for ln in listing.splitlines() if " /f " in ln).split()[2] == "forward:gate"
+    assert next(ln for ln in listing.splitlines()
+                if ln.endswith(" /f")).split()[3] == "forward:gate"
     spoof = {"X-Tenant": "red", "X-Orun-User": "root", "Remote-User": "mallory"}
     async with aiohttp.ClientSession() as http:
         # refused: the service's answer, as it is, and nothing reaches the app

@@ -55,8 +55,8 @@ async def versioned(orun: Orun, http: aiohttp.ClientSession, tmp_path: Path,
 
 
 def list_type(text: str, path: str) -> str:
-    line = next(ln for ln in text.splitlines() if f" {path} " in ln)
-    return line.split()[0]
+    line = next(ln for ln in text.splitlines() if ln.endswith(f" {path}"))
+    return line.split()[1]
 
 
 async def test_reload_stages_then_promote(corun: Orun, http: aiohttp.ClientSession,

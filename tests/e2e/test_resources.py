@@ -84,6 +84,12 @@ async def test_app_list_shows_cpu_and_memory_from_the_engine(
         return now is not None and now["memory_bytes"] >= first["memory_bytes"] + 60 * MIB
 
     await wait_for(grown, 10, "/r's memory to grow by 64 MiB")
+    # the table format shows the same reading (State, CPU%, Mem are its last columns)
+    table = (await server.cli("app", "list", "-f", "table")).ok().out.splitlines()
+    assert table[0].split()[-3:] == ["State", "CPU%", "Mem"]
+    (row,) = [line.split() for line in table if " /r " in f" {line} "]
+    assert row[-3] == "running" and float(row[-2]) >= 0 and row[-1].endswith("MiB")
+    assert float(row[-1][:-3]) >= 60
     # an app stopped when idle shows no figures
     async def stopped() -> bool:
         return await resources(server, "/idle") is None
