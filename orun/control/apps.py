@@ -22,7 +22,7 @@ from orun.bus import EventBus
 from orun.errors import AppPathError, OrunError, SpecError
 from orun.events import AppsChanged
 from orun.proxy.external import parse_upstream_url
-from orun.sources import Snapshot, SnapshotStore, parse_source
+from orun.sources import Snapshot, SnapshotStore, SourceRef, parse_source
 from orun.spec import Spec, SpecCatalog, resolve_params
 from orun.spec.detect import AUTO_SPEC, Detection, detect_spec
 from orun.state.authtype import canonical, check_known, parse_auth_type
@@ -66,6 +66,13 @@ class CreateRequest:
     auth: str = ""
     #: "config" for apps from the config file's `apps:` list (see orun.control.declared)
     origin: str = "cli"
+
+
+def _check_source_kind(spec: Spec, ref: SourceRef) -> None:
+    """A spec that serves its source live from disk needs a local folder."""
+    if spec.routing.static_from_disk and ref.kind != "local":
+        raise SpecError(f"spec {spec.name} serves a folder live from this machine's disk: "
+                        f"its source must be a local folder, not {ref.original}")
 
 
 def _internal(path: str) -> bool:
@@ -198,6 +205,8 @@ class AppService:
         spec = await asyncio.to_thread(self._catalog.get, settings.spec)
         params = resolve_params(spec.params, settings.params)
         self._validate_kind(spec, params, path)
+        _check_source_kind(spec, parse_source(source_label, branch=settings.branch,
+                                              commit=settings.commit))
         if spec.kind == "static" and params.get("single_file") and \
                 not (source_dir / str(params.get("index", ""))).is_file():
             raise SpecError(f"index file {params.get('index')!r} not found in the source")
@@ -283,6 +292,7 @@ class AppService:
                 params["app_file"] = detection.app_file
         else:
             spec = await asyncio.to_thread(self._catalog.get, req.spec)
+        _check_source_kind(spec, ref)  # before a slow fetch
         stage_at = req.stage_at or config.system.stage_at
         if stage_at == "path" and not spec.routing.path_routing:
             if req.stage_at:

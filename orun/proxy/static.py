@@ -1,4 +1,5 @@
-"""Static apps: serve an immutable source snapshot (plus spec files) from disk.
+"""Static apps: serve an immutable source snapshot (plus spec files) from disk, or, for
+`static_disk` apps, a local folder as it is at each request (`DiskStaticTarget`).
 
 The snapshot never changes, so its file list is indexed once, off the loop, when the
 route is built; a request then costs a dict lookup before aiohttp's `FileResponse`
@@ -14,8 +15,10 @@ spelling (`/%2eenv` is unquoted before the lookup).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import posixpath
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -122,3 +125,83 @@ class StaticTarget:
                 return error_response(request, 403, "403 Forbidden")
             return error_response(request, 404, "404 page not found")
         return web.FileResponse(path)
+
+
+@dataclass(frozen=True, slots=True)
+class DiskStaticTarget:
+    """A `static_disk` app: files served live from a local folder, as they are now.
+
+    Nothing is indexed: each request walks its path one name at a time with `lstat` (in
+    a thread), so an edited, added or deleted file shows at the next request. The rules
+    match the snapshot's: names starting with a dot answer 404 unless `dotfiles` (except
+    `/.well-known/`), and a symlink anywhere on the path answers 404 (never followed, so
+    a link in the folder cannot reach files outside it). The folder belongs to the
+    admin who created the app; a request can only name paths inside it.
+    """
+
+    root: Path
+    index_param: str
+    single_file: bool
+    dotfiles: bool
+    redirect_bare_path: bool
+    kind: str = "static"
+
+    def fast(self, route: Route, rest: str, query: str) -> None:
+        return
+
+    async def serve(self, request: web.BaseRequest, route: Route, rest: str) -> web.StreamResponse:
+        if request.method not in _READ_METHODS:
+            return error_response(request, 405, "405 method not allowed",
+                                  headers={"Allow": "GET, HEAD"})
+        if rest == "" and route.prefix and self.redirect_bare_path:
+            query = request.raw_path.partition("?")[2]
+            raise web.HTTPTemporaryRedirect(route.prefix + "/" + (f"?{query}" if query else ""))
+        rel = posixpath.normpath("/" + unquote(rest)).lstrip("/")
+        found, path = await asyncio.to_thread(self.locate, "" if rel == "." else rel)
+        if path is not None:
+            return web.FileResponse(path)
+        if found == "dir":
+            return error_response(request, 403, "403 Forbidden")
+        return error_response(request, 404, "404 page not found")
+
+    def locate(self, rel: str) -> tuple[str, Path | None]:
+        """("file", path), ("dir", None) or ("missing", None) for `rel` (blocking)."""
+        if not rel:
+            index = self._index()
+            return ("file", index) if index is not None else ("missing", None)
+        if self.single_file:
+            index = self._index()
+            wanted = self.index_param.strip("/") or (index.name if index else "")
+            return ("file", index) if index is not None and rel == wanted else ("missing", None)
+        kind = self._walk(rel)
+        if kind == "file":
+            return "file", self.root / rel
+        return kind, None
+
+    def _index(self) -> Path | None:
+        names = [self.index_param.strip("/")] if self.index_param else ["index.html",
+                                                                        "index.htm"]
+        for name in names:
+            if self._walk(name) == "file":
+                return self.root / name
+        return None
+
+    def _walk(self, rel: str) -> str:
+        parts = rel.split("/")
+        current = self.root
+        for i, part in enumerate(parts):
+            if not part or (part.startswith(".") and not self.dotfiles
+                            and not (i == 0 and part == WELL_KNOWN)):
+                return "missing"
+            current = current / part
+            try:
+                mode = os.lstat(current).st_mode
+            except (OSError, ValueError):  # gone, not a folder, a NUL in the name
+                return "missing"
+            if stat.S_ISLNK(mode):
+                return "missing"
+            if i < len(parts) - 1 and not stat.S_ISDIR(mode):
+                return "missing"
+        if stat.S_ISDIR(mode):
+            return "dir"
+        return "file" if stat.S_ISREG(mode) else "missing"

@@ -17,9 +17,10 @@ from orun.proxy.container import ContainerTarget
 from orun.proxy.errors import error_response
 from orun.proxy.external import ExternalProxyTarget
 from orun.proxy.forward import Forwarder, mb_to_bytes
-from orun.proxy.static import FileIndex, StaticTarget, pick_index
+from orun.proxy.static import DiskStaticTarget, FileIndex, StaticTarget, pick_index
 from orun.proxy.target import Route, Target
-from orun.sources import SnapshotStore
+from orun.sources import SnapshotStore, parse_source
+from orun.sources.snapshot import local_folder
 from orun.spec import Spec, load_spec_dir, resolve_params
 from orun.spec.model import SPEC_FILE
 from orun.state.model import App
@@ -124,6 +125,17 @@ class TargetFactory:
     async def _build(self, app: App) -> Target:
         spec = await self.load_spec(app)
         params = resolve_params(spec.params, app.current.settings.params)
+        if spec.kind == "static" and spec.routing.static_from_disk:
+            ref = parse_source(app.source, branch=app.current.settings.branch,
+                               commit=app.current.settings.commit)
+            if ref.kind != "local":
+                raise OrunError(f"spec {spec.name} serves a local folder live; this app's "
+                                f"source is {app.source}")
+            root = await asyncio.to_thread(local_folder, ref)
+            return DiskStaticTarget(root, str(params.get("index", "")),
+                                    bool(params.get("single_file", False)),
+                                    bool(params.get("dotfiles", False)),
+                                    spec.routing.redirect_bare_path)
         if spec.kind == "static":
             source = self.snapshots.get(app.current.source_digest)
             spec_snap = self.snapshots.get(app.current.spec_digest)

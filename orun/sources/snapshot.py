@@ -95,7 +95,7 @@ class SnapshotStore:
             checkout: Checkout | None = None
             source: Path | None = None
             if ref.kind == "local":
-                source = await asyncio.to_thread(_local_folder, ref)
+                source = await asyncio.to_thread(local_folder, ref)
             # A clone's modes come from git (644/755) and orun's umask, not from an
             # owner's choice, so only local files keep their owner-only bit.
             elif ref.kind == "git":
@@ -164,7 +164,7 @@ class SnapshotStore:
 # --- locating the folder to copy ---------------------------------------------------------
 
 
-def _local_folder(ref: SourceRef) -> Path:
+def local_folder(ref: SourceRef) -> Path:
     """The local folder to copy, after checking it exists and is a directory."""
     base = Path(ref.location)
     if not base.is_absolute():

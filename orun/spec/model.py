@@ -54,6 +54,8 @@ class RoutingSpec:
     redirect_bare_path: bool = False
     #: False: the app can only live at a domain root (`name.:`), never under a path
     path_routing: bool = True
+    #: a static app served live from its local source folder, not from a snapshot
+    static_from_disk: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +157,8 @@ class Spec:
             },
             "routing": {"strip_app": self.routing.strip_app,
                         "redirect_bare_path": self.routing.redirect_bare_path,
-                        "path_routing": self.routing.path_routing},
+                        "path_routing": self.routing.path_routing,
+                        "static_from_disk": self.routing.static_from_disk},
             "files": list(self.files),
             "example": self.example,
             "dev": {"reload": self.dev.reload,

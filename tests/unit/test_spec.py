@@ -272,7 +272,7 @@ def test_spec_to_json(tmp_path: Path) -> None:
                                      "description": "Where to"}
     assert data["params"]["retries"]["required"] is False
     assert data["routing"] == {"strip_app": False, "redirect_bare_path": True,
-                               "path_routing": True}
+                               "path_routing": True, "static_from_disk": False}
     assert data["files"] == ["a.txt"]
 
 
