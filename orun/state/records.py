@@ -30,6 +30,24 @@ class TokenRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SshKeyRecord:
+    """A key that may `git push`: its canonical `type base64` line, SHA256 fingerprint,
+    and scope (`admin` or an app path glob)."""
+
+    name: str
+    fingerprint: str
+    key: str
+    scope: str
+    created: float
+    last_used: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "fingerprint": self.fingerprint, "scope": self.scope,
+                "type": self.key.split(" ", 1)[0], "created": self.created,
+                "last_used": self.last_used}
+
+
+@dataclass(frozen=True, slots=True)
 class AuditRow:
     """One admin operation, sign-in or refusal. `actor` is a token name, `local:<uid>`
     or a signed-in user; `outcome` is `ok` or the error (never a request body)."""

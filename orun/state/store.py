@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from orun.state.model import App, AppVersion, version_from_json
-from orun.state.records import AuditRow, TokenRecord
+from orun.state.records import AuditRow, SshKeyRecord, TokenRecord
 
 T = TypeVar("T")
 
@@ -63,6 +63,17 @@ MIGRATIONS: tuple[str, ...] = (
         count INTEGER NOT NULL DEFAULT 1
     );
     CREATE INDEX audit_time ON audit (time);
+    """,
+    # 3: SSH keys that may git push (issue 17)
+    """
+    CREATE TABLE ssh_keys (
+        name TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL UNIQUE,
+        key TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        created REAL NOT NULL,
+        last_used REAL
+    );
     """,
 )
 
@@ -230,6 +241,57 @@ class Store:
             if token.last_used is None or now - token.last_used > 60:
                 conn.execute("UPDATE tokens SET last_used = ? WHERE hash = ?", (now, digest))
             return token
+
+        return await self._run(use)
+
+    # -- SSH keys -------------------------------------------------------------------
+
+    async def add_ssh_key(self, key: SshKeyRecord) -> str | None:
+        """Store a new key; None when stored, else what clashes ("name" or
+        "fingerprint")."""
+
+        def add(conn: sqlite3.Connection) -> str | None:
+            clash = conn.execute("SELECT name, fingerprint FROM ssh_keys WHERE name = ? OR "
+                                 "fingerprint = ?", (key.name, key.fingerprint)).fetchone()
+            if clash is not None:
+                return "name" if clash[0] == key.name else f"fingerprint:{clash[0]}"
+            conn.execute("INSERT INTO ssh_keys (name, fingerprint, key, scope, created,"
+                         " last_used) VALUES (?, ?, ?, ?, ?, ?)",
+                         (key.name, key.fingerprint, key.key, key.scope, key.created,
+                          key.last_used))
+            return None
+
+        return await self._run(add)
+
+    async def ssh_keys(self) -> list[SshKeyRecord]:
+        def load(conn: sqlite3.Connection) -> list[SshKeyRecord]:
+            rows = conn.execute("SELECT name, fingerprint, key, scope, created, last_used"
+                                " FROM ssh_keys ORDER BY created").fetchall()
+            return [SshKeyRecord(*row) for row in rows]
+
+        return await self._run(load)
+
+    async def remove_ssh_key(self, name: str) -> bool:
+        def remove(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM ssh_keys WHERE name = ?", (name,)).rowcount > 0
+
+        return await self._run(remove)
+
+    async def use_ssh_key(self, fingerprint: str, now: float) -> SshKeyRecord | None:
+        """The key with this fingerprint, read at every sign-in (a removed key is out at
+        once); notes when it was last used (at most once a minute)."""
+
+        def use(conn: sqlite3.Connection) -> SshKeyRecord | None:
+            row = conn.execute("SELECT name, fingerprint, key, scope, created, last_used"
+                               " FROM ssh_keys WHERE fingerprint = ?",
+                               (fingerprint,)).fetchone()
+            if row is None:
+                return None
+            key = SshKeyRecord(*row)
+            if key.last_used is None or now - key.last_used > 60:
+                conn.execute("UPDATE ssh_keys SET last_used = ? WHERE fingerprint = ?",
+                             (now, fingerprint))
+            return key
 
         return await self._run(use)
 
