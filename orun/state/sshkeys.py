@@ -36,14 +36,14 @@ def name_problem(name: str) -> str | None:
 def parse_public_key(text: str) -> tuple[str, str]:
     """(the canonical `type base64` line, its SHA256 fingerprint) of one OpenSSH public
     key line; OrunError saying what is wrong otherwise (a private key included)."""
+    if "PRIVATE KEY" in text:
+        raise OrunError("that is a private key: give the public key (the .pub file)")
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()
              and not line.lstrip().startswith("#")]
     if len(lines) != 1:
         raise OrunError("give exactly one public key line (as in ~/.ssh/id_ed25519.pub)"
                         if lines else "no public key given")
     line = lines[0]
-    if "PRIVATE KEY" in line:
-        raise OrunError("that is a private key: give the public key (the .pub file)")
     try:
         key = asyncssh.import_public_key(line)
     except (asyncssh.KeyImportError, ValueError) as exc:
