@@ -1,0 +1,44 @@
+// orun console: live updates over server-sent events. No framework, no build step.
+"use strict";
+(function () {
+  const MAX_LOG_CHARS = 400000;
+
+  function live(on) {
+    const dot = document.getElementById("live");
+    if (dot) dot.classList.toggle("on", on);
+  }
+
+  // an element whose innerHTML the server sends again as a named event
+  function follow(el, eventName) {
+    const source = new EventSource(el.dataset.stream);
+    source.addEventListener("open", () => live(true));
+    source.addEventListener("error", () => live(false));
+    source.addEventListener(eventName, (e) => { el.innerHTML = e.data; });
+    source.addEventListener("gone", () => { source.close(); location.href = document.body.dataset.base; });
+    return source;
+  }
+
+  // a log pane: lines appended as they come, scrolled to the end while the user is there
+  function followLog(pre) {
+    const source = new EventSource(pre.dataset.stream);
+    const append = (text) => {
+      const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      let all = pre.textContent + text + "\n";
+      if (all.length > MAX_LOG_CHARS) all = all.slice(all.length - MAX_LOG_CHARS);
+      pre.textContent = all;
+      if (atEnd) pre.scrollTop = pre.scrollHeight;
+    };
+    source.addEventListener("lines", (e) => append(e.data));
+    source.addEventListener("reset", () => { pre.textContent = ""; });
+    source.addEventListener("empty", () => { if (!pre.textContent) pre.dataset.empty = "1"; });
+    return source;
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const rows = document.getElementById("rows");
+    if (rows && rows.dataset.stream) follow(rows, "rows");
+    const status = document.getElementById("status");
+    if (status && status.dataset.stream) follow(status, "status");
+    document.querySelectorAll("pre.log[data-stream]").forEach(followLog);
+  });
+})();
