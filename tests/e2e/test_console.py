@@ -1,0 +1,268 @@
+"""The web console over real sockets: who gets in, and what every refusal looks like.
+
+The browser tests (test_console_browser.py) drive the pages; these check the doors with
+a plain HTTP client: no page, stream or action without a session; a wrong password, a
+read token, a POST without its CSRF token or from another origin, too many failed
+sign-ins, plain HTTP from another machine, and a server stop with streams still open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import time
+
+import aiohttp
+import pytest
+
+from orun.state.secrets import set_admin_password
+from tests.conftest import Orun
+
+pytestmark = pytest.mark.timeout(120)
+
+BASE = "/_orun/console"
+PASSWORD = "correct horse"
+
+
+def origin(server: Orun) -> dict[str, str]:
+    return {"Origin": f"http://127.0.0.1:{server.port}"}
+
+
+async def sign_in(http: aiohttp.ClientSession, server: Orun, *, password: str = "",
+                  token: str = "") -> aiohttp.ClientResponse:
+    form = {"password": password, "token": token, "next": BASE}
+    async with http.post(server.url(f"{BASE}/login"), data=form, headers=origin(server),
+                         allow_redirects=False) as resp:
+        await resp.read()
+        return resp
+
+
+def session_cookie(resp: aiohttp.ClientResponse) -> str:
+    morsel = resp.cookies.get("orun_console")
+    assert morsel is not None and morsel.value, f"no session cookie: {resp.headers}"
+    return f"orun_console={morsel.value}"
+
+
+async def csrf_of(http: aiohttp.ClientSession, server: Orun, cookie: str, path: str) -> str:
+    async with http.get(server.url(f"{BASE}/app?app={path}"),
+                        headers={"Cookie": cookie}) as resp:
+        page = await resp.text()
+        assert resp.status == 200, page
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+async def make_app(server: Orun, site: object, path: str = "/myapp") -> None:
+    (await server.cli("app", "create", "--spec", "static", str(site), path)).ok()
+
+
+async def version_count(server: Orun, path: str) -> int:
+    out = (await server.cli("version", "list", path)).ok().out
+    return len(re.findall(r"^\d+ ", out, re.MULTILINE))
+
+
+async def audit_rows(server: Orun) -> list[dict[str, str]]:
+    out = (await server.cli("audit", "list", "--format", "json")).ok().out
+    data = json.loads(out)
+    return list(data["rows"] if isinstance(data, dict) else data)
+
+
+async def test_console_refuses_without_credentials(
+        orun: Orun, http: aiohttp.ClientSession, site: object) -> None:
+    await make_app(orun, site)
+    set_admin_password(orun.home, PASSWORD)
+    # every page sends to the sign-in form; streams and actions get a bare 401
+    for page in ("", "/", "/app?app=/myapp", "/confirm?app=/myapp"):
+        async with http.get(orun.url(BASE + page), allow_redirects=False) as resp:
+            assert resp.status == 303, page
+            assert resp.headers["Location"].startswith(f"{BASE}/login?next="), page
+    for stream in ("/events", "/events?app=/myapp", "/logs?app=/myapp&kind=build"):
+        async with http.get(orun.url(BASE + stream)) as resp:
+            assert resp.status == 401, stream
+            assert resp.content_type == "application/json"
+    for name in ("reload", "promote", "revert", "switch", "stop", "restart", "delete"):
+        async with http.post(orun.url(f"{BASE}/action/{name}?app=/myapp"),
+                             data={"confirm": "/myapp"}, headers=origin(orun)) as resp:
+            assert resp.status == 401, name
+    # a forged cookie is no session either
+    async with http.get(orun.url(BASE), headers={"Cookie": "orun_console=x.y"},
+                        allow_redirects=False) as resp:
+        assert resp.status == 303
+    # the sign-in page itself is public, and says nothing about the apps
+    async with http.get(orun.url(f"{BASE}/login")) as resp:
+        text = await resp.text()
+        assert resp.status == 200 and "Sign in" in text and "/myapp" not in text
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+
+    # a wrong password: 401, no cookie, and a refusal in the audit trail
+    resp = await sign_in(http, orun, password="wrong")
+    assert resp.status == 401 and "orun_console" not in resp.cookies
+    # the right one, but from another site's form: refused (login CSRF)
+    async with http.post(orun.url(f"{BASE}/login"), data={"password": PASSWORD},
+                         headers={"Origin": "http://evil.example"},
+                         allow_redirects=False) as bad:
+        assert bad.status == 403 and "orun_console" not in bad.cookies
+    resp = await sign_in(http, orun, password=PASSWORD)
+    assert resp.status == 303 and resp.headers["Location"] == BASE
+    cookie = session_cookie(resp)
+    set_cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
+    assert f"Path={BASE}" in set_cookie and "Max-Age=" in set_cookie
+    assert "Secure" not in set_cookie  # plain HTTP on loopback (HTTPS sets it: below)
+    async with http.get(orun.url(BASE), headers={"Cookie": cookie}) as page:
+        assert page.status == 200 and 'href="/_orun/console/app?app=/myapp"' in await page.text()
+
+    # actions without the CSRF token, with another session's, or from another origin
+    token = await csrf_of(http, orun, cookie, "/myapp")
+    for headers, data in (
+            ({**origin(orun), "Cookie": cookie}, {}),
+            ({**origin(orun), "Cookie": cookie}, {"csrf": "0" * 64}),
+            ({"Origin": "http://evil.example", "Cookie": cookie}, {"csrf": token}),
+            ({"Cookie": cookie}, {"csrf": token})):  # neither Origin nor Referer
+        async with http.post(orun.url(f"{BASE}/action/reload?app=/myapp"), data=data,
+                             headers=headers, allow_redirects=False) as resp:
+            assert resp.status == 403, (headers, data)
+    assert await version_count(orun, "stage.localhost:/myapp") == 1  # nothing reloaded
+
+    # a read token signs in and looks, but may not act
+    read = await _token(orun, "viewer", "read")
+    resp = await sign_in(http, orun, token=read)
+    assert resp.status == 303
+    reader = session_cookie(resp)
+    async with http.get(orun.url(f"{BASE}/app?app=/myapp"), headers={"Cookie": reader}) as page:
+        text = await page.text()
+        assert page.status == 200 and "act-reload" not in text and "read token" in text
+    read_csrf = await _csrf_any(http, orun, reader)
+    async with http.post(orun.url(f"{BASE}/action/reload?app=/myapp"), data={"csrf": read_csrf},
+                         headers={**origin(orun), "Cookie": reader},
+                         allow_redirects=False) as resp:
+        assert resp.status == 403 and "read scope" in await resp.text()
+    # revoking the token ends its console sessions at once
+    (await orun.cli("token", "revoke", "viewer")).ok()
+    async with http.get(orun.url(BASE), headers={"Cookie": reader},
+                        allow_redirects=False) as resp:
+        assert resp.status == 303
+
+    # the admin session's action works, and signing out ends the session
+    async with http.post(orun.url(f"{BASE}/action/reload?app=/myapp"), data={"csrf": token},
+                         headers={**origin(orun), "Cookie": cookie},
+                         allow_redirects=False) as resp:
+        assert resp.status == 303, await resp.text()
+    assert await version_count(orun, "stage.localhost:/myapp") == 2
+    async with http.post(orun.url(f"{BASE}/logout"), data={"csrf": token},
+                         headers={**origin(orun), "Cookie": cookie},
+                         allow_redirects=False) as resp:
+        assert resp.status == 303
+        assert resp.cookies["orun_console"].value == ""
+
+    rows = await audit_rows(orun)
+    seen = {(r["actor"], r["action"], r["outcome"].split(":")[0]) for r in rows}
+    assert ("console:admin", "console.signin", "ok") in seen
+    assert ("console:admin", "console.signin", "refused") in seen
+    assert ("console:admin", "app.reload", "ok") in seen
+    assert ("console:admin", "app.reload", "refused") in seen
+    assert ("console:viewer", "app.reload", "refused") in seen
+
+
+async def _token(server: Orun, name: str, scope: str) -> str:
+    out = (await server.cli("token", "create", name, "--scope", scope)).ok().out
+    found = re.search(r"orun_[A-Za-z0-9_-]+", out)
+    assert found, out
+    return found.group(0)
+
+
+async def _csrf_any(http: aiohttp.ClientSession, server: Orun, cookie: str) -> str:
+    async with http.get(server.url(BASE), headers={"Cookie": cookie}) as resp:
+        found = re.search(r'name="csrf" value="([0-9a-f]+)"', await resp.text())
+    assert found
+    return found.group(1)
+
+
+async def test_console_limits_failed_sign_ins(make_orun: object,
+                                              http: aiohttp.ClientSession) -> None:
+    server = make_orun("http: {host: 127.0.0.1, port: 0}\n"  # type: ignore[operator]
+                       "auth: {max_failures_per_minute: 3}\n")
+    await server.start()
+    set_admin_password(server.home, PASSWORD)
+    for _ in range(3):
+        assert (await sign_in(http, server, password="nope")).status == 401
+    limited = await sign_in(http, server, password=PASSWORD)  # even the right one, now
+    assert limited.status == 429 and int(limited.headers["Retry-After"]) > 0
+    assert (await sign_in(http, server, token="orun_guess")).status == 429
+
+
+def _outside_address() -> str | None:
+    """An address of this machine that is not loopback (None: it has none)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # nothing is sent: it only picks a route
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") else address
+
+
+async def test_console_sends_remote_plain_http_to_https(
+        make_orun: object, http: aiohttp.ClientSession) -> None:
+    address = _outside_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback address")
+    server = make_orun("http: {host: 0.0.0.0, port: 0}\n")  # type: ignore[operator]
+    await server.start()
+    async with http.get(f"http://{address}:{server.port}{BASE}/login?x=1",
+                        allow_redirects=False) as resp:
+        assert resp.status == 308
+        assert resp.headers["Location"] == \
+            f"https://{address}:{server.https_port}{BASE}/login?x=1"
+    # on loopback plain HTTP is fine (an SSH tunnel, a local browser)
+    async with http.get(server.url(f"{BASE}/login")) as resp:
+        assert resp.status == 200
+    # over HTTPS the session cookie is Secure
+    set_admin_password(server.home, PASSWORD)
+    connector = aiohttp.TCPConnector(ssl=False)
+    async with aiohttp.ClientSession(connector=connector) as tls:
+        url = f"https://127.0.0.1:{server.https_port}{BASE}/login"
+        async with tls.post(url, data={"password": PASSWORD},
+                            headers={"Origin": f"https://127.0.0.1:{server.https_port}"},
+                            allow_redirects=False) as resp:
+            assert resp.status == 303
+            assert "Secure" in resp.headers["Set-Cookie"]
+
+
+async def test_console_off_and_other_hosts(make_orun: object,
+                                           http: aiohttp.ClientSession) -> None:
+    server = make_orun("http: {host: 127.0.0.1, port: 0}\n"  # type: ignore[operator]
+                       "console: {enabled: false}\n")
+    await server.start()
+    async with http.get(server.url(f"{BASE}/login")) as resp:
+        assert resp.status == 404  # an ordinary path of the apps: none is there
+    server.write_config("http: {host: 127.0.0.1, port: 0}\n")
+    (await server.cli("config", "reload")).ok()
+    async with http.get(server.url(f"{BASE}/login")) as resp:
+        assert resp.status == 200
+    async with http.get(server.url(f"{BASE}/login"),
+                        headers={"Host": "someapp.example.com"}) as resp:
+        assert resp.status == 404 and "served on localhost" in await resp.text()
+
+
+async def test_server_stops_with_console_streams_open(
+        orun: Orun, http: aiohttp.ClientSession, site: object) -> None:
+    await make_app(orun, site)
+    set_admin_password(orun.home, PASSWORD)
+    cookie = session_cookie(await sign_in(http, orun, password=PASSWORD))
+    streams = []
+    for path in ("/events", "/events?app=/myapp", "/logs?app=/myapp&kind=container"):
+        resp = await http.get(orun.url(BASE + path), headers={"Cookie": cookie})
+        assert resp.status == 200 and resp.content_type == "text/event-stream"
+        streams.append(resp)
+    first = await asyncio.wait_for(streams[0].content.readuntil(b"event: rows\n"), 10)
+    assert first.startswith(b"retry:")
+    started = time.monotonic()
+    await orun.stop()
+    assert orun.proc is not None and orun.proc.returncode == 0
+    assert time.monotonic() - started < 5, "open console streams held the server"
+    for resp in streams:
+        resp.close()
