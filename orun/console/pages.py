@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from orun.console.gate import (
     is_loopback,
     same_origin,
 )
-from orun.console.live import LiveFeed, file_mtime, file_size, read_from
+from orun.console.live import EventStream, LiveFeed, file_mtime, file_size, read_from
 from orun.console.views import RateMeter, app_row, masked_params, version_rows
 from orun.control.apps import AppService
 from orun.control.changes import ChangeService
@@ -160,7 +159,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         request[USER_KEY] = user
         request[COOKIE_KEY] = cookie
     elif route not in PUBLIC:
-        if request.method == "GET" and route not in ("events", "logs"):
+        if request.method == "GET" and route != "events":
             raise web.HTTPSeeOther(f"{PREFIX}/login?next={quote(request.path_qs, safe='')}")
         return web.json_response({"message": "sign in to the console first", "code": 401},
                                  status=401)
@@ -358,86 +357,98 @@ async def confirm_page(request: web.Request) -> web.StreamResponse:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    """The app list (or one app's status line) as HTML fragments, sent again when the
-    bus says something changed and every few seconds for the counters."""
+    """One stream per page (a browser opens only six connections to a host, so a page
+    must not hold more than one): the app list, or one app's status line with its build
+    log and container output. Fragments are HTML rendered here, sent again when the bus
+    says something changed and every few seconds for the counters; log lines as they
+    are written."""
     con = _console(request)
     one = request.query.get("app", "")
-    fragment = con.templates.get_template("_rows.html" if not one else "_status.html")
+    app = con.apps.at(one) if one else None
+    if one and app is None:
+        return web.json_response({"message": f"no app at {one}", "code": 404}, status=404)
+    followers: list[LogFollower] = []
+    if app is not None and await con.server.spec_kind(app) == "container":
+        root = con.server.home / "logs" / "apps"
+        # prod and stage share builds: a reload builds for the stage app first
+        ids = [app.id] + ([app.linked_id] if app.linked_id else [])
+        followers = [LogFollower(con, "build", ids,
+                                 [AppLogs(root, i).build.path for i in ids]),
+                     LogFollower(con, "container", [app.id],
+                                 [AppLogs(root, app.id).container.path])]
+    fragment = con.templates.get_template("_status.html" if one else "_rows.html")
     async with con.live.stream(request) as out:
-        sent = ""
-        seen = -1
+        sent, seen, rendered = "", -1, 0.0
         while True:
-            seen = con.live.version
-            if one:
-                app = con.apps.at(one)
-                if app is None:
+            if con.live.version != seen or time.monotonic() - rendered >= TICK_SECS:
+                seen, rendered = con.live.version, time.monotonic()
+                html = _fragment(con, fragment, one)
+                if html is None:
                     await out.send("gone", one)
                     break
-                linked = con.apps.get(app.linked_id or "")
-                html = fragment.render(row=app_row(
-                    app, con.server.describe(app),
-                    linked if app.kind != "stage" else None, con.meter))
-            else:
-                html = fragment.render(rows=_rows(con))
-            if html != sent:
-                await out.send("rows" if not one else "status", html)
-                sent = html
-            else:
-                await out.heartbeat()
-            if not await con.live.wait(seen, TICK_SECS):
+                if html != sent:
+                    await out.send("status" if one else "rows", html)
+                    sent = html
+            for follower in followers:
+                await follower.poll(out)
+            await out.heartbeat()
+            if not await con.live.wait(seen, LOG_POLL_SECS if followers else TICK_SECS):
                 break
-            await asyncio.sleep(0.1)  # a burst of events makes one update
     return out.response
 
 
-async def logs(request: web.Request) -> web.StreamResponse:
-    """An app's build log or container output: the last lines, then what is added.
-
-    A build of a prod app may run for its stage app (they share builds): the stream
-    follows whichever of the two build logs was written last, and starts again
-    (`reset`) when the other one moves on."""
-    con = _console(request)
-    app = con.apps.at(request.query.get("app", ""))
+def _fragment(con: Console, template: jinja2.Template, one: str) -> str | None:
+    if not one:
+        return template.render(rows=_rows(con))
+    app = con.apps.at(one)
     if app is None:
-        return web.json_response({"message": "no such app", "code": 404}, status=404)
-    build = request.query.get("kind") == "build"
-    root = con.server.home / "logs" / "apps"
-    ids = [app.id] + ([app.linked_id] if build and app.linked_id else [])
-    paths = [AppLogs(root, i).build.path if build else AppLogs(root, i).container.path
-             for i in ids]
-    async with con.live.stream(request) as out:
-        current: Path | None = None
-        offset = 0
-        pending = b""
-        while not con.live.closed.is_set():
-            for app_id in ids:
-                await con.server.flush_logs(app_id)
-            newest = paths[0]
-            if len(paths) > 1 and await file_mtime(paths[1]) > await file_mtime(paths[0]):
-                newest = paths[1]
-            size = await file_size(newest)
-            if newest != current or size < offset:
-                if current is not None:
-                    await out.send("reset", "")
-                current, pending = newest, b""
-                tail = await asyncio.to_thread(read_tail, newest, LOG_TAIL)
-                offset = size
-                if tail:
-                    await out.send("lines", "\n".join(tail))
-                else:
-                    await out.send("empty", "")
-            elif size > offset:
-                chunk = pending + await read_from(newest, offset, size)
-                offset += len(chunk) - len(pending)
-                text, sep, rest = chunk.rpartition(b"\n")
-                pending = rest if sep else chunk
-                if sep:
-                    await out.send("lines", text.decode("utf-8", "replace"))
-            else:
-                await out.heartbeat()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(con.live.closed.wait(), LOG_POLL_SECS)
-    return out.response
+        return None
+    linked = con.apps.get(app.linked_id or "") if app.kind != "stage" else None
+    return template.render(row=app_row(app, con.server.describe(app), linked, con.meter))
+
+
+class LogFollower:
+    """Sends what is appended to a log file as `<name>-lines` events. With several
+    files (the build logs of an app and its linked app) it follows the one written
+    last, and starts again (`<name>-reset`, then its tail) when another moves on."""
+
+    def __init__(self, con: Console, name: str, app_ids: list[str],
+                 paths: list[Path]) -> None:
+        self.con = con
+        self.name = name
+        self.app_ids = app_ids
+        self.paths = paths
+        self.current: Path | None = None
+        self.offset = 0
+        self.pending = b""
+
+    async def _newest(self) -> Path:
+        newest, when = self.paths[0], await file_mtime(self.paths[0])
+        for path in self.paths[1:]:
+            mtime = await file_mtime(path)
+            if mtime > when:
+                newest, when = path, mtime
+        return newest
+
+    async def poll(self, out: EventStream) -> None:
+        for app_id in self.app_ids:
+            await self.con.server.flush_logs(app_id)
+        newest = await self._newest()
+        size = await file_size(newest)
+        if newest != self.current or size < self.offset:
+            if self.current is not None:
+                await out.send(f"{self.name}-reset", "")
+            self.current, self.pending, self.offset = newest, b"", size
+            tail = await asyncio.to_thread(read_tail, newest, LOG_TAIL)
+            if tail:
+                await out.send(f"{self.name}-lines", "\n".join(tail))
+        elif size > self.offset:
+            chunk = self.pending + await read_from(newest, self.offset, size)
+            self.offset += len(chunk) - len(self.pending)
+            text, sep, rest = chunk.rpartition(b"\n")
+            self.pending = rest if sep else chunk
+            if sep:
+                await out.send(f"{self.name}-lines", text.decode("utf-8", "replace"))
 
 
 # -- actions -------------------------------------------------------------------------------
@@ -570,7 +581,6 @@ def make_console_app(console: Console) -> web.Application:
         ("GET", "/app", app_page, "app"),
         ("GET", "/confirm", confirm_page, "confirm"),
         ("GET", "/events", events, "events"),
-        ("GET", "/logs", logs, "logs"),
         ("POST", "/action/{name}", action, "action"),
         ("GET", "/static/{name}", static, "static"),
     )

@@ -41,8 +41,9 @@ class RateMeter:
         self._samples: dict[str, collections.deque[tuple[float, int]]] = {}
 
     def rate(self, app_id: str, count: int) -> float | None:
-        """Requests per minute over the last minute (or what there is of it), None
-        before two samples a second apart exist."""
+        """Requests in the last minute: a minute's samples give the rate; before a
+        minute of them exists (a console opened just now), what came in so far (a lower
+        bound, never an extrapolation of a few seconds). None for the first second."""
         now = self._clock()
         samples = self._samples.setdefault(app_id, collections.deque())
         if samples and count < samples[-1][1]:  # counter restarted
@@ -54,7 +55,7 @@ class RateMeter:
         first_time, first_count = samples[0]
         if now - first_time < 1.0:
             return None
-        return (count - first_count) * 60.0 / (now - first_time)
+        return (count - first_count) * 60.0 / max(now - first_time, RATE_WINDOW)
 
     def forget(self, keep: Iterable[str]) -> None:
         kept = set(keep)

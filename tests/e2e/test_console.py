@@ -79,7 +79,7 @@ async def test_console_refuses_without_credentials(
         async with http.get(orun.url(BASE + page), allow_redirects=False) as resp:
             assert resp.status == 303, page
             assert resp.headers["Location"].startswith(f"{BASE}/login?next="), page
-    for stream in ("/events", "/events?app=/myapp", "/logs?app=/myapp&kind=build"):
+    for stream in ("/events", "/events?app=/myapp"):
         async with http.get(orun.url(BASE + stream)) as resp:
             assert resp.status == 401, stream
             assert resp.content_type == "application/json"
@@ -254,7 +254,7 @@ async def test_server_stops_with_console_streams_open(
     set_admin_password(orun.home, PASSWORD)
     cookie = session_cookie(await sign_in(http, orun, password=PASSWORD))
     streams = []
-    for path in ("/events", "/events?app=/myapp", "/logs?app=/myapp&kind=container"):
+    for path in ("/events", "/events?app=/myapp", "/events?app=/myapp"):
         resp = await http.get(orun.url(BASE + path), headers={"Cookie": cookie})
         assert resp.status == 200 and resp.content_type == "text/event-stream"
         streams.append(resp)

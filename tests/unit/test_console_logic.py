@@ -68,10 +68,12 @@ def test_rate_meter_counts_per_minute() -> None:
     meter = RateMeter(lambda: now[0])
     assert meter.rate("a", 0) is None
     now[0] = 30.0
-    assert meter.rate("a", 30) == 60.0
-    now[0] = 90.0  # the first sample is older than a minute now: dropped
-    assert meter.rate("a", 30) == 0.0
-    now[0] = 92.0
+    assert meter.rate("a", 30) == 30.0  # half a minute seen: what came, not twice that
+    now[0] = 60.0
+    assert meter.rate("a", 90) == 90.0
+    now[0] = 120.0  # older samples dropped: the last minute saw no request
+    assert meter.rate("a", 90) == 0.0
+    now[0] = 122.0
     assert meter.rate("a", 0) is None  # the counter started again
 
 

@@ -8,29 +8,29 @@
     if (dot) dot.classList.toggle("on", on);
   }
 
-  // an element whose innerHTML the server sends again as a named event
+  // a log pane: lines appended as they come, scrolled to the end while the user is there
+  function appendLog(pre, text) {
+    const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    let all = pre.textContent + text + "\n";
+    if (all.length > MAX_LOG_CHARS) all = all.slice(all.length - MAX_LOG_CHARS);
+    pre.textContent = all;
+    if (atEnd) pre.scrollTop = pre.scrollHeight;
+  }
+
+  // one stream per page: the browser gives a host only six connections
   function follow(el, eventName) {
     const source = new EventSource(el.dataset.stream);
     source.addEventListener("open", () => live(true));
     source.addEventListener("error", () => live(false));
     source.addEventListener(eventName, (e) => { el.innerHTML = e.data; });
     source.addEventListener("gone", () => { source.close(); location.href = document.body.dataset.base; });
-    return source;
-  }
-
-  // a log pane: lines appended as they come, scrolled to the end while the user is there
-  function followLog(pre) {
-    const source = new EventSource(pre.dataset.stream);
-    const append = (text) => {
-      const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-      let all = pre.textContent + text + "\n";
-      if (all.length > MAX_LOG_CHARS) all = all.slice(all.length - MAX_LOG_CHARS);
-      pre.textContent = all;
-      if (atEnd) pre.scrollTop = pre.scrollHeight;
-    };
-    source.addEventListener("lines", (e) => append(e.data));
-    source.addEventListener("reset", () => { pre.textContent = ""; });
-    source.addEventListener("empty", () => { if (!pre.textContent) pre.dataset.empty = "1"; });
+    document.querySelectorAll("pre.log[data-log]").forEach((pre) => {
+      const name = pre.dataset.log;
+      source.addEventListener(name + "-lines", (e) => appendLog(pre, e.data));
+      source.addEventListener(name + "-reset", () => { pre.textContent = ""; });
+    });
+    // leaving the page closes the stream at once (the connection is free for the next)
+    window.addEventListener("pagehide", () => source.close());
     return source;
   }
 
@@ -39,6 +39,5 @@
     if (rows && rows.dataset.stream) follow(rows, "rows");
     const status = document.getElementById("status");
     if (status && status.dataset.stream) follow(status, "status");
-    document.querySelectorAll("pre.log[data-stream]").forEach(followLog);
   });
 })();
