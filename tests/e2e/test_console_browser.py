@@ -20,7 +20,7 @@ import pytest
 
 from orun.state.secrets import set_admin_password
 from tests.browser import Browser, Page, screenshot_path
-from tests.conftest import Orun
+from tests.conftest import Orun, containers
 from tests.e2e.test_starting_page_browser import marker, slow_app
 
 pytestmark = pytest.mark.timeout(300)
@@ -150,8 +150,23 @@ async def test_console_live_list_build_log_promote_revert_delete(
     assert "version 2 -> 1" in await flash(page), await page.text()
     assert (await get_json(http, corun.url("/c/")))["message"] == "from the dockerfile"
     assert current_version((await corun.cli("version", "list", "/c")).ok().out) == 1
+
+    # restart (a new container, healthy when the page comes back), then stop
+    listed = json.loads((await corun.cli("app", "list", "-f", "json")).ok().out)
+    prod_id = next(a["id"] for a in listed if a["app_path"] == "/c")
+    before = containers(corun.home, app_id=prod_id)
+    await click_and_wait(page, corun, "#act-restart", "!!document.querySelector('.flash')")
+    assert "/c restarted" in await flash(page), await page.text()
+    after = containers(corun.home, app_id=prod_id)
+    assert len(after) == 1 and after != before, (before, after)
+    assert await page.evaluate("document.getElementById('state').textContent") == "running"
+    await click_and_wait(page, corun, "#act-stop", "!!document.querySelector('.flash')")
+    assert "/c stopped" in await flash(page), await page.text()
+    assert containers(corun.home, app_id=prod_id) == []
+    await wait_for(page, corun, "document.getElementById('state').textContent === 'stopped'")
+    # the CLI's audit trail has every action, with the console user as actor
     audit = (await corun.cli("audit", "list", "--app", "/c")).ok().out
-    for action in ("app.reload", "app.promote", "version.switch"):
+    for action in ("app.reload", "app.promote", "version.switch", "app.restart", "app.stop"):
         assert re.search(rf"console:admin\s+\S+\s+{re.escape(action)}\s+/c\s+ok", audit), \
             f"{action} missing:\n{audit}"
 
