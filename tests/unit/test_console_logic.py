@@ -88,3 +88,22 @@ def test_resources_shown_or_dash() -> None:
     cpu, mem = resources({"resources": {"cpu_percent": 12.345, "memory_bytes": 50 << 20,
                                         "memory_limit_bytes": 1 << 30, "sampled_at": 1.0}})
     assert cpu == "12.3%" and mem == "50.0 MiB / 1.0 GiB"
+
+
+def test_templates_and_static_files_are_package_data() -> None:
+    """Every template and static file matches a `package_data` glob of setup.cfg, so a
+    wheel (not only an editable install) has the console."""
+    import configparser
+    import fnmatch
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = configparser.ConfigParser()
+    cfg.read(root / "setup.cfg")
+    globs = [g.strip() for g in cfg["options.package_data"]["orun"].splitlines() if g.strip()]
+    files = [p.relative_to(root / "orun").as_posix()
+             for folder in ("templates", "static")
+             for p in (root / "orun" / "console" / folder).iterdir()]
+    assert files
+    for name in files:
+        assert any(fnmatch.fnmatch(name, g) for g in globs), f"{name} is not package data"
