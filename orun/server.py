@@ -28,8 +28,9 @@ from orun.api.access import local_identity, token_identity
 from orun.api.admin import REMOTE_PREFIX, StartProgress, make_admin_app
 from orun.bus import EventBus
 from orun.certs.manager import AcmeManager
+from orun.console.context import Console
 from orun.console.gate import PREFIX as CONSOLE_PREFIX
-from orun.console.pages import Console, make_console_app
+from orun.console.pages import make_console_app
 from orun.control.apps import AppService
 from orun.control.changes import ChangeService
 from orun.control.declared import ReconcilePlan, Reconciler
