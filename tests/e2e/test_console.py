@@ -146,12 +146,23 @@ async def test_console_refuses_without_credentials(
                         allow_redirects=False) as resp:
         assert resp.status == 303
 
+    # an unknown token is refused like a wrong password; an admin token may act
+    assert (await sign_in(http, orun, token="orun_" + "x" * 43)).status == 401
+    resp = await sign_in(http, orun, token=await _token(orun, "deployer", "admin"))
+    deployer = session_cookie(resp)
+    async with http.post(orun.url(f"{BASE}/action/promote?app=/myapp"),
+                         data={"csrf": await _csrf_any(http, orun, deployer)},
+                         headers={**origin(orun), "Cookie": deployer},
+                         allow_redirects=False) as resp:
+        assert resp.status == 303, await resp.text()
+
     # the admin session's action works, and signing out ends the session
     async with http.post(orun.url(f"{BASE}/action/reload?app=/myapp"), data={"csrf": token},
                          headers={**origin(orun), "Cookie": cookie},
                          allow_redirects=False) as resp:
         assert resp.status == 303, await resp.text()
     assert await version_count(orun, "stage.localhost:/myapp") == 2
+    assert await version_count(orun, "/myapp") == 1  # the reload only staged it
     async with http.post(orun.url(f"{BASE}/logout"), data={"csrf": token},
                          headers={**origin(orun), "Cookie": cookie},
                          allow_redirects=False) as resp:
@@ -165,6 +176,7 @@ async def test_console_refuses_without_credentials(
     assert ("console:admin", "app.reload", "ok") in seen
     assert ("console:admin", "app.reload", "refused") in seen
     assert ("console:viewer", "app.reload", "refused") in seen
+    assert ("console:deployer", "app.promote", "ok") in seen
 
 
 async def _token(server: Orun, name: str, scope: str) -> str:
