@@ -110,10 +110,13 @@ def host_name(host: str) -> str:
     return host.partition(":")[0].lower()
 
 
-def console_host(host: str, default_domain: str) -> bool:
-    """The console answers on the default domain, `localhost` and plain IP addresses
-    (a machine reached by its address has no other name), not on the apps' domains."""
+def console_host(host: str, default_domain: str, own_domain: str = "") -> bool:
+    """The console answers on its own name (`console.domain`) only, when it has one;
+    else on the default domain, `localhost` and plain IP addresses (a machine reached
+    by its address has no other name), never on the apps' other domains."""
     name = host_name(host)
+    if own_domain:
+        return name == own_domain.lower()
     if name in (default_domain.lower(), "localhost"):
         return True
     try:

@@ -62,9 +62,11 @@ SECURITY_HEADERS = {
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     con = console_of(request)
     cfg = con.config()
-    if not console_host(request.headers.get("Host", ""), cfg.system.default_domain):
+    if not console_host(request.headers.get("Host", ""), cfg.system.default_domain,
+                        cfg.console.domain):
         return con.page_error(request, 404, "the console is served on "
-                              f"{cfg.system.default_domain}, not on this name")
+                              f"{cfg.console.domain or cfg.system.default_domain}, "
+                              "not on this name")
     if not request.secure and not is_loopback(remote_of(request)):
         port = con.server.info().get("https_port")
         if not port:
@@ -193,7 +195,18 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 async def apps_page(request: web.Request) -> web.StreamResponse:
     con = console_of(request)
-    return con.render("apps.html", request, rows=app_rows(con), flash=flash_of(request))
+    return con.render("apps.html", request, rows=app_rows(con), flash=flash_of(request),
+                      shared=shared_origin(con))
+
+
+def shared_origin(con: Console) -> list[str]:
+    """The apps served on the console's own origin (their pages' scripts could use a
+    signed-in admin's console: the page says so, and how to avoid it)."""
+    cfg = con.config()
+    own = cfg.console.domain
+    return sorted(str(a.path) for a in con.apps.all()
+                  if (a.path.domain or cfg.system.default_domain) ==
+                  (own or cfg.system.default_domain))
 
 
 def _find(con: Console, path: str) -> App:

@@ -332,6 +332,10 @@ class ConsoleConfig:
     password or an API token, so it is on by default."""
 
     enabled: bool = True
+    #: the one name the console answers on; "" = the default domain (and localhost and
+    #: the machine's addresses). Apps on the console's name share its origin, so their
+    #: scripts could act in a signed-in admin's console: a name no app uses isolates it
+    domain: str = field(default="", metadata=check(_domain))
     #: how long a console sign-in lasts
     session_hours: float = field(default=12.0, metadata=check(_positive))
 

@@ -244,8 +244,8 @@ async def test_console_sends_remote_plain_http_to_https(
             assert "Secure" in resp.headers["Set-Cookie"]
 
 
-async def test_console_off_and_other_hosts(make_orun: object,
-                                           http: aiohttp.ClientSession) -> None:
+async def test_console_off_and_other_hosts(make_orun: object, http: aiohttp.ClientSession,
+                                           site: object) -> None:
     server = make_orun("http: {host: 127.0.0.1, port: 0}\n"  # type: ignore[operator]
                        "console: {enabled: false}\n")
     await server.start()
@@ -258,6 +258,28 @@ async def test_console_off_and_other_hosts(make_orun: object,
     async with http.get(server.url(f"{BASE}/login"),
                         headers={"Host": "someapp.example.com"}) as resp:
         assert resp.status == 404 and "served on localhost" in await resp.text()
+    # apps on the console's origin are named on its page, with the way out
+    (await server.cli("app", "create", "--spec", "static", str(site), "/shared")).ok()
+    set_admin_password(server.home, PASSWORD)
+    cookie = session_cookie(await sign_in(http, server, password=PASSWORD))
+    async with http.get(server.url(BASE), headers={"Cookie": cookie}) as resp:
+        text = await resp.text()
+        assert "share this console's origin" in text and "(/shared)" in text, text
+    # a name of its own: the console answers there only, and no app shares it
+    server.write_config("http: {host: 127.0.0.1, port: 0}\n"
+                        "console: {domain: admin.localhost}\n")
+    (await server.cli("config", "reload")).ok()
+    async with http.get(server.url(f"{BASE}/login")) as resp:
+        assert resp.status == 404 and "served on admin.localhost" in await resp.text()
+    own = {"Host": f"admin.localhost:{server.port}"}
+    async with http.post(server.url(f"{BASE}/login"), data={"password": PASSWORD},
+                         headers={**own, "Origin": f"http://{own['Host']}"},
+                         allow_redirects=False) as resp:
+        assert resp.status == 303
+        cookie = session_cookie(resp)
+    async with http.get(server.url(BASE), headers={**own, "Cookie": cookie}) as resp:
+        text = await resp.text()
+        assert resp.status == 200 and "/shared" in text and "origin" not in text, text
 
 
 async def test_server_stops_with_console_streams_open(

@@ -59,6 +59,10 @@ def test_hosts_and_loopback() -> None:
     assert console_host("10.1.2.3:8080", "orun.example.com")
     assert console_host("[::1]:80", "x.example")
     assert not console_host("app.example.com", "orun.example.com")
+    # a name of its own: nothing else, not even localhost or an address
+    assert console_host("admin.example.com:443", "example.com", "admin.example.com")
+    assert not console_host("localhost", "localhost", "admin.localhost")
+    assert not console_host("127.0.0.1:80", "localhost", "admin.localhost")
     assert is_loopback("127.0.0.1") and is_loopback("::1")
     assert not is_loopback("192.0.2.7")
 
