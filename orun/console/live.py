@@ -76,6 +76,10 @@ class LiveFeed:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
+    def recent(self, app_id: str) -> list[HealthEntry]:
+        """The app's health history, newest first."""
+        return list(reversed(self.history.get(app_id, ())))
+
     async def wait(self, seen: int, timeout: float) -> bool:
         """Until something changed after `seen`, `timeout` passed or the feed closed;
         True unless it closed."""

@@ -228,7 +228,7 @@ async def app_page(request: web.Request) -> web.StreamResponse:
     settings = app.current.settings
     kind = await con.server.spec_kind(app)
     row = app_row(app, described, linked if app.kind != "stage" else None, con.meter)
-    history = list(reversed(con.live.history.get(app.id, ())))
+    history = con.live.recent(app.id)
     response = con.render(
         "app.html", request, app=app, row=row, linked=linked, versions=versions,
         params=masked_params(settings.params), settings=settings, container=kind ==

@@ -41,8 +41,9 @@ async def events(request: web.Request) -> web.StreamResponse:
                      LogFollower(con, "container", [app.id],
                                  [AppLogs(root, app.id).container.path])]
     fragment = con.templates.get_template("_status.html" if one else "_rows.html")
+    history = con.templates.get_template("_history.html")
     async with con.live.stream(request) as out:
-        sent, seen, rendered = "", -1, 0.0
+        sent, sent_history, seen, rendered = "", "", -1, 0.0
         while True:
             if con.live.version != seen or time.monotonic() - rendered >= TICK_SECS:
                 seen, rendered = con.live.version, time.monotonic()
@@ -53,6 +54,11 @@ async def events(request: web.Request) -> web.StreamResponse:
                 if html != sent:
                     await out.send("status" if one else "rows", html)
                     sent = html
+                if app is not None and followers:
+                    html = history.render(history=con.live.recent(app.id))
+                    if html != sent_history:
+                        await out.send("history", html)
+                        sent_history = html
             for follower in followers:
                 await follower.poll(out)
             await out.heartbeat()

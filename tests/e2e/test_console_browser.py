@@ -164,6 +164,10 @@ async def test_console_live_list_build_log_promote_revert_delete(
     assert "/c stopped" in await flash(page), await page.text()
     assert containers(corun.home, app_id=prod_id) == []
     await wait_for(page, corun, "document.getElementById('state').textContent === 'stopped'")
+    # the health history follows too (newest first): the stop, after the restart's start
+    await wait_for(page, corun, "document.querySelector('#history li b').textContent "
+                   "=== 'stopped'")
+    assert "healthy" in await page.evaluate("document.getElementById('history').textContent")
     # the CLI's audit trail has every action, with the console user as actor
     audit = (await corun.cli("audit", "list", "--app", "/c")).ok().out
     for action in ("app.reload", "app.promote", "version.switch", "app.restart", "app.stop"):

@@ -23,6 +23,8 @@
     source.addEventListener("open", () => live(true));
     source.addEventListener("error", () => live(false));
     source.addEventListener(eventName, (e) => { el.innerHTML = e.data; });
+    const history = document.getElementById("history");
+    if (history) source.addEventListener("history", (e) => { history.innerHTML = e.data; });
     source.addEventListener("gone", () => { source.close(); location.href = document.body.dataset.base; });
     document.querySelectorAll("pre.log[data-log]").forEach((pre) => {
       const name = pre.dataset.log;
