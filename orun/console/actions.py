@@ -20,6 +20,7 @@ from orun.console.context import (
     remote_of,
 )
 from orun.console.gate import PREFIX
+from orun.control.changes import Outcome
 from orun.errors import OrunError
 from orun.state.model import App
 
@@ -73,11 +74,11 @@ async def _perform(con: Console, name: str, app: App, form: Any) -> tuple[str, s
         outcome = await con.changes.reload(path, promote=False, verify=False, force=True,
                                            branch="", commit="", dry_run=False)
         await con.server.sync_routes()
-        return _summary("reloaded", outcome.to_json()), here
+        return _summary("reloaded", outcome), here
     if name == "promote":
         outcome = await con.changes.promote(path, dry_run=False)
         await con.server.sync_routes()
-        return _summary("promoted", outcome.to_json()), here
+        return _summary("promoted", outcome), here
     if name in ("switch", "revert"):
         target = "revert" if name == "revert" else str(form.get("version", "")).strip()
         if not target:
@@ -100,7 +101,13 @@ async def _perform(con: Console, name: str, app: App, form: Any) -> tuple[str, s
     return f"deleted {', '.join(str(a.path) for a in deleted)}", PREFIX
 
 
-def _summary(verb: str, outcome: dict[str, Any]) -> str:
-    text = ", ".join(f"{k}: {v}" for k, v in outcome.items()
-                     if isinstance(v, (int, str)) and k != "dry_run")
-    return f"{verb}" + (f" ({text})" if text else "")
+def _summary(verb: str, outcome: Outcome) -> str:
+    """What a reload or promote did, in a line; a failure is an error (its message in
+    the flash and the audit row), as the CLI's exit code says."""
+    if outcome.failed:
+        raise OrunError("; ".join(f"{app.path}: {exc.message}" for app, exc in outcome.failed),
+                        status=outcome.failed[0][1].status)
+    done = [f"{app.path} v{app.current.version}" for app in outcome.committed]
+    if not done:
+        return f"nothing to do: {verb} found no change"
+    return f"{verb}: " + ", ".join(done)

@@ -9,8 +9,10 @@ sign-ins, plain HTTP from another machine, and a server stop with streams still 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
+import shutil
 import socket
 import time
 
@@ -163,6 +165,18 @@ async def test_console_refuses_without_credentials(
         assert resp.status == 303, await resp.text()
     assert await version_count(orun, "stage.localhost:/myapp") == 2
     assert await version_count(orun, "/myapp") == 1  # the reload only staged it
+    # a failed action says why, on the page and in the audit trail
+    shutil.rmtree(str(site))
+    async with http.post(orun.url(f"{BASE}/action/reload?app=/myapp"), data={"csrf": token},
+                         headers={**origin(orun), "Cookie": cookie},
+                         allow_redirects=False) as resp:
+        assert resp.status == 303
+        flash = base64.urlsafe_b64decode(resp.cookies["orun_console_flash"].value).decode()
+        assert flash.startswith("reload failed: ") and str(site) in flash, flash
+    async with http.get(orun.url(f"{BASE}/app?app=/myapp"),
+                        headers={"Cookie": f"{cookie}; orun_console_flash="
+                                 f"{resp.cookies['orun_console_flash'].value}"}) as page:
+        assert "reload failed" in await page.text()
     async with http.post(orun.url(f"{BASE}/logout"), data={"csrf": token},
                          headers={**origin(orun), "Cookie": cookie},
                          allow_redirects=False) as resp:
@@ -177,6 +191,8 @@ async def test_console_refuses_without_credentials(
     assert ("console:admin", "app.reload", "refused") in seen
     assert ("console:viewer", "app.reload", "refused") in seen
     assert ("console:deployer", "app.promote", "ok") in seen
+    assert ("console:admin", "app.reload", "error 400") in seen or \
+        ("console:admin", "app.reload", "error 404") in seen, seen
 
 
 async def _token(server: Orun, name: str, scope: str) -> str:
