@@ -70,13 +70,16 @@ async def _perform(con: Console, name: str, app: App, form: Any) -> tuple[str, s
     """Run one action through the services; (what to tell the user, where to go)."""
     path = str(app.path)
     here = f"{PREFIX}/app?app={quote(path, safe='')}"
+    # reload and promote take the main app's path (a stage app changes through it)
+    main = con.apps.get(app.linked_id or "") if app.kind == "stage" else app
+    main_path = str(main.path) if main is not None else path
     if name == "reload":
-        outcome = await con.changes.reload(path, promote=False, verify=False, force=True,
+        outcome = await con.changes.reload(main_path, promote=False, verify=False, force=True,
                                            branch="", commit="", dry_run=False)
         await con.server.sync_routes()
         return _summary("reloaded", outcome), here
     if name == "promote":
-        outcome = await con.changes.promote(path, dry_run=False)
+        outcome = await con.changes.promote(main_path, dry_run=False)
         await con.server.sync_routes()
         return _summary("promoted", outcome), here
     if name in ("switch", "revert"):

@@ -165,6 +165,14 @@ async def test_console_refuses_without_credentials(
         assert resp.status == 303, await resp.text()
     assert await version_count(orun, "stage.localhost:/myapp") == 2
     assert await version_count(orun, "/myapp") == 1  # the reload only staged it
+    # the stage app's own page reloads too (through its prod app)
+    async with http.post(orun.url(f"{BASE}/action/reload?app=stage.localhost%3A/myapp"),
+                         data={"csrf": token}, headers={**origin(orun), "Cookie": cookie},
+                         allow_redirects=False) as resp:
+        assert resp.status == 303
+        assert "reloaded" in base64.urlsafe_b64decode(
+            resp.cookies["orun_console_flash"].value).decode()
+    assert await version_count(orun, "stage.localhost:/myapp") == 3
     # a failed action says why, on the page and in the audit trail
     shutil.rmtree(str(site))
     async with http.post(orun.url(f"{BASE}/action/reload?app=/myapp"), data={"csrf": token},
