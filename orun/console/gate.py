@@ -43,6 +43,9 @@ class ConsoleUser:
     #: token ends its sessions
     token: str
     expires: float
+    #: (method `password`) the password's fingerprint when it was given: a session
+    #: whose fingerprint is not the current password's is over
+    password: str = ""
 
     @property
     def may_act(self) -> bool:
@@ -55,11 +58,11 @@ class Gate:
         self._csrf_key = hashlib.sha256(b"orun console csrf\0" + key).digest()
 
     def issue(self, method: str, scope: str, token: str, ttl: float,
-              now: float | None = None) -> str:
+              now: float | None = None, password: str = "") -> str:
         """A session cookie value for someone who just signed in."""
         now = time.time() if now is None else now
         user = "admin" if method == "password" else token
-        identity = Identity(user, "", (scope, token, f"{now:.6f}"))
+        identity = Identity(user, password, (scope, token, f"{now:.6f}"))
         return self._signer.make(Session(identity, CONSOLE_ID, method, now + ttl))
 
     def read(self, value: str, now: float | None = None) -> ConsoleUser | None:
@@ -73,7 +76,8 @@ class Gate:
                 return None
             scope, token, _issued = groups
             actor = f"console:{session.identity.user}"
-            return ConsoleUser(actor, method, scope, token, session.expires)
+            return ConsoleUser(actor, method, scope, token, session.expires,
+                               session.identity.email)
         return None
 
     def csrf(self, cookie: str) -> str:

@@ -79,7 +79,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     route = request.match_info.route.name or ""
     cookie = request.cookies.get(COOKIE, "")
     user = con.gate.read(cookie) if cookie else None
-    if user is not None and user.method == "token" and not await _token_alive(con, user):
+    if user is not None and not await _still_valid(con, user):
         user = None
     if user is not None:
         request[USER_KEY] = user
@@ -96,8 +96,11 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-async def _token_alive(con: Console, user: ConsoleUser) -> bool:
-    """A token session lasts only as long as its token (revoked or expired: out)."""
+async def _still_valid(con: Console, user: ConsoleUser) -> bool:
+    """A password session lasts only as long as that password, a token session as long
+    as its token (revoked or expired: out)."""
+    if user.method == "password":
+        return bool(user.password) and user.password == await con.system.fingerprint()
     now = time.time()
     for token in await con.store.tokens():
         if token.name == user.token:
@@ -152,7 +155,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         result = await con.system.check(header, remote)
         retry = result.retry_after
         if result.user is not None:
-            cookie = con.gate.issue("password", "admin", "", ttl)
+            cookie = con.gate.issue("password", "admin", "", ttl,
+                                    password=await con.system.fingerprint())
         else:
             reason = result.reason
     else:

@@ -324,3 +324,22 @@ async def test_server_stops_with_console_streams_open(
     assert time.monotonic() - started < 5, "open console streams held the server"
     for resp in streams:
         resp.close()
+
+
+async def test_console_password_change_ends_sessions(
+        orun: Orun, http: aiohttp.ClientSession) -> None:
+    set_admin_password(orun.home, PASSWORD)
+    cookie = session_cookie(await sign_in(http, orun, password=PASSWORD))
+    async with http.get(orun.url(BASE), headers={"Cookie": cookie},
+                        allow_redirects=False) as resp:
+        assert resp.status == 200
+    set_admin_password(orun.home, "a new one")
+    deadline = time.monotonic() + 10  # the server looks at the file once a second
+    while True:
+        async with http.get(orun.url(BASE), headers={"Cookie": cookie},
+                            allow_redirects=False) as resp:
+            if resp.status == 303:
+                break
+        assert time.monotonic() < deadline, "the old password's session still works"
+        await asyncio.sleep(0.1)
+    assert (await sign_in(http, orun, password="a new one")).status == 303

@@ -15,6 +15,7 @@ def test_session_round_trip_and_expiry() -> None:
     cookie = gate.issue("password", "admin", "", ttl=60, now=1000.0)
     user = gate.read(cookie, now=1030.0)
     assert user is not None and user.actor == "console:admin" and user.may_act
+    assert gate.read(gate.issue("password", "admin", "", 60, password="fp")).password == "fp"  # type: ignore[union-attr]
     assert gate.read(cookie, now=1061.0) is None  # expired
     token = gate.issue("token", "read", "ci", ttl=60, now=1000.0)
     reader = gate.read(token, now=1001.0)
