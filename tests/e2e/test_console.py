@@ -15,12 +15,14 @@ import re
 import shutil
 import socket
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from orun.state.secrets import set_admin_password
-from tests.conftest import Orun
+from tests.conftest import Orun, containers, docker
+from tests.e2e.test_containers import copy_app
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -343,3 +345,34 @@ async def test_console_password_change_ends_sessions(
         assert time.monotonic() < deadline, "the old password's session still works"
         await asyncio.sleep(0.1)
     assert (await sign_in(http, orun, password="a new one")).status == 303
+
+
+def started_at(server: Orun, app_id: str) -> str:
+    """When the app's one running container (last) started, as the engine says."""
+    running = containers(server.home, app_id=app_id)
+    assert len(running) == 1, running
+    return docker("inspect", "-f", "{{.State.StartedAt}}", running[0]).strip()
+
+
+async def test_cli_stops_and_restarts_container_apps(corun: Orun, tmp_path: Path,
+                                                    site: Path) -> None:
+    """The runtime operations behind the console's stop and restart, from the CLI."""
+    src = copy_app("container_app", tmp_path)
+    (await corun.cli("app", "create", "--spec", "container", str(src), "/c")).ok()
+    (await corun.cli("app", "create", "--spec", "static", str(site), "/static")).ok()
+    listed = json.loads((await corun.cli("app", "list", "-f", "json")).ok().out)
+    app_id = next(a["id"] for a in listed if a["app_path"] == "/c")
+    assert (await corun.cli("app", "stop", "/c")).ok().out == "/c was not running\n"
+    assert (await corun.cli("app", "restart", "/c")).ok().out == "Restarted /c\n"
+    first = started_at(corun, app_id)
+    assert (await corun.cli("app", "restart", "/c")).ok().out == "Restarted /c\n"
+    assert started_at(corun, app_id) > first  # its container ran again
+    assert (await corun.cli("app", "stop", "/c")).ok().out == "Stopped /c\n"
+    assert containers(corun.home, app_id=app_id) == []
+    failed = await corun.cli("app", "restart", "/static")
+    assert failed.code == 1
+    assert failed.err == "error: app /static does not run a container; nothing to " \
+                         "restart\n"
+    audit = (await corun.cli("audit", "list", "--app", "/c")).ok().out
+    assert re.search(r"local:\d+\s+unix\s+app.stop\s+/c\s+ok", audit), audit
+    assert re.search(r"local:\d+\s+unix\s+app.restart\s+/c\s+ok", audit), audit

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 from orun.state.secrets import set_admin_password
 from tests.browser import Browser, Page, screenshot_path
 from tests.conftest import Orun, containers
+from tests.e2e.test_console import started_at
 from tests.e2e.test_starting_page_browser import marker, slow_app
 
 pytestmark = pytest.mark.timeout(300)
@@ -154,11 +156,14 @@ async def test_console_live_list_build_log_promote_revert_delete(
     # restart (a new container, healthy when the page comes back), then stop
     listed = json.loads((await corun.cli("app", "list", "-f", "json")).ok().out)
     prod_id = next(a["id"] for a in listed if a["app_path"] == "/c")
-    before = containers(corun.home, app_id=prod_id)
+    deadline = time.monotonic() + 40  # the container reverted from drains, then stops
+    while len(containers(corun.home, app_id=prod_id)) != 1:
+        assert time.monotonic() < deadline, containers(corun.home, app_id=prod_id)
+        await asyncio.sleep(0.2)
+    before = started_at(corun, prod_id)
     await click_and_wait(page, corun, "#act-restart", "!!document.querySelector('.flash')")
     assert "/c restarted" in await flash(page), await page.text()
-    after = containers(corun.home, app_id=prod_id)
-    assert len(after) == 1 and after != before, (before, after)
+    assert started_at(corun, prod_id) > before
     assert await page.evaluate("document.getElementById('state').textContent") == "running"
     await click_and_wait(page, corun, "#act-stop", "!!document.querySelector('.flash')")
     assert "/c stopped" in await flash(page), await page.text()
