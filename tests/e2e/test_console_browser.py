@@ -101,6 +101,8 @@ async def test_console_live_list_build_log_promote_revert_delete(
     src = slow_app(tmp_path, marker, f"RUN echo step-1-{marker} && sleep 1")
     (await corun.cli("app", "create", "--spec", "container", str(src), "/c")).ok()
     set_admin_password(corun.home, PASSWORD)
+    await page.send("Emulation.setDeviceMetricsOverride",  # a desktop's width
+                    {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
     await sign_in(page, corun)
     assert await page.evaluate(row_state("/c")) == "stopped"
     await page.evaluate("window.__stay = 1")  # gone if the page reloads
