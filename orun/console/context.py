@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -129,3 +130,18 @@ def flash_of(request: web.Request) -> str:
         return base64.urlsafe_b64decode(value.encode()).decode("utf-8")[:500] if value else ""
     except (binascii.Error, UnicodeDecodeError):
         return ""
+
+
+async def session_valid(con: Console, user: ConsoleUser) -> bool:
+    """Whether a session still holds: not expired, and a password session only as long
+    as that password, a token session as long as its token (revoked or expired: out).
+    Checked on every request and again by open streams."""
+    if user.expires <= time.time():
+        return False
+    if user.method == "password":
+        return bool(user.password) and user.password == await con.system.fingerprint()
+    now = time.time()
+    for token in await con.store.tokens():
+        if token.name == user.token:
+            return token.expires is None or token.expires > now
+    return False

@@ -36,8 +36,9 @@ from orun.console.context import (
     origin_ok,
     post_problem,
     remote_of,
+    session_valid,
 )
-from orun.console.gate import COOKIE, PREFIX, ConsoleUser, console_host, host_name, is_loopback
+from orun.console.gate import COOKIE, PREFIX, console_host, host_name, is_loopback
 from orun.console.streams import events
 from orun.console.views import app_row, masked_params, version_rows
 from orun.errors import OrunError
@@ -79,7 +80,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     route = request.match_info.route.name or ""
     cookie = request.cookies.get(COOKIE, "")
     user = con.gate.read(cookie) if cookie else None
-    if user is not None and not await _still_valid(con, user):
+    if user is not None and not await session_valid(con, user):
         user = None
     if user is not None:
         request[USER_KEY] = user
@@ -94,18 +95,6 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
     return response
-
-
-async def _still_valid(con: Console, user: ConsoleUser) -> bool:
-    """A password session lasts only as long as that password, a token session as long
-    as its token (revoked or expired: out)."""
-    if user.method == "password":
-        return bool(user.password) and user.password == await con.system.fingerprint()
-    now = time.time()
-    for token in await con.store.tokens():
-        if token.name == user.token:
-            return token.expires is None or token.expires > now
-    return False
 
 
 # -- signing in and out --------------------------------------------------------------

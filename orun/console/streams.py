@@ -9,7 +9,7 @@ from pathlib import Path
 import jinja2
 from aiohttp import web
 
-from orun.console.context import Console, app_rows, console_of
+from orun.console.context import USER_KEY, Console, app_rows, console_of, session_valid
 from orun.console.live import EventStream, file_mtime, file_size, read_from
 from orun.console.views import app_row
 from orun.runtime.logs import AppLogs, read_tail
@@ -27,6 +27,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     says something changed and every few seconds for the counters; log lines as they
     are written."""
     con = console_of(request)
+    user = request[USER_KEY]
     one = request.query.get("app", "")
     app = con.apps.at(one) if one else None
     if one and app is None:
@@ -47,6 +48,9 @@ async def events(request: web.Request) -> web.StreamResponse:
         while True:
             if con.live.version != seen or time.monotonic() - rendered >= TICK_SECS:
                 seen, rendered = con.live.version, time.monotonic()
+                if not await session_valid(con, user):  # signed out meanwhile
+                    await out.send("signed-out", "")
+                    break
                 html = _fragment(con, fragment, one)
                 if html is None:
                     await out.send("gone", one)

@@ -335,7 +335,13 @@ async def test_console_password_change_ends_sessions(
     async with http.get(orun.url(BASE), headers={"Cookie": cookie},
                         allow_redirects=False) as resp:
         assert resp.status == 200
+    stream = await http.get(orun.url(f"{BASE}/events"), headers={"Cookie": cookie})
+    assert stream.status == 200
     set_admin_password(orun.home, "a new one")
+    # an open stream ends too, at its next tick, telling the page
+    rest = await asyncio.wait_for(stream.content.read(), 15)
+    assert rest.rstrip().endswith(b"event: signed-out\ndata:"), rest[-200:]
+    stream.close()
     deadline = time.monotonic() + 10  # the server looks at the file once a second
     while True:
         async with http.get(orun.url(BASE), headers={"Cookie": cookie},

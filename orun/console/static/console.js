@@ -26,6 +26,7 @@
     const history = document.getElementById("history");
     if (history) source.addEventListener("history", (e) => { history.innerHTML = e.data; });
     source.addEventListener("gone", () => { source.close(); location.href = document.body.dataset.base; });
+    source.addEventListener("signed-out", () => { source.close(); location.reload(); });
     document.querySelectorAll("pre.log[data-log]").forEach((pre) => {
       const name = pre.dataset.log;
       source.addEventListener(name + "-lines", (e) => appendLog(pre, e.data));
