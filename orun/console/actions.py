@@ -97,6 +97,9 @@ async def _perform(con: Console, name: str, app: App, form: Any) -> tuple[str, s
     if name == "restart":
         await con.server.restart_app(app)
         return f"{path} restarted", here
+    if app.kind == "stage":
+        raise OrunError(f"{path} is a stage app: delete its prod app "
+                        f"{main_path} (the stage app goes with it)")
     if str(form.get("confirm", "")).strip() != path:
         raise OrunError(f"type the app's path ({path}) to confirm the delete")
     deleted = await con.apps.delete(path, dry_run=False)

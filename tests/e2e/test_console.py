@@ -175,6 +175,17 @@ async def test_console_refuses_without_credentials(
         assert "reloaded" in base64.urlsafe_b64decode(
             resp.cookies["orun_console_flash"].value).decode()
     assert await version_count(orun, "stage.localhost:/myapp") == 3
+    # a delete needs the typed confirmation, and a stage app goes only with its prod app
+    for target, confirm in (("/myapp", ""), ("/myapp", "/other"),
+                            ("stage.localhost%3A/myapp", "stage.localhost:/myapp")):
+        async with http.post(orun.url(f"{BASE}/action/delete?app={target}"),
+                             data={"csrf": token, "confirm": confirm},
+                             headers={**origin(orun), "Cookie": cookie},
+                             allow_redirects=False) as resp:
+            assert resp.status == 303
+            assert "delete failed" in base64.urlsafe_b64decode(
+                resp.cookies["orun_console_flash"].value).decode()
+    assert await version_count(orun, "stage.localhost:/myapp") == 3
     # a failed action says why, on the page and in the audit trail
     shutil.rmtree(str(site))
     async with http.post(orun.url(f"{BASE}/action/reload?app=/myapp"), data={"csrf": token},
