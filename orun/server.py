@@ -28,6 +28,9 @@ from orun.api.access import local_identity, token_identity
 from orun.api.admin import REMOTE_PREFIX, StartProgress, make_admin_app
 from orun.bus import EventBus
 from orun.certs.manager import AcmeManager
+from orun.console.context import Console
+from orun.console.gate import PREFIX as CONSOLE_PREFIX
+from orun.console.pages import make_console_app
 from orun.control.apps import AppService
 from orun.control.changes import ChangeService
 from orun.control.declared import ReconcilePlan, Reconciler
@@ -120,6 +123,10 @@ class Server:
         #: the admin API of the HTTPS listener (`security.admin_over_tcp`), never bound
         #: to a socket: the proxy handler passes it the requests under its prefix
         self._remote_admin: web.AppRunner | None = None
+        #: the web console (`console.enabled`), served like the remote admin API: the
+        #: proxy handler passes it the requests under its prefix
+        self.console: Console | None = None
+        self._console_runner: web.AppRunner | None = None
         self._stop = asyncio.Event()
         self._stopping = False
         self._reload_lock = asyncio.Lock()
@@ -211,7 +218,8 @@ class Server:
         self.acme.start()
         await self._start_admin()
         await self._start_remote_admin()
-        self._apply_admin_over_tcp(cfg)
+        await self._start_console(key)
+        self._apply_reserved(cfg)
         await asyncio.to_thread(self._write_info)
         self._install_signals()
         async with self._reload_lock:
@@ -267,19 +275,43 @@ class Server:
     async def _remote_admin_call(self, request: web.BaseRequest) -> web.StreamResponse:
         assert self._remote_admin is not None and self._remote_admin.server is not None
         assert isinstance(request, web.Request)
+        if not request.secure:  # a token must never cross plain HTTP
+            return web.json_response({"message": "the admin API is served over HTTPS only",
+                                      "code": 403}, status=403)
         response: web.StreamResponse = \
             await self._remote_admin.server.request_handler(request)
         return response
 
-    def _apply_admin_over_tcp(self, cfg: Config) -> None:
-        """`security.admin_over_tcp`: the proxy keeps the admin prefix for the API (and
-        the fast path hands it to aiohttp), or it is an ordinary path of the apps."""
-        on = cfg.security.admin_over_tcp
+    async def _start_console(self, key: bytes) -> None:
+        assert self.auth is not None
+        self.console = Console.build(self.apps, self.changes, self, self.store, self.audit,
+                                     self.auth.system, lambda: self.config, key, self.bus)
+        runner = web.AppRunner(make_console_app(self.console), handle_signals=False,
+                               access_log=None)
+        await runner.setup()
+        self._console_runner = runner
+
+    async def _console_call(self, request: web.BaseRequest) -> web.StreamResponse:
+        assert self._console_runner is not None and self._console_runner.server is not None
+        assert isinstance(request, web.Request)
+        response: web.StreamResponse = \
+            await self._console_runner.server.request_handler(request)
+        return response
+
+    def _apply_reserved(self, cfg: Config) -> None:
+        """The prefixes orun keeps for itself: the admin API (`security.admin_over_tcp`)
+        and the console (`console.enabled`). The proxy serves them (the fast path hands
+        them to aiohttp); when off, they are ordinary paths of the apps."""
+        reserved: list[tuple[str, Any]] = []
+        if cfg.security.admin_over_tcp:
+            reserved.append((REMOTE_PREFIX, self._remote_admin_call))
+        if cfg.console.enabled and self._console_runner is not None:
+            reserved.append((CONSOLE_PREFIX, self._console_call))
         if self.handler is not None:
-            self.handler.reserved = (REMOTE_PREFIX, self._remote_admin_call) if on else None
+            self.handler.reserved = tuple(reserved)
         for front in (self.front, self.tls_front):
             if front is not None:
-                front.reserve(REMOTE_PREFIX if on else "")
+                front.reserve(*(prefix for prefix, _serve in reserved))
 
     def _app_path(self, app_id: str) -> str:
         app = self.apps.get(app_id)
@@ -341,6 +373,8 @@ class Server:
     async def stop(self) -> None:
         """Graceful stop: no new connections, let in-flight work finish, then close."""
         timeout = self.config.system.shutdown_timeout_secs
+        if self.console is not None:  # its live streams never finish by themselves
+            await self.console.close()
         for listener in (self._http, self._https):
             if listener is not None:
                 listener.close()
@@ -367,6 +401,8 @@ class Server:
             await self._admin_runner.cleanup()
         if self._remote_admin is not None:
             await self._remote_admin.cleanup()
+        if self._console_runner is not None:
+            await self._console_runner.cleanup()
         await self.acme.stop()
         for task in list(self._tasks):
             task.cancel()
@@ -439,7 +475,7 @@ class Server:
                     if front is not None:
                         front.configure(new.limits, self._open_files)
             self._apply_redirect(new)
-            self._apply_admin_over_tcp(new)
+            self._apply_reserved(new)
             await asyncio.to_thread(self._write_info)
             log.info("config_reloaded", changed=list(changed))
             self.bus.publish(ConfigReloaded(new, changed))
@@ -580,6 +616,17 @@ class Server:
         if self.runtime is None:
             return None
         return self.runtime.ensure(app), self.runtime.runtime_for(app).progress
+
+    async def stop_app(self, app: App) -> bool:
+        if self.runtime is None:
+            return False
+        return await self.runtime.halt(app.id, "stopped by an admin")
+
+    async def restart_app(self, app: App) -> None:
+        if self.runtime is None or await self.spec_kind(app) != "container":
+            raise OrunError(f"app {app.path} does not run a container; nothing to restart")
+        await self.runtime.halt(app.id, "restarted by an admin")
+        await self.runtime.ensure(app)
 
     async def flush_logs(self, app_id: str) -> None:
         rt = self.runtime.get(app_id) if self.runtime is not None else None

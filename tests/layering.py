@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("certs", ("orun.certs",)),
     ("routing", ("orun.routing",)),
     ("services", ("orun.control",)),
-    ("api", ("orun.api",)),
+    ("api", ("orun.api", "orun.console")),
     ("entry", ("orun.cli", "orun.server", "orun.__main__")),
 )
 #: layers that sit side by side: neither imports the other (the proxy owns the small

@@ -79,6 +79,15 @@ class ServerControl(Protocol):
         container runtime."""
         ...
 
+    async def stop_app(self, app: App) -> bool:
+        """Stop the app's container now (the next request starts it again); False when
+        none was running."""
+        ...
+
+    async def restart_app(self, app: App) -> None:
+        """Stop the app's container and start it again, waiting until it is healthy."""
+        ...
+
     async def flush_logs(self, app_id: str) -> None:
         """Write out the app's buffered log lines, so a read sees them."""
         ...
@@ -335,6 +344,20 @@ async def start_app(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def stop_app(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT_KEY]
+    app = _one_app(ctx, request.query.get("glob", ""))
+    stopped = await ctx.server.stop_app(app)
+    return web.json_response({"app": str(app.path), "stopped": stopped})
+
+
+async def restart_app(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT_KEY]
+    app = _one_app(ctx, request.query.get("glob", ""))
+    await ctx.server.restart_app(app)
+    return web.json_response({"app": str(app.path), "restarted": True})
+
+
 async def app_logs(request: web.Request) -> web.StreamResponse:
     """An app's build log (`build=1`) or container output, then new lines (`follow=1`)."""
     ctx = request.app[CONTEXT_KEY]
@@ -490,6 +513,8 @@ ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
     ("GET", "/versions", list_versions, "version.list"),
     ("POST", "/versions/switch", switch_version, "version.switch"),
     ("POST", "/apps/start", start_app, "app.start"),
+    ("POST", "/apps/stop", stop_app, "app.stop"),
+    ("POST", "/apps/restart", restart_app, "app.restart"),
     ("GET", "/apps/logs", app_logs, "app.logs"),
     ("POST", "/tokens", create_token, "token.create"),
     ("GET", "/tokens", list_tokens, "token.list"),

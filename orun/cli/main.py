@@ -353,6 +353,20 @@ def cmd_app_promote(args: argparse.Namespace) -> int:
     return _report_failures(result)
 
 
+def cmd_app_stop(args: argparse.Namespace) -> int:
+    """Stop an app's container now; its next request starts it again."""
+    result = _client().request("POST", "/apps/stop", query={"glob": args.app})
+    print(f"Stopped {result['app']}" if result["stopped"]
+          else f"{result['app']} was not running")
+    return 0
+
+
+def cmd_app_restart(args: argparse.Namespace) -> int:
+    result = _client().request("POST", "/apps/restart", query={"glob": args.app})
+    print(f"Restarted {result['app']}")
+    return 0
+
+
 def _update(kind: str, values: list[str], glob: str, promote: bool, dry_run: bool,
             line: str) -> int:
     result = _client().request("POST", "/apps/update", body={
@@ -885,6 +899,15 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("glob")
     promote.add_argument("--dry-run", action="store_true")
     promote.set_defaults(func=cmd_app_promote)
+
+    stop = app_sub.add_parser("stop", help="stop an app's container now (the next "
+                                           "request starts it again)")
+    stop.add_argument("app")
+    stop.set_defaults(func=cmd_app_stop)
+    restart = app_sub.add_parser("restart", help="stop an app's container and start it "
+                                                 "again, waiting until it is healthy")
+    restart.add_argument("app")
+    restart.set_defaults(func=cmd_app_restart)
 
     update = app_sub.add_parser(
         "update", help="change an app setting (staged unless --promote)",

@@ -85,6 +85,7 @@ class ContainerTarget:
         load.open += 1
         if plain:
             activity.open += 1
+            activity.requests += 1
         activity.last = monotonic()
         try:
             return await self.forwarder.forward(

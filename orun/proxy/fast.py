@@ -125,7 +125,8 @@ class FastFront:
         self.access = access
         self.enabled = enabled
         #: path prefixes that are orun's own, left to aiohttp: ACME's http-01 answers,
-        #: and the admin API while `security.admin_over_tcp` is on (see `reserve`)
+        #: the admin API while `security.admin_over_tcp` is on and the console while
+        #: `console.enabled` is (see `reserve`)
         self.reserved: tuple[bytes, ...] = (_HTTP01,)
         self.in_flight = 0
         self.closing = False
@@ -138,9 +139,10 @@ class FastFront:
         self.waiting: set[FrontConnection] = set()
         self._ticker: asyncio.Task[None] | None = None
 
-    def reserve(self, admin_prefix: str) -> None:
-        """Leave `admin_prefix` (or, when "", only the ACME answers) to aiohttp."""
-        self.reserved = (_HTTP01, admin_prefix.encode()) if admin_prefix else (_HTTP01,)
+    def reserve(self, *prefixes: str) -> None:
+        """Leave `prefixes` (and always the ACME answers) to aiohttp: one tuple, so the
+        per-request check stays one `startswith`."""
+        self.reserved = (_HTTP01, *(p.encode() for p in prefixes if p))
 
     def configure(self, limits: LimitsConfig, open_files: int) -> None:
         """Take the `limits` config (at start and on each reload). `open_files` is the
@@ -487,6 +489,7 @@ class FrontConnection(asyncio.Protocol):
             self.load.open += 1
         if self.activity is not None:
             self.activity.open += 1
+            self.activity.requests += 1
             self.activity.last = monotonic()
         if front.access is not None:
             self.started = monotonic()

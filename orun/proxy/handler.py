@@ -27,9 +27,9 @@ class ProxyHandler:
         self.in_flight = 0
         #: `http.redirect_to_https`: the HTTPS listener's port, else None
         self.https_redirect: int | None = None
-        #: a path prefix orun keeps for itself (the admin API over HTTPS) and what
-        #: serves it; None: every path belongs to the apps
-        self.reserved: tuple[str, Reserved] | None = None
+        #: path prefixes orun keeps for itself (the admin API over HTTPS, the console)
+        #: and what serves each; empty: every path belongs to the apps
+        self.reserved: tuple[tuple[str, Reserved], ...] = ()
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         self.in_flight += 1
@@ -47,13 +47,8 @@ class ProxyHandler:
                 request = found_request
                 raw_path = request.raw_path
             path = raw_path.partition("?")[0]
-            if self.reserved is not None:
-                prefix, serve = self.reserved
+            for prefix, serve in self.reserved:
                 if path == prefix or path.startswith(prefix + "/"):
-                    if not request.secure:  # a token must never cross plain HTTP
-                        return web.json_response(
-                            {"message": "the admin API is served over HTTPS only",
-                             "code": 403}, status=403)
                     return await serve(request)
             table = self._routes.current
             found = table.match(request.headers.get("Host", ""), path)

@@ -105,10 +105,14 @@ class ActivityCounter(Protocol):
     `wake` is set while the app's container is paused by the idle tier: a websocket
     that stayed open awaits it before it passes a frame on, which thaws the container
     (plain requests need no hook: a paused app has no serving instance, so they take
-    the cold path). None while the app runs: one attribute read per frame."""
+    the cold path). None while the app runs: one attribute read per frame.
+
+    `requests` counts plain requests ever started (the console's requests/min is read
+    from it off the hot path: one integer add per request, next to `open`'s)."""
 
     open: int
     last: float
+    requests: int
     wake: Callable[[], Awaitable[object]] | None
 
 

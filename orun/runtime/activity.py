@@ -16,11 +16,13 @@ class Activity:
     on (plain requests find no serving instance and take the cold path instead).
     """
 
-    __slots__ = ("last", "open", "wake")
+    __slots__ = ("last", "open", "requests", "wake")
 
     def __init__(self) -> None:
         self.last = time.monotonic()
         self.open = 0
+        #: plain requests ever started (the console derives requests/min from it)
+        self.requests = 0
         self.wake: Callable[[], Awaitable[object]] | None = None
 
     def touch(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
+import time
 from dataclasses import dataclass, field
 
 from yarl import URL
@@ -252,7 +253,16 @@ class AppRuntime:
             "container": inst.name if inst else "",
             "version_running": inst.version if inst else None,
             "error": self.error,
+            # traffic since orun started (the console turns it into requests/min)
+            "requests": self.activity.requests,
+            "last_request": wall_clock(self.activity.last) if self.activity.requests
+            else None,
         }
+
+
+def wall_clock(monotonic_time: float) -> float:
+    """The epoch time of a `time.monotonic()` reading (for display)."""
+    return time.time() - (time.monotonic() - monotonic_time)
 
 
 def app_setting(app: App, key: str, default: float) -> float:

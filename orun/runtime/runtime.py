@@ -718,6 +718,15 @@ class Runtime:
         rt.stopping = self._spawn(stop(), f"orun.stop.{rt.app_id}")
         await asyncio.shield(rt.stopping)
 
+    async def halt(self, app_id: str, reason: str) -> bool:
+        """Stop the app's container now, as an idle stop would (the console's and the
+        API's `stop`); the next request starts it again. False: nothing was running."""
+        rt = self._runtimes.get(app_id)
+        if rt is None or rt.current() is None:
+            return False
+        await self.stop_app(rt, reason)  # returns when the container has stopped
+        return True
+
     async def teardown(self, app_id: str) -> None:
         """The app was deleted: stop and remove its containers (volumes are kept)."""
         rt = self._runtimes.pop(app_id, None)
@@ -830,7 +839,8 @@ class Runtime:
         rt = self._runtimes.get(app_id)
         if rt is None:
             return {"state": "stopped", "image": "", "port": 0, "upstream": "",
-                    "container": "", "version_running": None, "error": ""}
+                    "container": "", "version_running": None, "error": "",
+                    "requests": 0, "last_request": None}
         data = rt.status()
         data["state"] = _shown_state(rt)
         return data

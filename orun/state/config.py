@@ -330,6 +330,20 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """The web console at `/_orun/console` (orun/console/): admins only, by the admin
+    password or an API token, so it is on by default."""
+
+    enabled: bool = True
+    #: the one name the console answers on; "" = the default domain (and localhost and
+    #: the machine's addresses). Apps on the console's name share its origin, so their
+    #: scripts could act in a signed-in admin's console: a name no app uses isolates it
+    domain: str = field(default="", metadata=check(_domain))
+    #: how long a console sign-in lasts
+    session_hours: float = field(default=12.0, metadata=check(_positive))
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "console", "json"] = "auto"
@@ -395,6 +409,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     #: declarative apps, reconciled at start and on SIGHUP (orun/control/declared.py)
     apps: list[DeclaredApp] = field(default_factory=list)
 

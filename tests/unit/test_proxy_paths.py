@@ -156,7 +156,7 @@ def _container(strip_app: bool) -> tuple[ContainerTarget, _Forwarder, Route]:
     forwarder = _Forwarder()
     instance = SimpleNamespace(upstream="http://127.0.0.1:9", base=URL("http://127.0.0.1:9"),
                                load=SimpleNamespace(open=0))
-    rt = SimpleNamespace(instance=instance, activity=SimpleNamespace(open=0, last=0.0))
+    rt = SimpleNamespace(instance=instance, activity=SimpleNamespace(open=0, last=0.0, requests=0))
     target = ContainerTarget(cast(Any, forwarder), cast(Any, None), cast(Any, rt),
                              strip_app=strip_app, preserve_host=False,
                              redirect_bare_path=True)

@@ -111,6 +111,16 @@ class SystemAuth:
                 self._hash, self._mtime = encoded, mtime
                 self._cache.clear()
 
+    async def fingerprint(self) -> str:
+        """A keyed digest of the current admin password hash ("" when none is set):
+        sessions made by signing in with the password carry it, so changing the
+        password (`orun password`) ends them."""
+        await self._refresh()
+        if self._hash is None:
+            return ""
+        return hmac.new(self._key, b"password\0" + self._hash.encode(),
+                        hashlib.sha256).hexdigest()[:32]
+
     async def check(self, authorization: str, remote: str) -> BasicResult:
         await self._refresh()
         if self._hash is None:
