@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Orun, serve_app
-from tests.e2e.test_containers import copy_app
+from tests.e2e.test_containers import copy_app, own_orun
 from tests.e2e.test_fast_path import exchange
 from tests.upstream import make_upstream
 
@@ -332,3 +332,40 @@ async def test_cold_start_build_and_idle_stop_series(corun: Orun,
                  outcome="ok") == 2
     # the stopped container was started again: nothing to build, no build counted
     assert series(samples, "orun_builds_total") == builds
+
+
+async def test_health_failure_and_thaw_series(make_orun: Any, http: aiohttp.ClientSession,
+                                              tmp_path: Path, engine: None) -> None:
+    server = await own_orun(
+        make_orun, "app_defaults: {health_check_interval_secs: 0.5, health_check_failures: 2}\n")
+    url = server.url("/_orun/metrics")
+    src = copy_app("container_app", tmp_path)
+    (await server.cli("app", "create", "--spec", "container", str(src), "/hc")).ok()
+    (await server.cli("app", "create", "--spec", "container",
+                      "--conf", "container.idle_pause_secs=1",
+                      "--conf", "container.idle_shutdown_secs=600", str(src), "/nap")).ok()
+    async with http.get(server.url("/nap/")) as resp:
+        assert resp.status == 200
+    async with http.get(server.url("/hc/sick")) as resp:
+        assert await resp.text() == "sick now"
+
+    async def unhealthy_and_paused() -> Samples | None:
+        s = await scrape(http, url)
+        done = value(s, "orun_containers_unhealthy_total", app="/hc") == 1 and \
+            value(s, "orun_idle_pauses_total", app="/nap") == 1
+        return s if done else None
+
+    samples = await wait_for(unhealthy_and_paused, 30)
+    assert (value(samples, "orun_health_check_failures_total", app="/hc") or 0) >= 2
+    assert value(samples, "orun_containers", state="paused") == 1
+    assert value(samples, "orun_container_crashes_total", app="/hc") is None
+    async with http.get(server.url("/nap/")) as resp:  # thawed, not started
+        assert resp.status == 200
+    samples = await scrape(http, url)
+    assert value(samples, "orun_cold_starts_total", app="/nap", kind="thaw",
+                 outcome="ok") == 1
+    assert value(samples, "orun_cold_starts_total", app="/nap", kind="start",
+                 outcome="ok") == 1
+    assert value(samples, "orun_cold_start_duration_seconds_count", app="/nap",
+                 kind="thaw") == 1
+    await server.stop()
