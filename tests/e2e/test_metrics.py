@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -227,12 +228,16 @@ async def test_own_listener_and_reload(make_orun: Any, http: aiohttp.ClientSessi
     async with http.get(server.url("/_orun/metrics")) as resp:
         assert resp.status == 404
         assert "404 page not found" in await resp.text()
-    # a reload with a token: the own listener needs it too
+    # SIGHUP with a token added: the own listener (the same one) needs it too
     server.write_config("http: {host: 127.0.0.1, port: 0}\n"
                         f"metrics: {{listen: '127.0.0.1:0', token: {TOKEN}}}\n")
-    (await server.cli("config", "reload")).ok()
-    async with http.get(f"http://{address}/metrics") as resp:
-        assert resp.status == 401
+    server.signal(signal.SIGHUP)
+
+    async def refused() -> bool:
+        async with http.get(f"http://{address}/metrics") as resp:
+            return resp.status == 401
+
+    await wait_for(refused, 10)
     samples = await scrape(http, f"http://{address}/metrics",
                            headers={"Authorization": f"Bearer {TOKEN}"})
     assert value(samples, "orun_config_reloads_total", outcome="applied") == 1
