@@ -36,7 +36,7 @@ from orun.events import ConfigReloaded, ConfigReloadFinished
 from orun.limits import raise_open_files_limit
 from orun.log import AccessLog, configure_logging, flush_logging
 from orun.metrics.collector import Gauges, MetricsSource
-from orun.metrics.endpoint import MetricsEndpoint
+from orun.metrics.endpoint import MetricsEndpoint, listen_problem
 from orun.metrics.tally import EventTally
 from orun.proxy.auth.oidc import loggable_path
 from orun.proxy.auth.service import AuthService
@@ -235,8 +235,7 @@ class Server:
         try:
             await self.metrics.apply(cfg.metrics)
         except OSError as exc:
-            raise OrunError(f"metrics.listen: cannot listen on {cfg.metrics.listen}: "
-                            f"{exc.strerror or exc}") from None
+            raise OrunError(listen_problem(cfg.metrics.listen, exc)) from None
         await asyncio.to_thread(self._write_info)
         self._install_signals()
         async with self._reload_lock:
@@ -462,8 +461,7 @@ class Server:
                 try:
                     await self.metrics.apply(new.metrics)
                 except OSError as exc:
-                    problem = f"metrics.listen: cannot listen on {new.metrics.listen}: " \
-                              f"{exc.strerror or exc}"
+                    problem = listen_problem(new.metrics.listen, exc)
                     log.error("config_reload_failed", problems=[problem])
                     return self._reload_rejected([problem])
             self.config = new

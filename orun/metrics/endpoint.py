@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import os
 import socket
 from collections.abc import Callable
 
@@ -135,6 +136,12 @@ class MetricsEndpoint:
                                                 "Cache-Control": "no-store"})
 
 
+def listen_problem(listen: str, exc: OSError) -> str:
+    """The one line a failed bind of `metrics.listen` is reported with."""
+    why = os.strerror(exc.errno) if exc.errno else str(exc)
+    return f"metrics.listen: cannot listen on {listen}: {why}"
+
+
 def _token_ok(header: str, token: str) -> bool:
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer":
@@ -148,4 +155,4 @@ def _listen_socket(host: str, port: int) -> socket.socket:
                                 backlog=128)
 
 
-__all__ = ["MetricsEndpoint", "loopback"]
+__all__ = ["MetricsEndpoint", "listen_problem", "loopback"]

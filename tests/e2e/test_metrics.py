@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -374,3 +375,16 @@ async def test_health_failure_and_thaw_series(make_orun: Any, http: aiohttp.Clie
     assert value(samples, "orun_cold_start_duration_seconds_count", app="/nap",
                  kind="thaw") == 1
     await server.stop()
+
+
+async def test_listen_address_taken_at_start_is_one_error_line(make_orun: Any) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = make_orun("http: {host: 127.0.0.1, port: 0}\n"
+                           f"metrics: {{listen: '127.0.0.1:{port}'}}\n")
+        with pytest.raises(AssertionError, match="exited with 1"):
+            await server.start()
+    assert f"error: metrics.listen: cannot listen on 127.0.0.1:{port}: " \
+           "Address already in use\n" in server.log()
