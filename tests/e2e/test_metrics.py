@@ -112,6 +112,10 @@ async def test_scrape_counts_both_paths_static_and_404(orun: Orun, upstream: str
         assert resp.status == 404
     async with http.get(orun.url("/nowhere/at/all")) as resp:
         assert resp.status == 404
+    # refused by the fast path before any route: no app's
+    answer = await exchange(orun.port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n"
+                                       b"Host: localhost\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 414")
 
     samples = await scrape(http, orun.url("/_orun/metrics"))
     requests = series(samples, "orun_http_requests_total")
@@ -125,7 +129,7 @@ async def test_scrape_counts_both_paths_static_and_404(orun: Orun, upstream: str
         frozenset({("app", "/docs"), ("method", "GET"), ("status", "2xx")}): 1,
         frozenset({("app", "/docs"), ("method", "HEAD"), ("status", "2xx")}): 1,
         frozenset({("app", "/docs"), ("method", "GET"), ("status", "4xx")}): 1,
-        frozenset({("app", "(none)"), ("method", "GET"), ("status", "4xx")}): 1,
+        frozenset({("app", "(none)"), ("method", "GET"), ("status", "4xx")}): 2,
     }
     # labels are app paths, never request paths
     for labels in requests:
