@@ -56,11 +56,58 @@ class BuildProgress(Event):
 
 @dataclass(frozen=True, slots=True)
 class BuildFinished(Event):
-    """A build ended; `error` is empty on success."""
+    """A build ended; `error` is empty on success. `built` is False when the image was
+    already there (no build ran); `seconds` is how long it took, slot wait included."""
 
     app_id: str
     tag: str
     error: str = ""
+    seconds: float = 0.0
+    built: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ColdStart(Event):
+    """An app with no serving container was brought up for requests (or `app create
+    --wait`): `kind` is "start" (built if needed, created, started, health-checked) or
+    "thaw" (unpaused by the idle pause tier); `error` is empty when it serves now.
+    Rollouts of a new version beside a serving container are not cold starts."""
+
+    app_id: str
+    kind: str
+    seconds: float
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheckFailed(Event):
+    """One periodic health check of a serving container failed (`failures` in a row;
+    at the configured count `ContainerUnhealthy` follows)."""
+
+    app_id: str
+    container_id: str
+    problem: str
+    failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppIdled(Event):
+    """The housekeeper acted on an idle app: `action` is "stop" or "pause"."""
+
+    app_id: str
+    action: str
+    idle_secs: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigReloadFinished(Event):
+    """A config reload ended (SIGHUP or `orun config reload`): `applied` with the
+    sections that changed (none: the file was unchanged), or rejected with its problems
+    (the old config keeps serving)."""
+
+    applied: bool
+    changed: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,16 +35,21 @@ from orun.control.apps import AppService
 from orun.control.changes import ChangeService
 from orun.control.declared import ReconcilePlan, Reconciler
 from orun.errors import ConfigError, OrunError
-from orun.events import ConfigReloaded
+from orun.events import ConfigReloaded, ConfigReloadFinished
 from orun.limits import raise_open_files_limit
 from orun.log import AccessLog, configure_logging, flush_logging
+from orun.metrics.collector import Gauges, MetricsSource
+from orun.metrics.endpoint import MetricsEndpoint, listen_problem
+from orun.metrics.tally import EventTally
 from orun.proxy.auth.oidc import loggable_path
 from orun.proxy.auth.service import AuthService
 from orun.proxy.challenges import Challenges
 from orun.proxy.fast import LINGER_SECS, FastFront
 from orun.proxy.forward import Forwarder
-from orun.proxy.handler import ProxyHandler
+from orun.proxy.handler import METRICS_PATH, ProxyHandler
 from orun.proxy.listener import Listener
+from orun.proxy.request import ProxyRequest, record
+from orun.proxy.stats import ProxyStats
 from orun.proxy.tls import Certificates
 from orun.routing.manager import RouteManager
 from orun.routing.targets import TargetFactory
@@ -65,16 +70,19 @@ log = structlog.get_logger("orun.server")
 HIDDEN_VALUE = "(hidden: orun param list)"
 
 
-def access_logger_class(access: AccessLog) -> type[AbstractAccessLogger]:
-    """aiohttp's access-log hook, feeding `access` one tuple per request (the log
-    thread formats and writes it)."""
+def access_logger_class(access: AccessLog | None) -> type[AbstractAccessLogger]:
+    """aiohttp's end-of-request hook: counts the request for the metrics
+    (orun/proxy/request.py) and, when the access log is on, feeds `access` one tuple
+    (the log thread formats and writes it)."""
 
     class RequestLog(AbstractAccessLogger):
         def log(self, request: web.BaseRequest, response: web.StreamResponse,
                 time: float) -> None:
-            access.add((wall_time(), request.method, loggable_path(request.raw_path),
-                        request.headers.get("Host", ""), response.status,
-                        response.body_length, round(time * 1000, 2), request.remote))
+            record(request, response)
+            if access is not None:
+                access.add((wall_time(), request.method, loggable_path(request.raw_path),
+                            request.headers.get("Host", ""), response.status,
+                            response.body_length, round(time * 1000, 2), request.remote))
 
     return RequestLog
 
@@ -103,6 +111,12 @@ class Server:
         self.forwarder: Forwarder | None = None
         #: access records, written by their own thread (started when the log is on)
         self.access = AccessLog()
+        #: every app's traffic counters (the proxy bumps them, the metrics read them)
+        self.stats = ProxyStats()
+        self.tally = EventTally(self.bus, self._app_path)
+        self.metrics = MetricsEndpoint(MetricsSource(self.stats, self.tally, self._gauges),
+                                       lambda: self.config.metrics,
+                                       lambda: self.config.system.default_domain)
         self.routes: RouteManager | None = None
         self.runtime: Runtime | None = None
         self.targets: TargetFactory | None = None
@@ -149,6 +163,7 @@ class Server:
         await self._claim_socket()
         await self.store.open()
         self.audit.start(self.bus)
+        self.tally.start()
         await self.apps.load()
         cfg = self.config
         missing = self.apps.auth_problems(cfg)
@@ -165,23 +180,27 @@ class Server:
         key = await asyncio.to_thread(auth_key, self.home)
         self.auth = AuthService(self.home, lambda: self.config, self.bus, key)
         self.routes = RouteManager(self.bus, factory, self.apps.all,
-                                   lambda: self.config.system.default_domain, self.auth)
+                                   lambda: self.config.system.default_domain, self.auth,
+                                   self.stats)
         await self.routes.start()
         self.handler = ProxyHandler(self.routes, self.challenges)
+        self.handler.none_stats = self.stats.none
         if cfg.log.access_log:
             self.access.start()
         loop = asyncio.get_running_loop()
 
         def make_request(message: Any, payload: Any, protocol: Any, writer: Any,
                          task: Any) -> web.Request:
-            # web.Request (not the bare BaseRequest): the remote admin API is an
-            # aiohttp application and needs one; the proxy reads only the base part
-            return web.Request(message, payload, protocol, writer, task, loop)
+            # a web.Request (not the bare BaseRequest): the remote admin API is an
+            # aiohttp application and needs one; the proxy reads only the base part and
+            # the metrics' attributes of the subclass
+            return ProxyRequest(message, payload, protocol, writer, task, loop)
 
         proxy_server = web.Server(
-            self.handler, access_log_class=access_logger_class(self.access),
-            access_log=logging.getLogger("orun.access") if cfg.log.access_log
-            else None,
+            self.handler, access_log_class=access_logger_class(
+                self.access if cfg.log.access_log else None),
+            # always set: the hook also counts requests for the metrics
+            access_log=logging.getLogger("orun.access"),
             handler_cancellation=True, request_factory=make_request,
             # the heads of later requests on a connection aiohttp took (the first head
             # of every connection is framed and bounded by FastFront)
@@ -204,8 +223,9 @@ class Server:
         self.tls_front = FastFront(self.routes, self.forwarder, proxy_server, scheme="https",
                                    limits=cfg.limits, open_files=self._open_files,
                                    access=access, enabled=cfg.proxy.fast_path)
-        self.front.start()
-        self.tls_front.start()
+        for front in (self.front, self.tls_front):
+            front.none_stats = self.stats.none
+            front.start()
         self.certs.default_domain = cfg.system.default_domain
         await asyncio.to_thread(self.certs.load)
         tls = await asyncio.to_thread(self.certs.listener_context)  # reads the default's files
@@ -220,6 +240,10 @@ class Server:
         await self._start_remote_admin()
         await self._start_console(key)
         self._apply_reserved(cfg)
+        try:
+            await self.metrics.apply(cfg.metrics)
+        except OSError as exc:
+            raise OrunError(listen_problem(cfg.metrics.listen, exc)) from None
         await asyncio.to_thread(self._write_info)
         self._install_signals()
         async with self._reload_lock:
@@ -299,19 +323,24 @@ class Server:
         return response
 
     def _apply_reserved(self, cfg: Config) -> None:
-        """The prefixes orun keeps for itself: the admin API (`security.admin_over_tcp`)
-        and the console (`console.enabled`). The proxy serves them (the fast path hands
-        them to aiohttp); when off, they are ordinary paths of the apps."""
+        """The prefixes orun keeps for itself: the admin API (`security.admin_over_tcp`),
+        the console (`console.enabled`) and the metrics' path while they are served on
+        these listeners (`metrics.enabled` without `metrics.listen`). The proxy serves
+        them (the fast path hands them to aiohttp); when off, they are ordinary paths of
+        the apps."""
         reserved: list[tuple[str, Any]] = []
+        metrics = cfg.metrics.enabled and not cfg.metrics.listen
         if cfg.security.admin_over_tcp:
             reserved.append((REMOTE_PREFIX, self._remote_admin_call))
         if cfg.console.enabled and self._console_runner is not None:
             reserved.append((CONSOLE_PREFIX, self._console_call))
         if self.handler is not None:
             self.handler.reserved = tuple(reserved)
+            self.handler.metrics = self.metrics.serve_main if metrics else None
         for front in (self.front, self.tls_front):
             if front is not None:
-                front.reserve(*(prefix for prefix, _serve in reserved))
+                front.reserve(*(prefix for prefix, _serve in reserved),
+                              METRICS_PATH if metrics else "")
 
     def _app_path(self, app_id: str) -> str:
         app = self.apps.get(app_id)
@@ -403,6 +432,8 @@ class Server:
             await self._remote_admin.cleanup()
         if self._console_runner is not None:
             await self._console_runner.cleanup()
+        await self.metrics.close()
+        self.tally.stop()
         await self.acme.stop()
         for task in list(self._tasks):
             task.cancel()
@@ -437,7 +468,7 @@ class Server:
             except ConfigError as exc:
                 log.error("config_reload_failed", config=str(self.config_path),
                           problems=exc.problems)
-                return {"applied": False, "problems": exc.problems}
+                return self._reload_rejected(exc.problems)
             old = self.config
             changed = _changed_sections(old, new)
             with self.apps.validating_with(new):
@@ -446,9 +477,10 @@ class Server:
             if problems:
                 log.error("config_reload_failed", config=str(self.config_path),
                           problems=problems)
-                return {"applied": False, "problems": problems}
+                return self._reload_rejected(problems)
             if not changed:
                 log.info("config_unchanged", config=str(self.config_path))
+                self.bus.publish(ConfigReloadFinished(True))
                 apps = await self._apply_declared(plan)
                 return {"applied": True, "changed": [], "apps": apps}
             for name, listener, listen in (("http", self._http, new.http),
@@ -462,7 +494,14 @@ class Server:
                     problem = f"{name}: cannot listen on {listen.host}:{listen.port}: " \
                               f"{exc.strerror}"
                     log.error("config_reload_failed", problems=[problem])
-                    return {"applied": False, "problems": [problem]}
+                    return self._reload_rejected([problem])
+            if "metrics" in changed:
+                try:
+                    await self.metrics.apply(new.metrics)
+                except OSError as exc:
+                    problem = listen_problem(new.metrics.listen, exc)
+                    log.error("config_reload_failed", problems=[problem])
+                    return self._reload_rejected([problem])
             self.config = new
             if "log" in changed:
                 configure_logging(new.log.level, new.log.format)
@@ -479,11 +518,16 @@ class Server:
             await asyncio.to_thread(self._write_info)
             log.info("config_reloaded", changed=list(changed))
             self.bus.publish(ConfigReloaded(new, changed))
+            self.bus.publish(ConfigReloadFinished(True, changed))
             # the parts have taken the new config when the reload command returns
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.bus.drain(), 5.0)
             apps = await self._apply_declared(plan)
             return {"applied": True, "changed": list(changed), "apps": apps}
+
+    def _reload_rejected(self, problems: list[str]) -> dict[str, Any]:
+        self.bus.publish(ConfigReloadFinished(False, problems=tuple(problems)))
+        return {"applied": False, "problems": problems}
 
     async def check_config(self, path: Path) -> dict[str, Any]:
         """What reloading from `path` would change (`orun config check`): nothing is
@@ -641,7 +685,23 @@ class Server:
             "https_port": self._https_port, "default_domain": self.config.system.default_domain,
             "started_at": self.started_at,
             "routes": len(self.routes.current) if self.routes else 0,
+            "metrics": self.metrics.address,
         }
+
+    def _gauges(self) -> Gauges:
+        """The live figures a scrape shows beside the counters."""
+        connections = {}
+        for name, front, listener in (("http", self.front, self._http),
+                                      ("https", self.tls_front, self._https)):
+            if front is not None and listener is not None and listener.port is not None:
+                connections[name] = front.open_connections()
+        running = paused = 0
+        if self.runtime is not None:
+            for rt in self.runtime.runtimes():
+                running += rt.instance is not None
+                paused += rt.paused is not None
+        return Gauges(connections, self._in_flight(), running, paused,
+                      len(self.routes.current) if self.routes else 0, self.started_at)
 
     def _write_info(self) -> None:
         tmp = self.run_dir / "server.json.tmp"

@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("proxy", ("orun.proxy",)),
     ("certs", ("orun.certs",)),
     ("routing", ("orun.routing",)),
+    ("metrics", ("orun.metrics",)),
     ("services", ("orun.control",)),
     ("api", ("orun.api", "orun.console")),
     ("entry", ("orun.cli", "orun.server", "orun.__main__")),

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from bisect import bisect_left
 from collections.abc import Callable
 from time import monotonic
 from time import time as wall_time
@@ -48,6 +49,14 @@ from orun.proxy.headers import (
     request_head_bytes,
     response_head_raw,
     upstream_request_headers,
+)
+from orun.proxy.stats import (
+    LATENCY_BOUNDS,
+    N_STATUS,
+    NO_APP,
+    RouteStats,
+    method_class,
+    status_class,
 )
 from orun.proxy.target import ActivityCounter, Counter, FastPlan, Route, RouteSource
 from orun.proxy.upstream import (
@@ -128,6 +137,8 @@ class FastFront:
         #: the admin API while `security.admin_over_tcp` is on and the console while
         #: `console.enabled` is (see `reserve`)
         self.reserved: tuple[bytes, ...] = (_HTTP01,)
+        #: the counters of requests refused before any app took them
+        self.none_stats = RouteStats(NO_APP)
         self.in_flight = 0
         self.closing = False
         self.connections: set[FrontConnection] = set()
@@ -140,8 +151,9 @@ class FastFront:
         self._ticker: asyncio.Task[None] | None = None
 
     def reserve(self, *prefixes: str) -> None:
-        """Leave `prefixes` (and always the ACME answers) to aiohttp: one tuple, so the
-        per-request check stays one `startswith`."""
+        """Leave the ACME answers and `prefixes` (orun's own endpoints that are on: the
+        admin API, the console, the metrics; "" for one that is off) to aiohttp: one
+        tuple, so the per-request check stays one `startswith`."""
         self.reserved = (_HTTP01, *(p.encode() for p in prefixes if p))
 
     def configure(self, limits: LimitsConfig, open_files: int) -> None:
@@ -169,6 +181,11 @@ class FastFront:
             return False
         self._forget_closed()
         return len(self.connections) + len(self.handed) >= self.max_connections
+
+    def open_connections(self) -> int:
+        """Client connections open now, on either path (for the metrics)."""
+        self._forget_closed()
+        return len(self.connections) + len(self.handed)
 
     def _forget_closed(self) -> None:
         self.handed = {t for t in self.handed if not t.is_closing()}
@@ -243,6 +260,8 @@ class FrontConnection(asyncio.Protocol):
         "front",
         "got_bytes",
         "head",
+        "head_at",
+        "head_len",
         "head_only",
         "head_sent",
         "head_since",
@@ -266,6 +285,7 @@ class FrontConnection(asyncio.Protocol):
         "transport",
         "up",
         "up_keep",
+        "upstream_at",
     )
 
     def __init__(self, front: FastFront) -> None:
@@ -296,7 +316,12 @@ class FrontConnection(asyncio.Protocol):
         self.body_sent = 0
         self.reused = False
         self.sent_at = 0.0
+        #: when the request head was complete, when it went upstream and when the
+        #: response head came back (monotonic; 0: not yet), for the latency counters
         self.started = 0.0
+        self.upstream_at = 0.0
+        self.head_at = 0.0
+        self.head_len = 0
         self.activity: ActivityCounter | None = None
         self.load: Counter | None = None
         # its response (the ResponseSink side)
@@ -446,7 +471,7 @@ class FrontConnection(asyncio.Protocol):
         limit = front.forwarder.settings.max_body if plan.max_body is None else plan.max_body
         if limit and headers.length > limit:
             self.refuse(413, f"app {route.label}: request body larger than {size_text(limit)}",
-                        headers.header(b"accept"))
+                        headers.header(b"accept"), route.stats)
             return
         self.buf = buf[end:]
         self._start(route, plan, method, rh, headers)
@@ -491,8 +516,7 @@ class FrontConnection(asyncio.Protocol):
             self.activity.open += 1
             self.activity.requests += 1
             self.activity.last = monotonic()
-        if front.access is not None:
-            self.started = monotonic()
+        self.started = monotonic()
         up = pool.take_idle()
         if up is None:
             self._connect()
@@ -542,6 +566,7 @@ class FrontConnection(asyncio.Protocol):
         else:
             transport.write(self.head)
         self.sent_at = self.loop.time()
+        self.upstream_at = monotonic()
         self.front.waiting.add(self)
 
     def _body_part(self) -> bytes:
@@ -575,6 +600,7 @@ class FrontConnection(asyncio.Protocol):
     # -- the response: ResponseSink --------------------------------------------------
 
     def on_head(self, status: int, keep_alive: bool, head: bytes) -> None:
+        self.head_at = monotonic()
         self.front.waiting.discard(self)
         self.status = status
         self.up_keep = keep_alive
@@ -586,6 +612,7 @@ class FrontConnection(asyncio.Protocol):
             extra_names=plan.extra_names, body=not self.head_only and status not in _NO_BODY,
             close=not self.keep or self.closing)
         self.out.append(out)
+        self.head_len = len(out)
         self.head_sent = True
 
     def on_body(self, body: bytes) -> None:
@@ -647,6 +674,25 @@ class FrontConnection(asyncio.Protocol):
         """Counters, the access log, and a clean slate for the next request."""
         front = self.front
         front.in_flight -= 1
+        route = self.route
+        if route is not None:
+            # the app's counters (orun/proxy/stats.py): plain ints and floats
+            stats = route.stats
+            method = self.method
+            mc = 0 if method == b"GET" else 1 if method == b"HEAD" else \
+                2 if method == b"POST" else method_class(method)
+            status = self.status
+            stats.requests[mc * N_STATUS + (status // 100 if 99 < status < 600 else 0)] += 1
+            stats.bytes_in += self.body_sent
+            stats.bytes_out += self.sent + self.head_len
+            upstream_at = self.upstream_at
+            spent = (upstream_at or monotonic()) - self.started
+            stats.overhead[bisect_left(LATENCY_BOUNDS, spent)] += 1
+            stats.overhead_sum += spent
+            if self.head_at:
+                took = self.head_at - upstream_at
+                stats.upstream[bisect_left(LATENCY_BOUNDS, took)] += 1
+                stats.upstream_sum += took
         front.waiting.discard(self)
         if self.load is not None:
             self.load.open -= 1
@@ -665,7 +711,8 @@ class FrontConnection(asyncio.Protocol):
         self.activity = self.load = None
         self.head_only = self.got_bytes = self.head_sent = self.chunked = self.done = False
         self.error = None
-        self.status = self.sent = self.body_sent = 0
+        self.status = self.sent = self.body_sent = self.head_len = 0
+        self.upstream_at = self.head_at = 0.0
 
     def _upstream_failed(self, error: BaseException) -> None:
         up, self.up = self.up, None
@@ -724,7 +771,8 @@ class FrontConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.write(head if self.head_only else head + body)
         self.status = status
-        self.sent = len(body)
+        self.head_len = len(head)
+        self.sent = 0 if self.head_only else len(body)
         self.up_keep = False
         self.done = True
         self._finish()
@@ -733,17 +781,24 @@ class FrontConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def refuse(self, status: int, message: str, accept: bytes = b"") -> None:
+    def refuse(self, status: int, message: str, accept: bytes = b"",
+               stats: RouteStats | None = None) -> None:
         """Answer a request head orun will not take (over a limit, too slow) with
         `status` and close: nothing of it reaches an app, and what follows it on the
-        connection cannot be framed."""
+        connection cannot be framed. Counted for the app `stats` are of (none: no app)."""
         content_type, text = error_body(accept.decode("latin-1"), status, message)
         body = text.encode("utf-8")
+        answer = (f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"
+                  f"Content-Type: {content_type}; charset=utf-8\r\n"
+                  f"Content-Length: {len(body)}\r\n"
+                  "Connection: close\r\n\r\n").encode("latin-1") + body
         if self.transport is not None:
-            self.transport.write((f"HTTP/1.1 {status} {reason_phrase(status)}\r\n"
-                                  f"Content-Type: {content_type}; charset=utf-8\r\n"
-                                  f"Content-Length: {len(body)}\r\n"
-                                  "Connection: close\r\n\r\n").encode("latin-1") + body)
+            self.transport.write(answer)
+        stats = stats or self.front.none_stats
+        space = self.buf.find(b" ", 0, 8)
+        mc = method_class(self.buf[:space]) if space > 0 else method_class(b"")
+        stats.requests[mc * N_STATUS + status_class(status)] += 1
+        stats.bytes_out += len(answer)
         self.buf = b""
         self.head_since = 0.0
         log.debug("request_refused", status=status, peer=self.peer, reason=message)

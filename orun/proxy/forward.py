@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass
 from time import monotonic
@@ -22,6 +23,8 @@ from yarl import URL
 from orun.proxy.auth.identity import apply as apply_auth
 from orun.proxy.errors import error_response
 from orun.proxy.headers import TrustedProxies, client_response_headers, upstream_request_headers
+from orun.proxy.request import ProxyRequest
+from orun.proxy.stats import LATENCY_BOUNDS
 from orun.proxy.target import ActivityCounter, Route
 from orun.proxy.upstream import (
     Exchange,
@@ -241,11 +244,18 @@ class Forwarder:
                             upstream.raw_authority, chunked=chunked)
         upload = _Upload(request, chunked, loop, settings.read_timeout, limit) \
             if request.body_exists else None
+        sent = monotonic()
+        if isinstance(request, ProxyRequest):
+            request.orun_upstream_at = sent
         try:
             async with asyncio.timeout(settings.read_timeout) as deadline:
                 if upload is not None:
                     upload.deadline = deadline
                 conn, ex = await self._exchange(pool, head, method, upload, settings)
+            took = monotonic() - sent
+            stats = route.stats
+            stats.upstream[bisect_left(LATENCY_BOUNDS, took)] += 1
+            stats.upstream_sum += took
         except TimeoutError:
             where = upstream_text(route, str(upstream.origin()))
             return error_response(request, 504, f"app {route.label}: {where} did not respond "

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiohttp import web
 from yarl import URL
+
+from orun.proxy.stats import RouteStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,9 @@ class Route:
     #: the path prefix to strip: "" for an app at `/`, else `/x`
     prefix: str
     target: Target
+    #: the app's traffic counters (kept across route rebuilds by the route manager;
+    #: the request paths bump them, the metrics exporter reads them)
+    stats: RouteStats = field(default_factory=lambda: RouteStats(""))
 
 
 class FastPlan:

@@ -43,6 +43,7 @@ from yarl import URL
 from orun.errors import OrunError
 from orun.proxy.errors import error_response
 from orun.proxy.headers import connection_tokens
+from orun.proxy.request import ProxyRequest, count_now
 from orun.proxy.target import ActivityCounter, Route
 
 #: how long a closing handshake may take before both connections are cut
@@ -620,8 +621,14 @@ class WebSocketRelays:
             return opened
         relay, response = opened
         self._open.add(relay)
+        stats = route.stats
+        stats.websockets += 1
         try:
             writer = await response.prepare(request)
+            if isinstance(request, ProxyRequest):
+                # counted at its 101: the connection ends with the websocket, and with
+                # it the handler (aiohttp's end-of-request hook does not run)
+                count_now(request, 101)
             client_proto = request.protocol
             client = request.transport
             if writer is None or client is None:
@@ -639,6 +646,7 @@ class WebSocketRelays:
                 relay.resume_upstream()
                 await relay.wake
         finally:
+            stats.websockets -= 1
             self._open.discard(relay)
             relay.release()
         return response

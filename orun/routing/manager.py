@@ -27,6 +27,7 @@ from orun.events import (
     RoutesSwapped,
 )
 from orun.proxy.auth.service import AuthService
+from orun.proxy.stats import ProxyStats
 from orun.proxy.target import Route
 from orun.routing.table import EMPTY_TABLE, RouteTable
 from orun.routing.targets import TargetFactory
@@ -38,8 +39,10 @@ log = structlog.get_logger("orun.routes")
 class RouteManager:
     def __init__(self, bus: EventBus, factory: TargetFactory,
                  apps: Callable[[], list[App]], default_domain: Callable[[], str],
-                 auth: AuthService | None = None) -> None:
+                 auth: AuthService | None = None, stats: ProxyStats | None = None) -> None:
         self._bus = bus
+        #: every app's traffic counters, handed to its routes (they outlive a route)
+        self.stats = stats or ProxyStats()
         self._auth = auth
         self._factory = factory
         self._apps = apps
@@ -96,6 +99,7 @@ class RouteManager:
                 entries.append(entry)
             if changed:  # targets of versions no longer routed can go
                 self._factory.retain(apps)
+                self.stats.retain({entry[2].label for entry in entries})
             self._entries = fresh
             table = RouteTable.build(self.current.version + 1, default_domain, entries)
             self.current = table
@@ -109,5 +113,6 @@ class RouteManager:
         if self._auth is not None:
             target = self._auth.wrap(target, app.current.settings.auth, app.id)
         prefix = "" if app.path.path == "/" else app.path.path
-        route = Route(app.id, str(app.path), prefix, target)
+        label = str(app.path)
+        route = Route(app.id, label, prefix, target, self.stats.for_app(label))
         return app.path.effective_domain(default_domain), app.path.path, route

@@ -16,7 +16,7 @@ import time
 
 import structlog
 
-from orun.events import ContainerUnhealthy
+from orun.events import AppIdled, ContainerUnhealthy, HealthCheckFailed
 from orun.runtime.app import AppRuntime, app_setting
 from orun.runtime.hosts import HousekeeperHost
 from orun.state.model import App
@@ -99,8 +99,11 @@ class Housekeeper:
                                      pause=pause, shutdown=shutdown)
                 if action == "stop":
                     await self._runtime.stop_app(rt, f"idle for {idle_for:.0f}s")
+                    self._runtime.publish(AppIdled(rt.app_id, "stop", idle_for))
                 elif action == "pause" and rt.pause_refused != act.last:
                     await self._runtime.pause_app(rt, f"idle for {idle_for:.0f}s")
+                    if rt.paused is not None:
+                        self._runtime.publish(AppIdled(rt.app_id, "pause", idle_for))
             if now - last_health >= cfg.health_check_interval_secs:
                 last_health = now
                 await self.check_health(cfg.health_timeout_secs, cfg.health_check_failures)
@@ -134,6 +137,9 @@ class Housekeeper:
             rt.health_failures += 1
             log.warning("health_check_failed", app=rt.label, problem=problem,
                         failures=rt.health_failures)
+            if rt.instance is not None:
+                self._runtime.publish(HealthCheckFailed(rt.app_id, rt.instance.container_id,
+                                                        problem, rt.health_failures))
             if rt.health_failures >= failures and rt.instance is not None:
                 inst = rt.instance
                 rt.error = f"taken out of service: {problem} ({failures} checks in a row)"

@@ -38,6 +38,7 @@ from orun.events import (
     BuildFinished,
     BuildProgress,
     BuildStarted,
+    ColdStart,
     ConfigReloaded,
     ContainerExited,
     ContainerHealthy,
@@ -223,7 +224,8 @@ class Runtime:
         if paused is not None and paused.instance.version == app.current.version:
             # paused by the idle tier: a thaw, not a start (another version starts
             # below, and the paused container then drains like any replaced one)
-            rt.operation = self._spawn(self._thaw(app, rt, paused), f"orun.thaw.{app.id}")
+            rt.operation = self._spawn(self._cold(app, "thaw", self._thaw(app, rt, paused)),
+                                       f"orun.thaw.{app.id}")
             return rt.operation
         if rt.state == "failed" and rt.failed_version == version_key(app) \
                 and rt.failed_config == config_key(self._config()):
@@ -246,8 +248,26 @@ class Runtime:
             failed: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
             failed.set_exception(err)
             return failed
-        rt.operation = self._spawn(self._bring_up(app, rt), f"orun.start.{app.id}")
+        bring_up = self._bring_up(app, rt)
+        if inst is None and paused is None:  # nothing serves: a cold start
+            rt.operation = self._spawn(self._cold(app, "start", bring_up),
+                                       f"orun.start.{app.id}")
+        else:  # a new version rolls out beside the serving one
+            rt.operation = self._spawn(bring_up, f"orun.start.{app.id}")
         return rt.operation
+
+    async def _cold(self, app: App, kind: str, operation: Awaitable[Instance]) -> Instance:
+        """Run a cold start (or thaw) and publish its outcome and duration."""
+        began = time.monotonic()
+        try:
+            inst = await operation
+        except (OrunError, HealthError) as exc:
+            message = exc.message if isinstance(exc, OrunError) else str(exc)
+            self._bus.publish(ColdStart(app.id, kind, time.monotonic() - began,
+                                        message or "failed"))
+            raise
+        self._bus.publish(ColdStart(app.id, kind, time.monotonic() - began))
+        return inst
 
     async def _thaw(self, app: App, rt: AppRuntime, paused: Paused) -> Instance:
         """Serve the paused container again; one that cannot (see `PauseTier.thaw`) is
@@ -359,13 +379,16 @@ class Runtime:
             if plan.build is not None:
                 state("building")
                 self._bus.publish(BuildStarted(app.id, plan.image))
+                began = time.monotonic()
                 try:
-                    await self.builder.ensure_image(engine, plan.build,
-                                                    app.id.split("_", 2)[-1], say)
+                    built = await self.builder.ensure_image(engine, plan.build,
+                                                            app.id.split("_", 2)[-1], say)
                 except BuildError as exc:
-                    self._bus.publish(BuildFinished(app.id, plan.image, exc.message))
+                    self._bus.publish(BuildFinished(app.id, plan.image, exc.message,
+                                                    time.monotonic() - began))
                     raise
-                self._bus.publish(BuildFinished(app.id, plan.image))
+                self._bus.publish(BuildFinished(app.id, plan.image, "",
+                                                time.monotonic() - began, built))
             elif not await engine.image_exists(plan.image):
                 say(f"image {plan.image} is not present: pulling it")
                 try:

@@ -329,6 +329,62 @@ class AuthConfig:
     max_failures_per_minute: int = field(default=10, metadata=check(_positive))
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port` (`[v6]:port` for IPv6) as (host, port); ValueError says what is wrong."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9464)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not host or any(c in host for c in " /[]"):
+            raise ValueError(f"{value!r}: {host!r} is not a host name or IP address") \
+                from None
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"{value!r}: the port must be a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def _listen(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+#: the shortest metrics token accepted (a scrape token is a password)
+MIN_TOKEN_CHARS = 16
+
+
+def _token(value: str) -> str | None:
+    if not value:
+        return None
+    if len(value) < MIN_TOKEN_CHARS:
+        return (f"must be at least {MIN_TOKEN_CHARS} characters (e.g. the output of "
+                "`openssl rand -hex 16`)")
+    if not value.isascii() or not value.isprintable() or " " in value:
+        return "must be printable ASCII without spaces (it is sent in an HTTP header)"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Prometheus metrics (orun/metrics). Served at `/_orun/metrics` on the default
+    domain of the HTTP and HTTPS listeners to loopback clients (or, with `token`, to any
+    client that sends it), or, when `listen` is set, only on a listener of their own."""
+
+    enabled: bool = True
+    #: `host:port` of a listener for the metrics alone ("": the main listeners)
+    listen: str = field(default="", metadata=check(_listen))
+    #: when set, a scrape needs `Authorization: Bearer <token>`
+    token: str = field(default="", metadata=check(_token))
+
+
 @dataclass(frozen=True, slots=True)
 class ConsoleConfig:
     """The web console at `/_orun/console` (orun/console/): admins only, by the admin
@@ -410,6 +466,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     log: LogConfig = field(default_factory=LogConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     #: declarative apps, reconciled at start and on SIGHUP (orun/control/declared.py)
     apps: list[DeclaredApp] = field(default_factory=list)
 
