@@ -696,12 +696,19 @@ class Server:
             if front is not None and listener is not None and listener.port is not None:
                 connections[name] = front.open_connections()
         running = paused = 0
+        resources: dict[str, tuple[float, int, int]] = {}
         if self.runtime is not None:
             for rt in self.runtime.runtimes():
                 running += rt.instance is not None
                 paused += rt.paused is not None
+                sample = self.runtime.sampler.get(rt.app_id)
+                if sample is not None:
+                    resources[self._app_path(rt.app_id)] = (
+                        sample.stats.cpu_percent, sample.stats.memory_bytes,
+                        sample.stats.memory_limit_bytes)
         return Gauges(connections, self._in_flight(), running, paused,
-                      len(self.routes.current) if self.routes else 0, self.started_at)
+                      len(self.routes.current) if self.routes else 0, self.started_at,
+                      resources)
 
     def _write_info(self) -> None:
         tmp = self.run_dir / "server.json.tmp"

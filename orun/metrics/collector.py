@@ -39,6 +39,9 @@ class Gauges:
     containers_paused: int = 0
     routes: int = 0
     started_at: float = 0.0
+    #: app label -> (CPU % of one core, memory bytes, memory limit bytes), the newest
+    #: engine reading of each app container (orun/runtime/stats.py)
+    resources: dict[str, tuple[float, int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,10 +237,22 @@ def families(snap: Snapshot) -> list[Metric]:
     info.add_metric([__version__, platform.python_version()], 1)
     start = GaugeMetricFamily("orun_start_time_seconds", "When orun started (Unix time).",
                               value=g.started_at)
+    cpu = GaugeMetricFamily("orun_app_cpu_percent", "CPU an app's container used at the "
+                            "last engine reading, in percent of one core.", labels=["app"])
+    memory = GaugeMetricFamily("orun_app_memory_bytes", "Memory an app's container used at "
+                               "the last engine reading (less droppable page cache).",
+                               labels=["app"])
+    limit = GaugeMetricFamily("orun_app_memory_limit_bytes", "The memory limit of an app's "
+                              "container (the host's memory when it has none).",
+                              labels=["app"])
+    for app, (cpu_percent, used, most) in sorted(g.resources.items()):
+        cpu.add_metric([app], cpu_percent)
+        memory.add_metric([app], used)
+        limit.add_metric([app], most)
     return [requests, body_in, out, overhead, upstream, websockets, connections, in_flight,
             containers, routes, cold, cold_secs, builds, build_secs, idle_stops,
             idle_pauses, health, unhealthy, crashes, reloads, last_ok, last_time, info,
-            start]
+            start, cpu, memory, limit]
 
 
 def _by_app(name: str, doc: str, counts: dict[str, int]) -> CounterMetricFamily:

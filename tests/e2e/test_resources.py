@@ -90,6 +90,15 @@ async def test_app_list_shows_cpu_and_memory_from_the_engine(
     (row,) = [line.split() for line in table if " /r " in f" {line} "]
     assert row[-3] == "running" and float(row[-2]) >= 0 and row[-1].endswith("MiB")
     assert float(row[-1][:-3]) >= 60
+    # and Prometheus sees it (the metrics answer loopback clients without a token)
+    async with http.get(server.url("/_orun/metrics")) as resp:
+        assert resp.status == 200
+        series = {line.split(" ")[0]: float(line.split(" ")[1])
+                  for line in (await resp.text()).splitlines()
+                  if line.startswith("orun_app_")}
+    assert series['orun_app_memory_bytes{app="/r"}'] >= 60 * MIB
+    assert series['orun_app_memory_limit_bytes{app="/r"}'] == first["memory_limit_bytes"]
+    assert 0 <= series['orun_app_cpu_percent{app="/r"}']
     # an app stopped when idle shows no figures
     async def stopped() -> bool:
         return await resources(server, "/idle") is None
