@@ -26,6 +26,7 @@ from aiohttp.abc import AbstractAccessLogger
 from orun import __version__
 from orun.api.access import local_identity, token_identity
 from orun.api.admin import REMOTE_PREFIX, StartProgress, make_admin_app
+from orun.api.gitpush import PushServer
 from orun.bus import EventBus
 from orun.certs.manager import AcmeManager
 from orun.console.context import Console
@@ -141,6 +142,9 @@ class Server:
         #: proxy handler passes it the requests under its prefix
         self.console: Console | None = None
         self._console_runner: web.AppRunner | None = None
+        #: orun's SSH server for `git push` deploys (`ssh.port`; off by default)
+        self.pushes = PushServer(home, self.apps, self.changes, self, self.store, self.audit,
+                                 self.bus, lambda: self.config.ssh)
         self._stop = asyncio.Event()
         self._stopping = False
         self._reload_lock = asyncio.Lock()
@@ -244,6 +248,11 @@ class Server:
             await self.metrics.apply(cfg.metrics)
         except OSError as exc:
             raise OrunError(listen_problem(cfg.metrics.listen, exc)) from None
+        try:
+            await self.pushes.apply(cfg.ssh)
+        except OSError as exc:
+            raise OrunError(f"ssh: cannot listen on {cfg.ssh.host}:{cfg.ssh.port}: "
+                            f"{exc.strerror or exc}") from None
         await asyncio.to_thread(self._write_info)
         self._install_signals()
         async with self._reload_lock:
@@ -404,6 +413,7 @@ class Server:
         timeout = self.config.system.shutdown_timeout_secs
         if self.console is not None:  # its live streams never finish by themselves
             await self.console.close()
+        await self.pushes.close()
         for listener in (self._http, self._https):
             if listener is not None:
                 listener.close()
@@ -500,6 +510,14 @@ class Server:
                     await self.metrics.apply(new.metrics)
                 except OSError as exc:
                     problem = listen_problem(new.metrics.listen, exc)
+                    log.error("config_reload_failed", problems=[problem])
+                    return self._reload_rejected([problem])
+            if "ssh" in changed:
+                try:
+                    await self.pushes.apply(new.ssh)
+                except OSError as exc:
+                    problem = (f"ssh: cannot listen on {new.ssh.host}:{new.ssh.port}: "
+                               f"{exc.strerror or exc}")
                     log.error("config_reload_failed", problems=[problem])
                     return self._reload_rejected([problem])
             self.config = new
@@ -686,6 +704,8 @@ class Server:
             "started_at": self.started_at,
             "routes": len(self.routes.current) if self.routes else 0,
             "metrics": self.metrics.address,
+            "ssh_port": self.pushes.port,
+            "ssh_host_key": self.pushes.host_key_fingerprint,
         }
 
     def _gauges(self) -> Gauges:

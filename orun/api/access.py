@@ -34,7 +34,8 @@ IDENTITY = "orun.identity"
 READ_ONLY = frozenset({"health", "server.info", "app.list", "param.list", "version.list",
                        "app.logs", "audit.list"})
 #: operations only an admin token may call, even when they only read
-ADMIN_ONLY = frozenset({"token.create", "token.list", "token.revoke"})
+ADMIN_ONLY = frozenset({"token.create", "token.list", "token.revoke", "key.add", "key.list",
+                        "key.remove"})
 
 
 @dataclass(frozen=True, slots=True)

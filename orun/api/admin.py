@@ -34,7 +34,9 @@ from orun.errors import OrunError
 from orun.runtime.logs import AppLogs, read_tail
 from orun.state.audit import AuditTrail
 from orun.state.model import App
-from orun.state.records import TokenRecord
+from orun.state.records import SshKeyRecord, TokenRecord
+from orun.state.sshkeys import ADMIN_SCOPE, parse_public_key, scope_problem
+from orun.state.sshkeys import name_problem as ssh_name_problem
 from orun.state.store import Store
 from orun.state.tokens import name_problem, new_token
 
@@ -473,6 +475,48 @@ async def revoke_token(request: web.Request) -> web.Response:
     return web.json_response({"revoked": name})
 
 
+# -- SSH keys for git push ------------------------------------------------------------
+
+
+async def add_ssh_key(request: web.Request) -> web.Response:
+    """Allow a public key to `git push` (to every app: scope `admin`, else to the apps an
+    app path glob matches)."""
+    ctx = request.app[CONTEXT_KEY]
+    body = await _json_body(request)
+    name = str(body.get("name") or "")
+    problem = ssh_name_problem(name)
+    if problem:
+        raise OrunError(problem)
+    scope = str(body.get("scope") or ADMIN_SCOPE)
+    problem = scope_problem(scope, ctx.apps.config().system.default_domain)
+    if problem:
+        raise OrunError(problem)
+    key, fingerprint = parse_public_key(str(body.get("key") or ""))
+    record = SshKeyRecord(name, fingerprint, key, scope, time.time())
+    clash = await ctx.store.add_ssh_key(record)
+    if clash == "name":
+        raise OrunError(f"a key named {name!r} exists already (remove it first)", status=409)
+    if clash is not None:
+        raise OrunError(f"this key is already added as {clash.partition(':')[2]!r}",
+                        status=409)
+    return web.json_response(record.to_json())
+
+
+async def list_ssh_keys(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT_KEY]
+    return web.json_response({"keys": [k.to_json() for k in await ctx.store.ssh_keys()]})
+
+
+async def remove_ssh_key(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT_KEY]
+    name = request.query.get("name", "")
+    if not name:
+        raise OrunError("requires one argument: <name>")
+    if not await ctx.store.remove_ssh_key(name):
+        raise OrunError(f"no key named {name!r}", status=404)
+    return web.json_response({"removed": name})
+
+
 async def list_audit(request: web.Request) -> web.Response:
     """Audit rows, newest first: `app` (an app path glob), `since` (epoch seconds),
     `limit`."""
@@ -519,6 +563,9 @@ ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
     ("POST", "/tokens", create_token, "token.create"),
     ("GET", "/tokens", list_tokens, "token.list"),
     ("DELETE", "/tokens", revoke_token, "token.revoke"),
+    ("POST", "/keys", add_ssh_key, "key.add"),
+    ("GET", "/keys", list_ssh_keys, "key.list"),
+    ("DELETE", "/keys", remove_ssh_key, "key.remove"),
     ("GET", "/audit", list_audit, "audit.list"),
 )
 

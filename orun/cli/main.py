@@ -715,6 +715,37 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_key_add(args: argparse.Namespace) -> int:
+    """Allow a public key to git push; the key comes from a file or stdin (`-`)."""
+    if args.file == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(args.file).expanduser().read_text()
+        except OSError as exc:
+            raise OrunError(f"cannot read {args.file}: {exc.strerror}") from None
+    result = _client().request("POST", "/keys", body={"name": args.name, "key": text,
+                                                      "scope": args.scope})
+    print(f"key {result['name']!r} added ({result['fingerprint']}, scope {result['scope']})")
+    return 0
+
+
+def cmd_key_list(args: argparse.Namespace) -> int:
+    keys = _client().request("GET", "/keys")["keys"]
+    emit(args.format, keys, (
+        Column("Name", lambda k: k["name"]), Column("Scope", lambda k: k["scope"]),
+        Column("Type", lambda k: k["type"]), Column("Fingerprint", lambda k: k["fingerprint"]),
+        Column("Created", lambda k: _when(k["created"])),
+        Column("LastUsed", lambda k: _when(k["last_used"]))))
+    return 0
+
+
+def cmd_key_remove(args: argparse.Namespace) -> int:
+    _client().request("DELETE", "/keys", query={"name": args.name})
+    print(f"key {args.name!r} removed")
+    return 0
+
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -1032,6 +1063,23 @@ def build_parser() -> argparse.ArgumentParser:
     trevoke = token_sub.add_parser("revoke", help="revoke a token (at once)")
     trevoke.add_argument("name")
     trevoke.set_defaults(func=cmd_token_revoke)
+
+    key = sub.add_parser("key", help="SSH keys that may git push to orun's SSH server")
+    key_sub = key.add_subparsers(dest="key_command", required=True, parser_class=_Parser)
+    kadd = key_sub.add_parser("add", help="allow a public key to git push")
+    kadd.add_argument("name")
+    completion.hint(kadd.add_argument("file", help="the public key file (.pub), or - for "
+                                                   "standard input"), completion.FILE)
+    kadd.add_argument("--scope", default="admin", metavar="admin|GLOB",
+                      help="admin: push to (and create) any app (default); an app path "
+                           "glob: only apps it matches")
+    kadd.set_defaults(func=cmd_key_add)
+    klist = key_sub.add_parser("list", help="list the keys")
+    add_format_option(klist)
+    klist.set_defaults(func=cmd_key_list)
+    kremove = key_sub.add_parser("remove", help="remove a key (at once)")
+    kremove.add_argument("name")
+    kremove.set_defaults(func=cmd_key_remove)
 
     audit = sub.add_parser("audit", help="the audit trail of admin operations and sign-ins")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)

@@ -400,6 +400,24 @@ class ConsoleConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SshConfig:
+    """orun's own SSH server, for `git push` deploys (orun/api/gitpush.py). Off unless a
+    port is set: it is a second door, opened on purpose."""
+
+    host: str = "127.0.0.1"
+    #: 0 = a random free port (tests), negative = off
+    port: int = field(default=-1, metadata=check(_port))
+    #: the longest a push may take to receive (bytes from the client), then it is cut
+    receive_timeout_secs: float = field(default=600.0, metadata=check(_positive))
+    #: the largest push accepted (git's receive.maxInputSize), in MB
+    max_push_mb: int = field(default=512, metadata=check(_positive))
+
+    @property
+    def enabled(self) -> bool:
+        return self.port >= 0
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "console", "json"] = "auto"
@@ -466,6 +484,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     log: LogConfig = field(default_factory=LogConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    ssh: SshConfig = field(default_factory=SshConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     #: declarative apps, reconciled at start and on SIGHUP (orun/control/declared.py)
     apps: list[DeclaredApp] = field(default_factory=list)

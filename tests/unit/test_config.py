@@ -221,7 +221,7 @@ def test_top_level_must_be_a_mapping(text: str) -> None:
 def test_unknown_top_level_key_lists_known_keys() -> None:
     assert one_problem("htp: {}") == (
         "htp: unknown key (known keys: app_defaults, apps, auth, builder, console, http, https, "
-        "limits, log, metrics, proxy, security, system)"
+        "limits, log, metrics, proxy, security, ssh, system)"
     )
 
 
