@@ -290,7 +290,10 @@ class PushServer:
 
     async def _handle(self, process: asyncssh.SSHServerProcess[bytes], key: SshKeyRecord,
                       remote: str) -> int:
-        words = shlex.split(process.command or "")
+        try:
+            words = shlex.split(process.command or "")
+        except ValueError:  # unbalanced quotes
+            words = ["a malformed command"]
         if words[:2] == ["git", "receive-pack"]:
             words = ["git-receive-pack", *words[2:]]
         if len(words) != 2 or words[0] != "git-receive-pack":

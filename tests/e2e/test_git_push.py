@@ -149,7 +149,7 @@ async def test_push_refusals(make_orun: Any, tmp_path: Path, engine: None) -> No
     assert code != 0 and "Permission denied (publickey)" in out
 
     # only receive-pack: no shell, no other command, no fetch
-    for command in ([], ["ls", "/"], ["git-upload-pack", "/team/x"]):
+    for command in ([], ["ls", "/"], ["git-upload-pack", "/team/x"], ["git-receive-pack '/x"]):
         done = subprocess.run(
             ["ssh", "-i", str(team.key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
              "-o", f"UserKnownHostsFile={team.known_hosts}", "-p", str(team.port),
