@@ -165,9 +165,11 @@ class Orun:
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    async def cli(self, *args: str, cwd: Path | None = None) -> CliResult:
+    async def cli(self, *args: str, cwd: Path | None = None,
+                  env: dict[str, str] | None = None) -> CliResult:
+        """Run the CLI against this server (`env` adds to or replaces its variables)."""
         proc = await asyncio.create_subprocess_exec(
-            *self.command, *args, env=self.env, cwd=cwd or self.cwd,
+            *self.command, *args, env={**self.env, **(env or {})}, cwd=cwd or self.cwd,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         out, err = await proc.communicate()

@@ -102,10 +102,12 @@ class Remote:
 
 class AdminClient:
     def __init__(self, socket_path: Path, timeout: float = TIMEOUT_SECS,
-                 remote: Remote | None = None) -> None:
+                 remote: Remote | None = None, via: str = "") -> None:
         self.socket_path = socket_path
         self.timeout = timeout
         self.remote = remote
+        #: how the socket is reached when it is not this machine's (an SSH tunnel's URL)
+        self.via = via
 
     def _connection(self) -> http.client.HTTPConnection:
         if self.remote is None:
@@ -142,6 +144,11 @@ class AdminClient:
     def _transport_error(self, exc: BaseException) -> BaseException:
         if self.remote is not None:
             return self._remote_error(exc)
+        if self.via and isinstance(exc, (OSError, http.client.HTTPException)):
+            # the tunnel accepted; the far end could not reach orun's socket there
+            return OrunError(f"cannot reach the orun server through {self.via}: no server "
+                             "answers on its admin socket there (is orun running, and is "
+                             "the path its home?)")
         if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
             return OrunError(
                 f"cannot reach the orun server: no server is listening on {self.socket_path} "

@@ -15,13 +15,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from orun import __version__
 from orun.cli import completion
 from orun.cli.argv import long_flags, normalize_go_flags
 from orun.cli.client import AdminClient, Remote
 from orun.cli.output import Column, Row, add_format_option, emit, size, text
+
+if TYPE_CHECKING:
+    from orun.cli.sshtunnel import SshTunnel
 from orun.errors import ConfigError, OrunError
 from orun.state.authtype import label as auth_label
 
@@ -43,16 +46,25 @@ def _home() -> Path:
 
 #: set by `main` from --server/ORUN_SERVER: the orun every command talks to
 _REMOTE: Remote | None = None
+#: the SSH connection of `--server ssh://...` (orun/cli/sshtunnel.py)
+_TUNNEL: SshTunnel | None = None
 
 
 def _client() -> AdminClient:
+    if _TUNNEL is not None:
+        return AdminClient(_TUNNEL.local_socket, via=_TUNNEL.describe())
     return AdminClient(_home() / "run" / "orun.sock", remote=_REMOTE)
+
+
+def _elsewhere() -> bool:
+    """Does this command talk to an orun on another machine (--server)?"""
+    return _REMOTE is not None or _TUNNEL is not None
 
 
 def _remote_from(args: argparse.Namespace) -> Remote | None:
     """--server/ORUN_SERVER, the token (ORUN_TOKEN or --token-file) and the CA."""
     url = args.server or os.environ.get("ORUN_SERVER", "")
-    if not url:
+    if not url or url.startswith("ssh://"):
         return None
     token = ""
     if args.token_file:
@@ -90,7 +102,7 @@ def _source_arg(source: str) -> str:
 
     if source == "-" or is_git_source(source):
         return source
-    if _REMOTE is not None:  # a folder on the server's machine
+    if _elsewhere():  # a folder on the server's machine
         if not source.startswith("/"):
             raise OrunError(f"source {source}: with --server, give an absolute path on the "
                             "server (or a git URL)")
@@ -602,7 +614,7 @@ def cmd_spec_show(args: argparse.Namespace) -> int:
 def cmd_config_check(args: argparse.Namespace) -> int:
     from orun.state.config import read_config_file
 
-    if _REMOTE is not None:
+    if _elsewhere():
         return _remote_config_check(args.path)
     path = Path(args.path).expanduser().absolute() if args.path else _home() / "orun.yaml"
     try:
@@ -846,8 +858,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="orun", description="Deploy web apps from source plus an app spec.")
     parser.add_argument("--version", "-v", action="version", version=f"orun {__version__}")
     parser.add_argument("--server", metavar="URL",
-                        help="talk to a remote orun over HTTPS (default $ORUN_SERVER; "
-                             "the token comes from $ORUN_TOKEN or --token-file)")
+                        help="talk to a remote orun: https://HOST[:PORT] (the token comes "
+                             "from $ORUN_TOKEN or --token-file) or "
+                             "ssh://[USER@]HOST[:PORT][/ORUN_HOME] (your SSH keys; default "
+                             "$ORUN_SERVER)")
     completion.hint(parser.add_argument("--token-file", metavar="PATH",
                                         help="file holding the API token"), completion.FILE)
     completion.hint(parser.add_argument("--ca-file", metavar="PATH",
@@ -1131,14 +1145,20 @@ _LOCAL_ONLY = frozenset({cmd_serve, cmd_completion, cmd_service_print, cmd_servi
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global _REMOTE, _TUNNEL
     parser = build_parser()
     args_in = list(sys.argv[1:] if argv is None else argv)
     args_in = normalize_go_flags(args_in, long_flags(parser))
     try:
         _check_cvol_values(args_in)
         args = parser.parse_args(args_in)
-        global _REMOTE
         _REMOTE = None if args.func in _LOCAL_ONLY else _remote_from(args)
+        url = args.server or os.environ.get("ORUN_SERVER", "")
+        if url.startswith("ssh://") and args.func not in _LOCAL_ONLY:
+            from orun.cli.sshtunnel import SshTunnel
+
+            _TUNNEL = SshTunnel(url)
+            _TUNNEL.open()
         return int(args.func(args))
     except OrunError as exc:
         if exc.detail:
@@ -1147,6 +1167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        if _TUNNEL is not None:
+            _TUNNEL.close()
+            _TUNNEL = None
 
 
 def _print_error(message: str) -> None:

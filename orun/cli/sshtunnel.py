@@ -1,0 +1,129 @@
+"""`orun --server ssh://[user@]host[:port][/orun-home]`: the CLI over SSH.
+
+An alternative to HTTPS and API tokens for people who can already log in to the server's
+machine: the CLI signs in with asyncssh (keys from the SSH agent or `~/.ssh`, the host
+checked against `~/.ssh/known_hosts`, as `ssh` does), and forwards a private local unix
+socket to the remote orun's admin socket, `<orun home>/run/orun.sock`. The remote home
+is the URL's path, else the remote user's `$ORUN_HOME`, else `~/.orun`. Everything else
+is the local admin client, unchanged: the remote server sees a local caller, the SSH
+user, and admits it only when that user may open its socket (the server's own user or
+root).
+
+asyncssh is asynchronous and the CLI is not, so the connection lives on an event loop in
+a daemon thread for the life of the command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import tempfile
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import asyncssh
+
+from orun.errors import OrunError
+
+CONNECT_TIMEOUT_SECS = 15.0
+
+
+def parse_ssh_url(url: str) -> tuple[str, int, str | None, str]:
+    """(host, port, user or None, remote orun home or "") of an ssh:// server URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "ssh" or not parts.hostname:
+        raise OrunError(f"--server {url}: expected ssh://[user@]host[:port][/orun-home]")
+    try:
+        port = parts.port or 22
+    except ValueError:
+        raise OrunError(f"--server {url}: invalid port") from None
+    home = unquote(parts.path) if parts.path not in ("", "/") else ""
+    return parts.hostname, port, unquote(parts.username) if parts.username else None, home
+
+
+class SshTunnel:
+    """One SSH connection forwarding a local socket to a remote orun's admin socket."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.host, self.port, self.user, self.home = parse_ssh_url(url)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="orun-ssh",
+                                        daemon=True)
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._dir = Path(tempfile.mkdtemp(prefix="orun-ssh-"))  # 0700: ours alone
+        self.local_socket = self._dir / "orun.sock"
+        self.remote_socket = ""
+
+    def open(self) -> Path:
+        """Connect and forward; the local socket's path. OrunError on any failure."""
+        self._thread.start()
+        future: Future[None] = asyncio.run_coroutine_threadsafe(self._open(), self._loop)
+        try:
+            future.result(CONNECT_TIMEOUT_SECS + 5)
+        except OrunError:
+            self.close()
+            raise
+        except TimeoutError:
+            self.close()
+            raise OrunError(f"cannot reach {self.host}:{self.port} over SSH: no answer "
+                            f"within {CONNECT_TIMEOUT_SECS:g}s") from None
+        return self.local_socket
+
+    async def _open(self) -> None:
+        options: dict[str, Any] = {"port": self.port, "connect_timeout": CONNECT_TIMEOUT_SECS}
+        if self.user:
+            options["username"] = self.user
+        where = f"{self.host}:{self.port}"
+        try:
+            self._conn = await asyncssh.connect(self.host, **options)
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise OrunError(f"the SSH host key of {where} is not known or has changed "
+                            f"({exc.reason}): check its fingerprint and add it to "
+                            "~/.ssh/known_hosts (ssh to it once)") from None
+        except asyncssh.PermissionDenied:
+            raise OrunError(f"{where} refused the SSH sign-in (no key of yours from the "
+                            "agent or ~/.ssh is authorised there)") from None
+        except asyncssh.DisconnectError as exc:
+            raise OrunError(f"SSH connection to {where} failed: {exc.reason}") from None
+        except (OSError, asyncssh.Error) as exc:
+            raise OrunError(f"cannot reach {where} over SSH: "
+                            f"{getattr(exc, 'strerror', None) or exc}") from None
+        home = self.home or await self._remote_home()
+        self.remote_socket = f"{home.rstrip('/')}/run/orun.sock"
+        await self._conn.forward_local_path(str(self.local_socket), self.remote_socket)
+
+    async def _remote_home(self) -> str:
+        assert self._conn is not None
+        result = await self._conn.run('printf %s "${ORUN_HOME:-$HOME/.orun}"',
+                                      check=False, timeout=CONNECT_TIMEOUT_SECS)
+        home = str(result.stdout or "").strip()
+        if result.exit_status != 0 or not home.startswith("/"):
+            raise OrunError(f"cannot find orun's home on {self.host}: give it in the URL "
+                            f"(ssh://{self.host}/path/to/orun-home)")
+        return home
+
+    def describe(self) -> str:
+        return f"{self.url} ({shlex.quote(self.remote_socket)} there)"
+
+    def close(self) -> None:
+        """Close the connection and remove the local socket (asyncssh leaves it)."""
+        async def shut() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                await self._conn.wait_closed()
+
+        if self._thread.is_alive():
+            future = asyncio.run_coroutine_threadsafe(shut(), self._loop)
+            # the command's outcome matters more than a clean close
+            with contextlib.suppress(Exception):
+                future.result(5)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+        self.local_socket.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self._dir.rmdir()
