@@ -19,6 +19,7 @@ SAMPLES = {
     "asgi_app": ("python-asgi", ""),
     "container_app": ("container", ""),
     "fasthtml_app": ("python-fasthtml", "main.py"),
+    "dash_app": ("python-dash", "app.py"),
     "fault_app": ("container", ""),
     "flask_app": ("python-flask", "app.py"),
     "flask_uv_app": ("python-flask", "app.py"),
