@@ -28,6 +28,7 @@ SAMPLES = {
     "hostile_app": ("container", ""),
     "nicegui_app": ("python-nicegui", "main.py"),
     "reflex_app": ("python-reflex", "rxconfig.py"),
+    "shiny_app": ("python-shiny", "app.py"),
     "streamlit_app": ("python-streamlit", "streamlit_app.py"),
     "streamlit_poetry_app": ("python-streamlit-poetry", "streamlit_app.py"),
     "versioned_app": ("container", ""),
