@@ -27,6 +27,7 @@ SAMPLES = {
     "gradio_app": ("python-gradio", "run.py"),
     "hostile_app": ("container", ""),
     "nicegui_app": ("python-nicegui", "main.py"),
+    "panel_app": ("python-panel", "app.py"),
     "reflex_app": ("python-reflex", "rxconfig.py"),
     "shiny_app": ("python-shiny", "app.py"),
     "streamlit_app": ("python-streamlit", "streamlit_app.py"),
