@@ -26,6 +26,7 @@ SAMPLES = {
     "go_app": ("go", ""),
     "gradio_app": ("python-gradio", "run.py"),
     "hostile_app": ("container", ""),
+    "marimo_app": ("python-marimo", "notebook.py"),
     "nicegui_app": ("python-nicegui", "main.py"),
     "panel_app": ("python-panel", "app.py"),
     "reflex_app": ("python-reflex", "rxconfig.py"),
