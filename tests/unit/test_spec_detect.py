@@ -18,6 +18,7 @@ APPS = Path(__file__).resolve().parent.parent / "apps"
 SAMPLES = {
     "asgi_app": ("python-asgi", ""),
     "container_app": ("container", ""),
+    "django_app": ("python-django", "manage.py"),
     "fasthtml_app": ("python-fasthtml", "main.py"),
     "dash_app": ("python-dash", "app.py"),
     "fault_app": ("container", ""),
