@@ -11,11 +11,13 @@ file's `server`, else the Flask server of the file's Dash object.
 import importlib.util
 import os
 import sys
+from pathlib import Path
 
-_FILE = os.path.abspath(os.environ.get("app_file") or "app.py")
-_NAME = os.path.splitext(os.path.basename(_FILE))[0]
-sys.path.insert(0, os.path.dirname(_FILE))
-if not os.path.isfile(_FILE):
+# orun passes each param as an environment variable of its own name
+_FILE = Path(os.environ.get("app_file") or "app.py").resolve()  # noqa: SIM112
+_NAME = _FILE.stem
+sys.path.insert(0, str(_FILE.parent))
+if not _FILE.is_file():
     raise SystemExit(f"python-dash: app_file {_FILE} does not exist (set --param app_file=...)")
 _spec = importlib.util.spec_from_file_location(_NAME, _FILE)
 assert _spec is not None and _spec.loader is not None

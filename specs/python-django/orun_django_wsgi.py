@@ -7,7 +7,7 @@ import os
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "orun_django_settings"
 
-from django.core.servers.basehttp import get_internal_wsgi_application  # noqa: E402
+from django.core.servers.basehttp import get_internal_wsgi_application
 
 HEALTH_PATH = "/_orun_health"
 _project = get_internal_wsgi_application()
