@@ -1,8 +1,9 @@
 """Settings for serving a Django project behind orun, without editing its settings.py.
 
 The python-django spec points DJANGO_SETTINGS_MODULE here. This module takes every
-setting of the project's own module (the SETTINGS_MODULE param, else the one manage.py
-names) and changes only what serving at an orun app path and URL needs:
+setting of the project's own module (the one manage.py names, or the SETTINGS_MODULE
+build arg: collectstatic needs it at build, before any param exists) and changes only
+what serving at an orun app path and URL needs:
 
 - FORCE_SCRIPT_NAME is the app path: orun strips it from requests, and Django puts it
   back in the URLs it makes (reverse, redirects, STATIC_URL);
@@ -13,7 +14,8 @@ names) and changes only what serving at an orun app path and URL needs:
 - the CSRF, session and language cookies are scoped to the app path (when the project
   leaves them at /), so apps side by side on one host do not overwrite each other's;
 - static files: STATIC_URL is put under the app path, STATIC_ROOT defaults to
-  /app/staticfiles (collectstatic fills it at build) and whitenoise serves it;
+  /opt/staticfiles (collectstatic fills it at build; outside /app, which a dev app's
+  mounted folder hides; a dev app serves the apps' static folders live) and whitenoise serves it;
 - a SQLite database moves into /data, the app's named volume, so it survives new
   containers (`migrate` runs at every start).
 """
@@ -28,7 +30,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 
 def _project_settings_module() -> str:
-    name = os.environ.get("SETTINGS_MODULE", "").strip()
+    name = os.environ.get("ORUN_DJANGO_PROJECT_SETTINGS", "").strip()
     if name:
         return name
     manage = Path("manage.py")
@@ -37,7 +39,7 @@ def _project_settings_module() -> str:
     if not found:
         raise ImproperlyConfigured(
             "python-django: cannot tell the project's settings module (manage.py names "
-            "none); set it with --param SETTINGS_MODULE=mysite.settings")
+            "none); name it with --carg SETTINGS_MODULE=mysite.settings")
     return found.group(1)
 
 
@@ -76,7 +78,12 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 _static_url = str(globals().get("STATIC_URL") or "static/")
 if "://" not in _static_url and not _static_url.startswith("//"):
     STATIC_URL = f"{_app_path}/{_static_url.lstrip('/')}"
-STATIC_ROOT = globals().get("STATIC_ROOT") or "/app/staticfiles"
+STATIC_ROOT = globals().get("STATIC_ROOT") or "/opt/staticfiles"
+if not (Path(STATIC_ROOT).is_dir() and any(Path(STATIC_ROOT).iterdir())):
+    # nothing collected (a dev app's image has no project to collect from): serve the
+    # apps' static folders as they are, edits included
+    WHITENOISE_USE_FINDERS = True
+    WHITENOISE_AUTOREFRESH = True
 _middleware = list(globals().get("MIDDLEWARE") or [])
 _whitenoise = "whitenoise.middleware.WhiteNoiseMiddleware"
 if _whitenoise not in _middleware:

@@ -123,3 +123,41 @@ async def test_django_form_static_and_data_across_containers(
             await page.screenshot(screenshot_path("django-browser-failed"))
         raise
     await stops_cleanly(corun, "djgdom.localhost:/")
+
+
+async def test_django_needs_manage_py(corun: Orun, tmp_path: Path) -> None:
+    src = copy_app("django_app", tmp_path)
+    (src / "manage.py").unlink()
+    result = await corun.cli("app", "create", "--spec", "python-django", str(src), "/nm")
+    assert result.code != 0
+    assert "spec python-django needs manage.py in the app source" in result.err, result.err
+
+
+async def test_django_settings_module_from_build_arg(corun: Orun, tmp_path: Path) -> None:
+    """A manage.py that names no settings module: the build says how to name it, and
+    `--carg SETTINGS_MODULE=...` does."""
+    src = copy_app("django_app", tmp_path)
+    manage = src / "manage.py"
+    manage.write_text(manage.read_text().replace(
+        '    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")\n', ""))
+    failed = await corun.cli("app", "create", "--wait", "--spec", "python-django", str(src),
+                             "/nosettings")
+    assert failed.code != 0
+    assert "name it with --carg SETTINGS_MODULE=mysite.settings" in failed.out + failed.err
+    (await corun.cli("app", "create", "--wait", "--spec", "python-django",
+                     "--carg", "SETTINGS_MODULE=mysite.settings", str(src), "/named")).ok()
+    async with aiohttp.ClientSession() as http, http.get(corun.url("/named/")) as resp:
+        assert resp.status == 200
+        assert "served at path: [/named]" in await resp.text()
+
+
+async def test_django_dev_app(corun: Orun, tmp_path: Path) -> None:
+    """A dev app mounts its folder on /app: orun's settings module and the collected
+    static files live outside it, so the app serves as in production."""
+    src = copy_app("django_app", tmp_path)
+    (await corun.cli("app", "create", "--dev", "--wait", "--spec", "python-django", str(src),
+                     "/djdev")).ok()
+    base, origin = corun.url("/djdev/"), f"http://127.0.0.1:{corun.port}"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        await add_note(http, base, "/djdev", origin, "dev note", {})
+        assert await notes(http, base, {}) == ["dev note"]

@@ -100,6 +100,14 @@ async def test_panel_at_path_domain_and_in_browser(corun: Orun, http: aiohttp.Cl
     # the path app's host is not this app's: each app allows only its own
     await refused(http, corun.url("/"), f"http://localhost:{corun.port}", {"Host": host})
 
+    # more origins by param, each with its port (or host:* for any)
+    (await corun.cli("app", "create", "--wait", "--spec", "python-panel", "--param",
+                     "ALLOWED_ORIGINS=other.example:8443,any.example:*", str(src),
+                     "/pnlx")).ok()
+    await pull_document(http, corun.url("/pnlx/"), "https://other.example:8443")
+    await pull_document(http, corun.url("/pnlx/"), "http://any.example:1234")
+    await refused(http, corun.url("/pnlx/"), "https://other.example:9443")
+
     # a browser at the sub-path: the typed name goes to the server over the websocket,
     # and the greeting the server computes comes back the same way (Bokeh's widgets live
     # in shadow roots, so the page's text and the input are looked up through them)
