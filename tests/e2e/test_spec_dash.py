@@ -91,3 +91,11 @@ async def test_dash_at_path_domain_and_in_browser(corun: Orun, http: aiohttp.Cli
             await page.screenshot(screenshot_path("dash-browser-failed"))
         raise
     await stops_cleanly(corun, "dshdom.localhost:/")
+
+
+async def test_dash_dev_app(corun: Orun, http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """A dev app mounts its folder on /app: the spec's entry module lives outside it."""
+    src = copy_app("dash_app", tmp_path)
+    (await corun.cli("app", "create", "--dev", "--wait", "--spec", "python-dash", str(src),
+                     "/dshdev")).ok()
+    await check_app(http, corun.url("/dshdev/"), "/dshdev")
