@@ -11,6 +11,8 @@ what serving at an orun app path and URL needs:
   (CL_APP_URL), plus the ALLOWED_HOSTS / CSRF_TRUSTED_ORIGINS params; orun passes the
   client's host in X-Forwarded-Host and the scheme in X-Forwarded-Proto, and sets both
   itself (a client's own are not trusted), so Django reads them;
+- LOGIN_URL and the login/logout redirects, when written as site paths, get the app
+  path too (Django adds it only to URLs it reverses);
 - the CSRF, session and language cookies are scoped to the app path (when the project
   leaves them at /), so apps side by side on one host do not overwrite each other's;
 - static files: STATIC_URL is put under the app path, STATIC_ROOT defaults to
@@ -26,6 +28,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from django.conf import global_settings
 from django.core.exceptions import ImproperlyConfigured
 
 
@@ -71,6 +74,15 @@ for _cookie in ("CSRF_COOKIE_PATH", "SESSION_COOKIE_PATH", "LANGUAGE_COOKIE_PATH
     if globals().get(_cookie, "/") == "/":
         globals()[_cookie] = _app_path or "/"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Settings that hold a site path (the login URL's default is /accounts/login/) get the
+# app path: Django prefixes URLs it reverses, not paths written out. (URL names and
+# full URLs are kept.)
+for _name in ("LOGIN_URL", "LOGIN_REDIRECT_URL", "LOGOUT_REDIRECT_URL"):
+    _value = globals().get(_name, getattr(global_settings, _name, None))
+    if _app_path and isinstance(_value, str) and _value.startswith("/") and \
+            not _value.startswith("//") and not _value.startswith(_app_path + "/"):
+        globals()[_name] = _app_path + _value
 
 # A path STATIC_URL is made absolute under the app path here: Django would prefix a
 # relative one with the script name only from the first read on, and whitenoise reads it

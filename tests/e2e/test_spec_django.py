@@ -86,6 +86,10 @@ async def test_django_form_static_and_data_across_containers(
                              headers={"Origin": "http://evil.example"}) as resp:
             assert resp.status == 403
         assert await notes(http, base, {}) == ["first note"]
+        # the default LOGIN_URL, a site path, is put under the app path as well
+        async with http.get(base + "private/", allow_redirects=False) as resp:
+            assert resp.status == 302
+            assert resp.headers["Location"] == "/djg/accounts/login/?next=/djg/private/"
 
         # a new container (the old one removed): the database is in the app's volume
         (old,) = docker("ps", "-q", "--filter",

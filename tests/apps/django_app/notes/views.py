@@ -2,6 +2,7 @@
 
 import os
 
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -22,3 +23,9 @@ def add(request: HttpRequest) -> HttpResponse:
     if text:
         Note.objects.create(text=text[:200])
     return redirect("index")
+
+
+@login_required
+def private(request: HttpRequest) -> HttpResponse:
+    """Sends visitors to LOGIN_URL (Django's default, /accounts/login/)."""
+    return HttpResponse("private")
