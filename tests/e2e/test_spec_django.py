@@ -86,6 +86,10 @@ async def test_django_form_static_and_data_across_containers(
                              headers={"Origin": "http://evil.example"}) as resp:
             assert resp.status == 403
         assert await notes(http, base, {}) == ["first note"]
+        # the app URL's origin (CL_APP_URL: orun's HTTPS listener) is a trusted one
+        await add_note(http, base, "/djg", f"https://localhost:{corun.https_port}",
+                       "trusted origin", {})
+        assert await notes(http, base, {}) == ["first note", "trusted origin"]
         # the default LOGIN_URL, a site path, is put under the app path as well
         async with http.get(base + "private/", allow_redirects=False) as resp:
             assert resp.status == 302
@@ -95,7 +99,8 @@ async def test_django_form_static_and_data_across_containers(
         (old,) = docker("ps", "-q", "--filter",
                         f"label=orun.app.id={await app_id(corun, '/djg')}").split()
         docker("rm", "-f", old)
-        assert await notes(http, base, {}) == ["first note"]  # orun starts a new one
+        # orun starts a new one
+        assert await notes(http, base, {}) == ["first note", "trusted origin"]
         (new,) = docker("ps", "-q", "--filter",
                         f"label=orun.app.id={await app_id(corun, '/djg')}").split()
         assert new != old
@@ -120,6 +125,7 @@ async def test_django_form_static_and_data_across_containers(
         await page.evaluate("document.getElementById('text').value = 'from the browser'")
         await page.click("#add")
         await page.wait_for(f"{items}.includes('from the browser')", timeout=30)
+        assert "trusted origin" in await page.text()
         assert await page.url() == base
         await page.screenshot(screenshot_path("django-browser-posted"))
     except BaseException:
