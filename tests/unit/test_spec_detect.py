@@ -26,6 +26,7 @@ SAMPLES = {
     "gradio_app": ("python-gradio", "run.py"),
     "hostile_app": ("container", ""),
     "nicegui_app": ("python-nicegui", "main.py"),
+    "node_app": ("js-node", ""),
     "reflex_app": ("python-reflex", "rxconfig.py"),
     "streamlit_app": ("python-streamlit", "streamlit_app.py"),
     "streamlit_poetry_app": ("python-streamlit-poetry", "streamlit_app.py"),
