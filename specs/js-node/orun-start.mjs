@@ -6,7 +6,8 @@
 // SIGHUP on to the whole group, and ends with 0 when the app ended because it was asked
 // to. It also points Node at the system's CA bundle (NODE_EXTRA_CA_CERTS) when the image
 // has one, so outbound HTTPS through a TLS-intercepting proxy whose CA the image trusts
-// works as it does for other programs.
+// works as it does for other programs, and sets BASE_PATH to the app's path
+// (CL_APP_PATH) unless a param sets it.
 //
 // What it runs: `npm start` when package.json has a start script (or server.js exists,
 // npm's own default); else the entry the js-hono spec generated (dist/orun-server.mjs).
@@ -35,6 +36,8 @@ function command() {
 
 const env = { ...process.env };
 if (!env.NODE_EXTRA_CA_CERTS && existsSync(CA_BUNDLE)) env.NODE_EXTRA_CA_CERTS = CA_BUNDLE;
+// the app's path (empty at a domain root), for links: BASE_PATH as Hono apps expect it
+if (env.BASE_PATH === undefined) env.BASE_PATH = env.CL_APP_PATH ?? "";
 
 const [file, args] = command();
 const child = spawn(file, args, { stdio: "inherit", env, detached: true });

@@ -24,6 +24,7 @@ SAMPLES = {
     "flask_uv_app": ("python-flask", "app.py"),
     "go_app": ("go", ""),
     "gradio_app": ("python-gradio", "run.py"),
+    "hono_app": ("js-hono", ""),
     "hostile_app": ("container", ""),
     "nicegui_app": ("python-nicegui", "main.py"),
     "node_app": ("js-node", ""),
