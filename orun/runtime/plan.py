@@ -136,9 +136,15 @@ def image_repository(app_id: str) -> str:
     return "orun-" + app_id.split("_", 2)[-1]
 
 
-def merged_build_args(spec: Spec, config: Config, app_args: Mapping[str, str]) -> dict[str, str]:
-    """Spec defaults < server `builder.build_args` < the app's `--carg`."""
-    return {**spec.container.build_args, **config.builder.build_args, **app_args}
+def merged_build_args(spec: Spec, config: Config, app_args: Mapping[str, str],
+                      params: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Spec defaults < server `builder.build_args` < the spec's `param_build_args` (from
+    the app's params) < the app's `--carg`."""
+    from_params = {arg: env_value(params[name])
+                   for arg, name in spec.container.param_build_args.items()
+                   if params is not None and params.get(name) not in (None, "")}
+    return {**spec.container.build_args, **config.builder.build_args, **from_params,
+            **app_args}
 
 
 def _port(spec: Spec, params: Mapping[str, Any], exposed: int | None, containerfile: str) -> int:
@@ -186,7 +192,7 @@ def plan_container(inputs: PlanInputs) -> ContainerPlan:
         context = compose(source_dir, inputs.spec_dir,
                           containerfile=spec.container.dockerfile, exclude_spec=(SPEC_FILE,),
                           source_only=dev.image_files if dev is not None and mounted else None)
-        args = merged_build_args(spec, config, settings.container_args)
+        args = merged_build_args(spec, config, settings.container_args, params)
         digest = context.digest(args)
         image = f"{image_repository(app.id)}:{digest[:16]}"
         build = BuildPlan(context, args, image, digest)
