@@ -137,12 +137,13 @@ def image_repository(app_id: str) -> str:
 
 
 def merged_build_args(spec: Spec, config: Config, app_args: Mapping[str, str],
-                      params: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """Spec defaults < server `builder.build_args` < the spec's `param_build_args` (from
-    the app's params) < the app's `--carg`."""
-    from_params = {arg: env_value(params[name])
+                      app_params: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Spec defaults < server `builder.build_args` < the spec's `param_build_args` (the
+    params the app set; a param's default leaves the build arg to the server and the
+    spec) < the app's `--carg`."""
+    from_params = {arg: app_params[name]
                    for arg, name in spec.container.param_build_args.items()
-                   if params is not None and params.get(name) not in (None, "")}
+                   if app_params is not None and app_params.get(name, "").strip()}
     return {**spec.container.build_args, **config.builder.build_args, **from_params,
             **app_args}
 
@@ -192,7 +193,8 @@ def plan_container(inputs: PlanInputs) -> ContainerPlan:
         context = compose(source_dir, inputs.spec_dir,
                           containerfile=spec.container.dockerfile, exclude_spec=(SPEC_FILE,),
                           source_only=dev.image_files if dev is not None and mounted else None)
-        args = merged_build_args(spec, config, settings.container_args, params)
+        args = merged_build_args(spec, config, settings.container_args,
+                                 settings.params)
         digest = context.digest(args)
         image = f"{image_repository(app.id)}:{digest[:16]}"
         build = BuildPlan(context, args, image, digest)

@@ -17,7 +17,7 @@ from orun.spec import (
     load_spec_dir,
     resolve_params,
 )
-from orun.state.config import Config
+from orun.state.config import BuilderConfig, Config
 
 # -- resolve_params -------------------------------------------------------------------
 
@@ -471,8 +471,9 @@ def test_broken_home_spec_is_an_error_only_when_used(tmp_path: Path) -> None:
 
 def test_param_build_args(tmp_path: Path) -> None:
     """`container.param_build_args` feeds params into the build (image-cmd builds FROM its
-    `image` param): after the server's build args, before the app's --carg; it must name
-    a declared param."""
+    `image` param): the params the app set, after the server's build args (a param's
+    default does not override them), before the app's --carg; it must name a declared
+    param."""
     text = ("description: x\nkind: container\nparams:\n  image: {type: string, required: true,"
             " description: d}\ncontainer:\n  build_args: {IMAGE: base, OTHER: o}\n"
             "  param_build_args: {IMAGE: image}\n")
@@ -483,6 +484,10 @@ def test_param_build_args(tmp_path: Path) -> None:
     assert merged_build_args(spec, config, {"IMAGE": "carg"}, {"image": "mine:1"})["IMAGE"] \
         == "carg"
     assert merged_build_args(spec, config, {}, {"image": ""})["IMAGE"] == "base"
+    assert merged_build_args(spec, config, {}, {})["IMAGE"] == "base"
+    server = Config(builder=BuilderConfig(build_args={"IMAGE": "server"}))
+    assert merged_build_args(spec, server, {}, {})["IMAGE"] == "server"
+    assert merged_build_args(spec, server, {}, {"image": "mine:1"})["IMAGE"] == "mine:1"
     with pytest.raises(SpecError, match=r"container.param_build_args.IMAGE: no param img"):
         load_spec_dir("bad", write_spec(tmp_path / "bad",
                                         text.replace("{IMAGE: image}", "{IMAGE: img}")))
