@@ -11,6 +11,7 @@ app's API) while its EventSource receives the stream.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from pathlib import Path
 
@@ -18,9 +19,9 @@ import aiohttp
 import pytest
 
 from tests.browser import Browser, screenshot_path
-from tests.conftest import Orun
+from tests.conftest import Orun, docker
 from tests.e2e.spec_helpers import scenario, step, stops_cleanly
-from tests.e2e.test_containers import copy_app, get, get_json
+from tests.e2e.test_containers import app_id, copy_app, get, get_json
 
 pytestmark = pytest.mark.timeout(600)
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,3 +103,40 @@ def test_node_specs_share_one_start_wrapper() -> None:
     """js-node and js-hono ship the same start wrapper (each spec folder is whole)."""
     node = (ROOT / "specs/js-node/orun-start.mjs").read_bytes()
     assert node == (ROOT / "specs/js-hono/orun-start.mjs").read_bytes()
+
+
+OWN_SERVER = """\
+import { serve } from "@hono/node-server";
+import { Hono } from "hono";
+
+const app = new Hono();
+app.get("/", (c) => c.json({ own: true, base: process.env.BASE_PATH }));
+const server = serve({ fetch: app.fetch, port: Number(process.env.PORT) });
+process.on("SIGTERM", () => server.close(() => process.exit(0)));
+"""
+
+
+async def test_hono_app_with_its_own_start_script(corun: Orun, http: aiohttp.ClientSession,
+                                                  tmp_path: Path) -> None:
+    """A start script is used as is: no server generated, no esbuild in the image; and a
+    source with neither a start script nor src/index.* fails the build saying so."""
+    src = copy_app("hono_app", tmp_path)
+    package = json.loads((src / "package.json").read_text())
+    package["scripts"] = {"start": "node server.mjs"}
+    (src / "package.json").write_text(json.dumps(package))
+    (src / "server.mjs").write_text(OWN_SERVER)
+    (await corun.cli("app", "create", "--wait", "--spec", "js-hono", str(src), "/own")).ok()
+    assert await get_json(http, corun.url("/own/")) == {"own": True, "base": "/own"}
+    log = (await corun.cli("app", "logs", "--build", "/own")).ok().out
+    assert "generated dist/orun-server.mjs" not in log, log
+    container = docker("ps", "-q", "--filter",
+                       f"label=orun.app.id={await app_id(corun, '/own')}").strip()
+    assert docker("exec", container, "ls", "-A", "/opt/orun/tools").strip() == ""
+
+    del package["scripts"]
+    (src / "package.json").write_text(json.dumps(package))
+    (src / "src" / "index.tsx").rename(src / "src" / "main.tsx")
+    (await corun.cli("app", "create", "--spec", "js-hono", str(src), "/none")).ok()
+    status, body = await get(http, corun.url("/none/"))
+    assert status >= 500
+    assert 'package.json has no "start" script and there is no src/index.' in body, body[:3000]
