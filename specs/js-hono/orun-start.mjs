@@ -58,6 +58,7 @@ child.on("error", (err) => {
 });
 child.on("exit", (code, signal) => {
   const status = code ?? 128 + (constants.signals[signal] ?? 0);
-  // asked to stop and it stopped: that is a clean end, whatever npm makes of the signal
-  process.exit(stopping && (signal || [0, 1, 130, 143].includes(status)) ? 0 : status);
+  // asked to stop and it stopped: a clean end. npm itself always ends by the signal it
+  // got (whatever the app's exit code), so the app's own code is not known here.
+  process.exit(stopping && (signal || [0, 130, 143].includes(status)) ? 0 : status);
 });
