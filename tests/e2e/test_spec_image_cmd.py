@@ -5,13 +5,17 @@ the spec's Go source in the local Go image and added to it. Checks: the page sho
 command and a Run button; a run shows the command's output from inside that image, as
 the non-root user; the command is the admin's (`--param command=...`) and nothing in a
 request's query, form body or JSON body changes it; GET never runs it; a domain app
-works too; Chromium clicks Run.
+works too; an image without any shell runs its command split on spaces; Chromium
+clicks Run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -112,3 +116,37 @@ async def test_image_cmd_in_browser(corun: Orun, browser: Browser, tmp_path: Pat
         with contextlib.suppress(Exception):  # must not hide the failure
             await page.screenshot(screenshot_path("image-cmd-browser-failed"))
         raise
+
+
+HELLO = """package main
+
+import (
+\t"fmt"
+\t"os"
+)
+
+func main() { fmt.Printf("args: %q\\n", os.Args[1:]) }
+"""
+
+
+async def test_image_without_a_shell(corun: Orun, http: aiohttp.ClientSession,
+                                     tmp_path: Path) -> None:
+    """An image with no shell at all (FROM scratch, one static binary): the runner runs
+    the command split on spaces."""
+    (tmp_path / "hello.go").write_text(HELLO)
+    (tmp_path / "Dockerfile").write_text(
+        "FROM orun-test/go:1.19 AS build\nWORKDIR /src\nCOPY hello.go .\n"
+        "RUN CGO_ENABLED=0 go build -o /hello hello.go\n"
+        "FROM scratch\nCOPY --from=build /hello /hello\n")
+    tag = f"orun-test/noshell:{uuid.uuid4().hex[:12]}"
+    subprocess.run(["docker", "build", "-q", "-t", tag, str(tmp_path)], check=True,
+                   capture_output=True, env={**os.environ, "DOCKER_BUILDKIT": "0"}, timeout=300)
+    try:
+        (await corun.cli("app", "create", "--wait", "--spec", "image-cmd",
+                         "--param", f"image={tag}", "--param", "command=/hello a  b",
+                         "-", "/noshell")).ok()
+        got = await run(http, corun.url("/noshell/run"))
+        assert (got["exit_code"], got["output"]) == (0, 'args: ["a" "b"]\n'), got
+    finally:
+        await corun.cli("app", "delete", "/noshell")
+        docker("rmi", "-f", tag, check=False)
