@@ -88,6 +88,10 @@ async def test_requests_cannot_change_the_command(corun: Orun, http: aiohttp.Cli
         extra_headers = extra.pop("headers", {})
         got = await run(http, corun.url("/run"), headers={**host, **extra_headers}, **extra)
         assert {k: got[k] for k in expected} == expected, (extra, got)
+    # a cross-site form post (another site's page in a visitor's browser) is refused
+    async with http.post(corun.url("/run"), headers={**host, "Sec-Fetch-Site": "cross-site"}
+                         ) as resp:
+        assert resp.status == 403
     # the page at the domain posts to /run
     status, page = await get(http, corun.url("/"), headers=host)
     assert status == 200 and '<form method="post" action="/run">' in page

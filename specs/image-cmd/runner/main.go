@@ -171,6 +171,11 @@ func main() {
 			http.Error(w, "POST to run the command", http.StatusMethodNotAllowed)
 			return
 		}
+		// a page on another site cannot make a visitor's browser start runs
+		if req.Header.Get("Sec-Fetch-Site") == "cross-site" {
+			http.Error(w, "runs start from this app's own page", http.StatusForbidden)
+			return
+		}
 		res := r.run(req.Context())
 		log.Printf("ran %q: exit code %d in %.2f s", r.command, res.ExitCode, res.Seconds)
 		if strings.Contains(req.Header.Get("Accept"), "application/json") {
