@@ -237,7 +237,7 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
 
 #: the base images scripts/base-images makes; tests point every spec at them
 BASE_IMAGES = {"PYTHON_IMAGE": "orun-test/python:3.11", "GO_IMAGE": "orun-test/go:1.19",
-               "RUNTIME_IMAGE": "orun-test/runtime:12"}
+               "RUNTIME_IMAGE": "orun-test/runtime:12", "NODE_IMAGE": "orun-test/node:18"}
 _homes_with_images: list[str] = []
 
 

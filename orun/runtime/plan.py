@@ -136,9 +136,16 @@ def image_repository(app_id: str) -> str:
     return "orun-" + app_id.split("_", 2)[-1]
 
 
-def merged_build_args(spec: Spec, config: Config, app_args: Mapping[str, str]) -> dict[str, str]:
-    """Spec defaults < server `builder.build_args` < the app's `--carg`."""
-    return {**spec.container.build_args, **config.builder.build_args, **app_args}
+def merged_build_args(spec: Spec, config: Config, app_args: Mapping[str, str],
+                      app_params: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Spec defaults < server `builder.build_args` < the spec's `param_build_args` (the
+    params the app set; a param's default leaves the build arg to the server and the
+    spec) < the app's `--carg`."""
+    from_params = {arg: app_params[name]
+                   for arg, name in spec.container.param_build_args.items()
+                   if app_params is not None and app_params.get(name, "").strip()}
+    return {**spec.container.build_args, **config.builder.build_args, **from_params,
+            **app_args}
 
 
 def _port(spec: Spec, params: Mapping[str, Any], exposed: int | None, containerfile: str) -> int:
@@ -186,7 +193,8 @@ def plan_container(inputs: PlanInputs) -> ContainerPlan:
         context = compose(source_dir, inputs.spec_dir,
                           containerfile=spec.container.dockerfile, exclude_spec=(SPEC_FILE,),
                           source_only=dev.image_files if dev is not None and mounted else None)
-        args = merged_build_args(spec, config, settings.container_args)
+        args = merged_build_args(spec, config, settings.container_args,
+                                 settings.params)
         digest = context.digest(args)
         image = f"{image_repository(app.id)}:{digest[:16]}"
         build = BuildPlan(context, args, image, digest)

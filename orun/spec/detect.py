@@ -1,13 +1,13 @@
 """Which spec fits a source folder: `--spec auto`, and `app create` without `--spec`.
 
-The evidence is read, never run: file names (a Containerfile, `go.mod`,
+The evidence is read, never run: file names (a Containerfile, `go.mod`, `pom.xml`,
 `package.json`, `rxconfig.py`, `manage.py`, `index.html`), the dependencies that
 `requirements.txt` and `pyproject.toml` declare, and the modules the top-level Python
 files import (parsed with `ast`). The source is untrusted, so every read is bounded
 (file count, file size, no symlinks) and a file that does not parse is skipped.
 
 Evidence ranks in tiers, and the first tier with any evidence decides: the source's own
-container file; Go; Node; the Python app frameworks (Streamlit, Gradio, ...); the
+container file; Go and Spring Boot; Node; the Python app frameworks (Streamlit, Gradio, ...); the
 general Python web libraries (Flask, FastAPI, ...); a bare ASGI or WSGI callable; static
 files. Two different specs in the deciding tier are ambiguous: detection refuses and
 lists them, so the user picks one with `--spec`, rather than orun guessing wrong.
@@ -190,6 +190,8 @@ def detect_spec(folder: Path, *, poetry_spec: str = "python-streamlit-poetry") -
             ev.add(0, "container", f"the source has its own {name}")
     if "go.mod" in names and _regular(folder / "go.mod"):
         ev.add(1, "go", "the source has go.mod")
+    if "pom.xml" in names and "spring-boot" in (_read(folder / "pom.xml") or ""):
+        ev.add(1, "java-spring-boot", "pom.xml uses Spring Boot")
     _node_evidence(folder, names, ev)
     _python_evidence(folder, names, ev, poetry_spec)
     if not any(ev.tiers[:6]) and any(n in names for n in STATIC_INDEX):
@@ -205,8 +207,8 @@ def detect_spec(folder: Path, *, poetry_spec: str = "python-streamlit-poetry") -
         return Detection(spec, reason, files[0] if len(files) == 1 else "",
                          {s: why for t in ev.tiers for s, why in t.items()})
     raise SpecError("cannot tell which spec fits: no Containerfile or Dockerfile, go.mod, "
-                    "package.json, Python web app or index.html found at the source's top "
-                    "level. Pass --spec NAME (see 'orun spec list')")
+                    "Spring Boot pom.xml, package.json, Python web app or index.html found "
+                    "at the source's top level. Pass --spec NAME (see 'orun spec list')")
 
 
 def _node_evidence(folder: Path, names: set[str], ev: _Evidence) -> None:

@@ -75,6 +75,9 @@ class ContainerSpec:
     #: files the app source must have (checked at create: e.g. go.mod for the go spec)
     required_files: list[str] = field(default_factory=list)
     build_args: dict[str, str] = field(default_factory=dict)
+    #: build args set from params (build arg -> param name): for specs whose image
+    #: depends on what the admin chose at create time (image-cmd builds FROM `image`)
+    param_build_args: dict[str, str] = field(default_factory=dict)
     volumes: list[str] = field(default_factory=list)
 
 
@@ -217,6 +220,9 @@ def load_spec_dir(name: str, path: Path) -> Spec:
     parsed = build(SpecFile, data, "", problems)
     if not problems:
         _check_params(parsed.params, problems)
+        for arg, pname in parsed.container.param_build_args.items():
+            if pname not in parsed.params:
+                problems.append(f"container.param_build_args.{arg}: no param {pname}")
     if problems:
         raise SpecError(f"spec {name} ({spec_file}) is invalid: " + "; ".join(problems))
     files = tuple(sorted(

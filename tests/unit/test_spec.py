@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from orun.errors import SpecError
+from orun.runtime.plan import merged_build_args
 from orun.spec import (
     ParamSpec,
     RoutingSpec,
@@ -16,6 +17,7 @@ from orun.spec import (
     load_spec_dir,
     resolve_params,
 )
+from orun.state.config import BuilderConfig, Config
 
 # -- resolve_params -------------------------------------------------------------------
 
@@ -465,3 +467,27 @@ def test_broken_home_spec_is_an_error_only_when_used(tmp_path: Path) -> None:
     assert catalog.get("static").kind == "static"
     with pytest.raises(SpecError, match="spec broken"):
         catalog.get("broken")
+
+
+def test_param_build_args(tmp_path: Path) -> None:
+    """`container.param_build_args` feeds params into the build (image-cmd builds FROM its
+    `image` param): the params the app set, after the server's build args (a param's
+    default does not override them), before the app's --carg; it must name a declared
+    param."""
+    text = ("description: x\nkind: container\nparams:\n  image: {type: string, required: true,"
+            " description: d}\ncontainer:\n  build_args: {IMAGE: base, OTHER: o}\n"
+            "  param_build_args: {IMAGE: image}\n")
+    spec = load_spec_dir("pb", write_spec(tmp_path / "ok", text))
+    config = Config()
+    assert merged_build_args(spec, config, {}, {"image": "mine:1"}) == \
+        {"IMAGE": "mine:1", "OTHER": "o"}
+    assert merged_build_args(spec, config, {"IMAGE": "carg"}, {"image": "mine:1"})["IMAGE"] \
+        == "carg"
+    assert merged_build_args(spec, config, {}, {"image": ""})["IMAGE"] == "base"
+    assert merged_build_args(spec, config, {}, {})["IMAGE"] == "base"
+    server = Config(builder=BuilderConfig(build_args={"IMAGE": "server"}))
+    assert merged_build_args(spec, server, {}, {})["IMAGE"] == "server"
+    assert merged_build_args(spec, server, {}, {"image": "mine:1"})["IMAGE"] == "mine:1"
+    with pytest.raises(SpecError, match=r"container.param_build_args.IMAGE: no param img"):
+        load_spec_dir("bad", write_spec(tmp_path / "bad",
+                                        text.replace("{IMAGE: image}", "{IMAGE: img}")))

@@ -26,12 +26,15 @@ SAMPLES = {
     "flask_uv_app": ("python-flask", "app.py"),
     "go_app": ("go", ""),
     "gradio_app": ("python-gradio", "run.py"),
+    "hono_app": ("js-hono", ""),
     "hostile_app": ("container", ""),
     "marimo_app": ("python-marimo", "notebook.py"),
     "nicegui_app": ("python-nicegui", "main.py"),
+    "node_app": ("js-node", ""),
     "panel_app": ("python-panel", "app.py"),
     "reflex_app": ("python-reflex", "rxconfig.py"),
     "shiny_app": ("python-shiny", "app.py"),
+    "spring_app": ("java-spring-boot", ""),
     "streamlit_app": ("python-streamlit", "streamlit_app.py"),
     "streamlit_poetry_app": ("python-streamlit-poetry", "streamlit_app.py"),
     "versioned_app": ("container", ""),
@@ -120,7 +123,8 @@ def test_app_file_only_when_one_file_holds_the_framework(tmp_path: Path) -> None
 
 def test_nothing_to_go_on(tmp_path: Path) -> None:
     make(tmp_path, {"README.md": "hello", "data.csv": "1,2"})
-    with pytest.raises(SpecError, match=r"no Containerfile or Dockerfile, go\.mod, package\.json"):
+    with pytest.raises(SpecError, match=r"no Containerfile or Dockerfile, go\.mod, "
+                                        r"Spring Boot pom\.xml, package\.json"):
         detect_spec(tmp_path)
     with pytest.raises(SpecError, match="is not a folder"):
         detect_spec(tmp_path / "README.md")

@@ -1,0 +1,3 @@
+module orun.invalid/imagecmd
+
+go 1.19
