@@ -13,7 +13,6 @@ from orun.spec import load_spec_dir
 from orun.spec.catalog import bundled_specs_dir
 
 SPECS = sorted(p for p in bundled_specs_dir().iterdir() if (p / "spec.yaml").is_file())
-BASE_ARGS = {"PYTHON_IMAGE", "GO_IMAGE", "RUNTIME_IMAGE", "NODE_IMAGE"}
 
 
 def container_files(spec_dir: Path) -> list[Path]:
