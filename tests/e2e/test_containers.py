@@ -103,9 +103,10 @@ async def test_container_spec_at_path_and_domain(corun: Orun, http: aiohttp.Clie
     env = await get_json(http, corun.url("/env"), headers={"Host": f"cdom.localhost:{corun.port}"})
     assert env["CL_APP_PATH"] == ""
     assert env["CL_APP_URL"] == f"https://cdom.localhost:{corun.https_port}/"
-    listing = (await corun.cli("app", "list")).ok().out
-    line = next(ln for ln in listing.splitlines() if " /c " in ln)
-    assert "running" in line and "8080" in line and "orun-" in line
+    listed = json.loads((await corun.cli("app", "list", "-f", "json")).ok().out)
+    (runtime,) = [a["runtime"] for a in listed if a["app_path"] == "/c"]
+    assert runtime["state"] == "running" and runtime["port"] == 8080
+    assert runtime["image"].startswith("orun-")
 
 
 async def test_flask_spec_params_as_env(corun: Orun, http: aiohttp.ClientSession,
@@ -227,7 +228,7 @@ async def test_idle_stop_then_wake(corun: Orun, http: aiohttp.ClientSession,
         return not containers(corun.home, app_id=prod)
 
     await wait_for(stopped, 15, "the idle container to stop")
-    assert "stopped" in (await corun.cli("app", "list")).ok().out
+    assert "stopped" in (await corun.cli("app", "list", "-f", "table")).ok().out
     assert any(e.get("event") == "app_stopped" and "idle" in e.get("reason", "")
                for e in corun.log_events())
     status, _text = await get(http, corun.url("/idle/again"))
@@ -376,12 +377,12 @@ async def test_failed_build_shows_pip_error_and_keeps_old_version(
     (src / "requirements.txt").write_text("flask\norun-no-such-package-xyz==1.0\n")
     result = await corun.cli("app", "reload", "--promote", "/keep")
     assert result.code == 1
-    assert "No matching distribution found for orun-no-such-package-xyz" in result.err
+    assert "orun-no-such-package-xyz was not found in the package registry" in result.err
     assert result.err.rstrip().splitlines()[-1].startswith("error: error reloading app")
     # the working version keeps serving
     assert await get(http, corun.url("/keep/")) == (200, "flask app ok\n")
     build_log = (await corun.cli("app", "logs", "--build", "/keep")).ok().out
-    assert "No matching distribution found for orun-no-such-package-xyz" in build_log
+    assert "orun-no-such-package-xyz was not found in the package registry" in build_log
     # fixing the source and reloading at once (the failure is not replayed) brings v2 up
     (src / "requirements.txt").write_text("flask\n")
     (await corun.cli("app", "reload", "--promote", "/keep")).ok()
@@ -392,18 +393,18 @@ async def test_failed_build_shows_pip_error_and_keeps_old_version(
     waited = await corun.cli("app", "create", "--wait", "--spec", "python-flask", str(bad),
                              "/bad")
     assert waited.code == 1 and "App created." in waited.out
-    assert "No matching distribution found for orun-no-such-package-xyz" in waited.err
+    assert "orun-no-such-package-xyz was not found in the package registry" in waited.err
     assert waited.err.rstrip().splitlines()[-1].startswith("error: error building image")
     status, text = await get(http, corun.url("/bad/"))
     assert status == 500
     assert "error building image" in text
-    assert "No matching distribution found for orun-no-such-package-xyz" in text
+    assert "orun-no-such-package-xyz was not found in the package registry" in text
     # a refresh right after is answered from memory, not with another build, and says
     # when the next attempt happens
     async with http.get(corun.url("/bad/")) as resp:
         assert resp.status == 500 and 5 <= int(resp.headers["Retry-After"]) <= 10
         text = await resp.text()
-        assert "No matching distribution found" in text
+        assert "was not found in the package registry" in text
         assert "these inputs failed to start once; requests try again at" in text
         assert "or `orun app reload /bad`" in text
 

@@ -107,8 +107,9 @@ async def test_sighup_reconciles_exactly_the_listed_apps(
         assert "updated /da" in result
         assert await get(http, server.url("/da_cl_stage/")) == (200, "version 1 message=three\n")
         assert await get(http, server.url("/da/")) == (200, "version 1 message=two\n")
-        listing = (await server.cli("app", "list")).ok().out
-        assert next(ln for ln in listing.splitlines() if " /da " in ln).startswith("PROD*")
+        listing = (await server.cli("app", "list")).ok().out  # Name Type Ver Auth AppPath
+        assert next(ln for ln in listing.splitlines()
+                    if ln.endswith(" /da")).split()[1] == "PROD*"
 
         # an invalid entry rejects the whole reload: nothing changes
         before = await apps_by_path(server)
