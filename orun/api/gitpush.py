@@ -323,10 +323,7 @@ class PushServer:
                                           cfg.receive_timeout_secs)
             if code != 0:
                 return code
-            marker = repo / "orun-push"
-            text = marker.read_text() if marker.is_file() else ""
-            marker.unlink(missing_ok=True)
-            pushed = Pushed.read(text)
+            pushed = Pushed.read(await asyncio.to_thread(_take_marker, repo / "orun-push"))
             outcome = "ok"
             try:
                 return await self._deploy(process, path, repo, pushed, actor)
@@ -467,6 +464,13 @@ class PushServer:
                 return 1
         _say(process, f"orun: {app.path} is live" + (f" at {url}" if url else ""))
         return 0
+
+
+def _take_marker(marker: Path) -> str:
+    """What the post-receive hook wrote for this push, removed once read (blocking)."""
+    text = marker.read_text() if marker.is_file() else ""
+    marker.unlink(missing_ok=True)
+    return text
 
 
 def _say(process: asyncssh.SSHServerProcess[bytes], line: str) -> None:

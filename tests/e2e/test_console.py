@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import shutil
@@ -393,3 +394,40 @@ async def test_cli_stops_and_restarts_container_apps(corun: Orun, tmp_path: Path
     audit = (await corun.cli("audit", "list", "--app", "/c")).ok().out
     assert re.search(r"local:\d+\s+unix\s+app.stop\s+/c\s+ok", audit), audit
     assert re.search(r"local:\d+\s+unix\s+app.restart\s+/c\s+ok", audit), audit
+
+
+async def test_markup_from_a_repository_is_shown_as_text(
+        orun: Orun, http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """A repository controls its folder name, commit messages and file names: markup in
+    them reaches the console's pages (and their live fragments) as text, never as HTML."""
+    evil = '<img src=x onerror="alert(1)">'
+    repo = tmp_path / evil
+    repo.mkdir()
+    (repo / "index.html").write_text("hi")
+    env = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path),
+           "PATH": "/usr/bin:/bin"}
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q", "-m",
+                  f"<script>alert(2)</script>{evil}"]):
+        await (await asyncio.create_subprocess_exec("git", *args, cwd=repo, env=env)).wait()
+    (await orun.cli("app", "create", "--spec", "static", repo.as_uri(), "/x")).ok()
+    (await orun.cli("app", "create", "--spec", "static", str(repo), "/y")).ok()
+    set_admin_password(orun.home, PASSWORD)
+    cookie = session_cookie(await sign_in(http, orun, password=PASSWORD))
+    pages = []
+    for path in (BASE, f"{BASE}/app?app=/x"):
+        async with http.get(orun.url(path), headers={"Cookie": cookie}) as resp:
+            assert resp.status == 200
+            pages.append(await resp.text())
+    assert "alert(2)" in pages[1] and "alert(1)" in pages[0]  # commit message, folder...
+    for page in pages:  # ...shown escaped
+        assert "<script>alert" not in page and "<img src=x" not in page
+        assert "&lt;" in page
+    async with http.get(orun.url(f"{BASE}/events"),
+                        headers={"Cookie": cookie}) as resp:
+        streamed = b""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                async for chunk in resp.content.iter_any():
+                    streamed += chunk
+    assert b"<img src=x" not in streamed and b"<script>alert" not in streamed
