@@ -73,6 +73,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
     root.addHandler(_PassThroughQueueHandler(q))
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # asyncssh narrates every connection and channel at info; orun logs its own events
+    # (engine_ssh_lost, git_push...) and wants asyncssh's warnings only
+    logging.getLogger("asyncssh").setLevel(max(logging.WARNING, root.level))
     structlog.configure(
         processors=[*shared[:1], structlog.stdlib.filter_by_level,
                     structlog.stdlib.PositionalArgumentsFormatter(),

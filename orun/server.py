@@ -706,6 +706,7 @@ class Server:
             "metrics": self.metrics.address,
             "ssh_port": self.pushes.port,
             "ssh_host_key": self.pushes.host_key_fingerprint,
+            "engine": self.runtime.engine_status() if self.runtime is not None else None,
         }
 
     def _gauges(self) -> Gauges:

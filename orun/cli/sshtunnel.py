@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 import asyncssh
 
+from orun.engine.sshlink import describe_connect_error
 from orun.errors import OrunError
 
 CONNECT_TIMEOUT_SECS = 15.0
@@ -81,18 +82,8 @@ class SshTunnel:
         where = f"{self.host}:{self.port}"
         try:
             self._conn = await asyncssh.connect(self.host, **options)
-        except asyncssh.HostKeyNotVerifiable as exc:
-            raise OrunError(f"the SSH host key of {where} is not known or has changed "
-                            f"({exc.reason}): check its fingerprint and add it to "
-                            "~/.ssh/known_hosts (ssh to it once)") from None
-        except asyncssh.PermissionDenied:
-            raise OrunError(f"{where} refused the SSH sign-in (no key of yours from the "
-                            "agent or ~/.ssh is authorised there)") from None
-        except asyncssh.DisconnectError as exc:
-            raise OrunError(f"SSH connection to {where} failed: {exc.reason}") from None
         except (OSError, asyncssh.Error) as exc:
-            raise OrunError(f"cannot reach {where} over SSH: "
-                            f"{getattr(exc, 'strerror', None) or exc}") from None
+            raise OrunError(describe_connect_error(exc, where)) from None
         home = self.home or await self._remote_home()
         self.remote_socket = f"{home.rstrip('/')}/run/orun.sock"
         await self._conn.forward_local_path(str(self.local_socket), self.remote_socket)

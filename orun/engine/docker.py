@@ -21,6 +21,7 @@ import aiohttp
 from aiodocker.events import DockerEvents
 from aiodocker.exceptions import DockerError
 
+from orun.engine.remote import RemoteDocker, check_remote_url
 from orun.engine.stats import ContainerStats, parse_stats
 from orun.errors import BuildError, EngineError
 
@@ -45,16 +46,21 @@ def resolve_engine_url(setting: str) -> str | None:
 
     `auto`: DOCKER_HOST, else the Docker socket, else a Podman socket. `docker`/`podman`:
     that engine's usual sockets. `unix:///path` or `tcp://host:port`: used as is.
-    `none` (or empty) disables containers.
+    `ssh://[user@]host[:port][/socket]`: a remote engine over SSH. `none` (or empty)
+    disables containers.
     """
     value = setting.strip()
     if value in ("", "none", "disabled"):
         return None
     if "://" in value:
+        if value.startswith("ssh://"):
+            check_remote_url(value)
         return value
     if value == "auto":
-        env = os.environ.get("DOCKER_HOST")
+        env = os.environ.get("DOCKER_HOST", "").strip()
         if env:
+            if env.startswith("ssh://"):
+                check_remote_url(env)
             return env
         candidates: tuple[str, ...] = DOCKER_SOCKETS + podman_sockets()
     elif value == "docker":
@@ -82,7 +88,7 @@ class ContainerInfo:
     state: str
     labels: Mapping[str, str]
     image: str
-    #: host port on 127.0.0.1 the container port is published on, when running
+    #: the port the container port is published on (on the engine's machine), when running
     host_port: int | None = None
     exit_code: int | None = None
     status: str = ""
@@ -125,40 +131,103 @@ def _first_line(exc: DockerError) -> str:
     return text.splitlines()[0] if text else f"engine error {exc.status}"
 
 
+#: how often a remote engine's port forwards are checked against its published ports
+FORWARD_PRUNE_SECS = 60.0
+
+
 class Engine:
     """A connected engine. Create with `Engine.connect()`; close with `close()`."""
 
-    def __init__(self, client: aiodocker.Docker, url: str, kind: str, version: str) -> None:
+    def __init__(self, client: aiodocker.Docker, url: str, kind: str, version: str,
+                 remote: RemoteDocker | None = None) -> None:
         self._client = client
         self.url = url
         #: "docker" or "podman" (decides which `--copt engine.<flag>` options apply)
         self.kind = kind
         self.version = version
+        #: set for an engine on another machine (reached over SSH)
+        self.remote = remote
+        self._pruner: asyncio.Task[None] | None = None
+        if remote is not None and not remote.publish_host:
+            self._pruner = asyncio.get_running_loop().create_task(
+                self._prune_forwards(), name="orun.engine.forwards")
 
     @classmethod
-    async def connect(cls, setting: str) -> Engine:
+    async def connect(cls, setting: str, *, publish_host: str = "",
+                      ssh_keepalive_secs: float = 10.0) -> Engine:
+        """Connect to the engine `setting` names; `publish_host` is the remote machine's
+        address containers publish on when the engine is remote (else its loopback,
+        reached through the SSH connection)."""
         url = resolve_engine_url(setting)
         if url is None:
             raise EngineError(NO_ENGINE_HELP)
+        remote: RemoteDocker | None = None
+        api_url = url
         if url.startswith("ssh://"):
-            raise EngineError(f"container engine {url}: ssh:// engines are not supported yet; "
-                              "forward the remote socket and use unix://")
+            remote = RemoteDocker(url, publish_host, keepalive_secs=ssh_keepalive_secs)
+            await remote.open()
+            api_url = remote.local_url
         try:
-            client = aiodocker.Docker(url=url)
+            client = aiodocker.Docker(url=api_url)
         except (ValueError, DockerError) as exc:
+            if remote is not None:
+                await remote.close()
             raise EngineError(f"container engine {url}: {exc}") from None
         try:
             info = await client.version()
         except (DockerError, aiohttp.ClientError, OSError) as exc:
             await client.close()
+            if remote is not None:
+                await remote.close()
+                raise EngineError(f"container engine {url}: the Docker API at "
+                                  f"{remote.remote_socket} there does not answer ({exc}); is "
+                                  "Docker running there, and may the SSH user use its "
+                                  "socket?") from None
             raise EngineError(f"container engine at {url} does not answer ({exc}); "
                               "is it running? " + NO_ENGINE_HELP) from None
         names = " ".join(str(c.get("Name", "")) for c in info.get("Components") or [])
         kind = "podman" if "podman" in names.lower() else "docker"
-        return cls(client, url, kind, str(info.get("Version", "")))
+        return cls(client, url, kind, str(info.get("Version", "")), remote)
 
     async def close(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            await asyncio.gather(self._pruner, return_exceptions=True)
         await self._client.close()
+        if self.remote is not None:
+            await self.remote.close()
+
+    # -- where containers are reached ------------------------------------------------
+
+    @property
+    def publish_ip(self) -> str:
+        """The address (on the engine's machine) containers publish their port on."""
+        if self.remote is not None and self.remote.publish_host:
+            return self.remote.publish_host
+        return "127.0.0.1"
+
+    async def reach(self, published_port: int) -> tuple[str, int]:
+        """The (host, port) orun connects to for a container port published on
+        `published_port`: loopback for a local engine; for a remote one the publish host,
+        or a loopback port carried over the SSH connection."""
+        if self.remote is None:
+            return "127.0.0.1", published_port
+        return await self.remote.reach(published_port)
+
+    async def _prune_forwards(self) -> None:
+        """Close the port forwards no container publishes any more (each start of a
+        container publishes a new port; without this they would pile up)."""
+        assert self.remote is not None
+        while True:
+            await asyncio.sleep(FORWARD_PRUNE_SECS)
+            try:
+                items = await self._client.containers.list(all=True)
+            except (DockerError, aiohttp.ClientError, OSError):
+                continue  # the link is down: try again later, keep everything
+            published = {int(port["PublicPort"]) for item in items
+                         for port in item["Ports"] or ()
+                         if port.get("PublicPort")}
+            await self.remote.retain_ports(published)
 
     async def ping(self) -> None:
         try:

@@ -95,13 +95,16 @@ class Instance:
     health_path: str
     #: wall-clock start time (container output is followed from here)
     started: float
+    #: the address orun connects to (with `host_port`): loopback, unless the engine is
+    #: remote and its containers are reached directly on its `remote_publish_host`
+    host: str = "127.0.0.1"
     load: InstanceLoad = field(default_factory=InstanceLoad, compare=False, repr=False)
     #: the upstream origin, made once (the proxy's hot path only reads these)
     upstream: str = field(init=False, compare=False)
     base: URL = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        upstream = f"http://127.0.0.1:{self.host_port}"
+        upstream = f"http://{self.host}:{self.host_port}"
         object.__setattr__(self, "upstream", upstream)
         object.__setattr__(self, "base", URL(upstream))
 

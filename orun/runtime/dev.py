@@ -342,10 +342,11 @@ class DevMode:
             raise StartError(f"container {inst.name} did not come back after the restart "
                              f"({info.status if info else 'gone'})",
                              await self._runtime.container_tail(engine, inst.container_id))
-        say(f"waiting for {inst.health_path} on 127.0.0.1:{info.host_port} to answer 200")
+        host, port = await engine.reach(info.host_port)
+        say(f"waiting for {inst.health_path} on {host}:{port} to answer 200")
         await self._runtime.wait_healthy(engine, app, rt, inst.container_id, inst.name,
-                                         info.host_port, inst.health_path)
-        new = replace(inst, host_port=info.host_port, started=time.time())
+                                         host, port, inst.health_path)
+        new = replace(inst, host=host, host_port=port, started=time.time())
         # the restart's own exit events may still be on their way: they are no crash
         asyncio.get_running_loop().call_later(2.0, rt.expected_exits.discard, inst.container_id)
         self._runtime.serve(rt, new)

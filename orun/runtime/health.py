@@ -1,6 +1,7 @@
 """HTTP health probes of app containers.
 
-A probe is `GET http://127.0.0.1:<host port><path>` with Host `127.0.0.1:<port>`,
+A probe is `GET http://<address><path>` (the container's published port on loopback, or
+where a remote engine's container is reached) with Host that address,
 redirects followed, and only status 200 counts (as OpenRun). At startup the probe polls
 fast (every 10 ms for the first second, growing to 250 ms) so an app that is up in
 300 ms is routed in about that time, not after a multi-second sleep.
@@ -46,10 +47,10 @@ class HealthProber:
             await self._session.close()
             self._session = None
 
-    async def probe(self, port: int, path: str, timeout: float) -> str | None:
+    async def probe(self, host: str, port: int, path: str, timeout: float) -> str | None:
         """None when healthy, else what went wrong (one line)."""
         assert self._session is not None, "HealthProber.start() was not called"
-        url = f"http://127.0.0.1:{port}{path}"
+        url = f"http://{host}:{port}{path}"
         try:
             async with self._session.get(
                 url, allow_redirects=True, max_redirects=10,
@@ -65,7 +66,7 @@ class HealthProber:
         except aiohttp.ClientError as exc:
             return f"health check {path} failed: {exc.__class__.__name__}: {exc}"
 
-    async def wait_healthy(self, port: int, path: str, *, probe_timeout: float,
+    async def wait_healthy(self, host: str, port: int, path: str, *, probe_timeout: float,
                            budget: float, alive: Callable[[], Awaitable[str | None]]) -> None:
         """Poll until healthy; raise `HealthError` when the budget is spent or the
         container dies (`alive()` returns why it is not running, else None)."""
@@ -78,7 +79,7 @@ class HealthProber:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise HealthError(f"not healthy after {budget:g}s: {last}")
-            problem = await self.probe(port, path, min(probe_timeout, max(remaining, 0.1)))
+            problem = await self.probe(host, port, path, min(probe_timeout, max(remaining, 0.1)))
             if problem is None:
                 return
             last = problem

@@ -125,7 +125,8 @@ class Housekeeper:
         running = [rt for rt in self._runtime.runtimes() if rt.instance is not None
                    and (rt.operation is None or rt.operation.done())]
         results = await asyncio.gather(*(
-            self._runtime.prober.probe(rt.instance.host_port, rt.instance.health_path, timeout)
+            self._runtime.prober.probe(rt.instance.host, rt.instance.host_port,
+                                       rt.instance.health_path, timeout)
             for rt in running if rt.instance is not None))
         for rt, problem in zip(running, results, strict=True):
             if problem is None:

@@ -139,7 +139,8 @@ class PauseTier:
                 raise ThawError(f"container {inst.name} is "
                                 f"{info.status if info is not None else 'gone'}")
         timeout = self._host.config().app_defaults.health_timeout_secs
-        problem = await self._host.prober.probe(inst.host_port, inst.health_path, timeout)
+        problem = await self._host.prober.probe(inst.host, inst.host_port, inst.health_path,
+                                                timeout)
         if problem is not None:
             raise ThawError(problem)
         if rt.paused is paused:

@@ -75,9 +75,12 @@ class ContainerPlan:
     def name(self) -> str:
         return f"orun-{self.app_id}-{self.identity[:12]}"
 
-    def create_body(self, engine_kind: str, image_user: str = "") -> dict[str, Any]:
+    def create_body(self, engine_kind: str, image_user: str = "",
+                    publish_ip: str = "127.0.0.1") -> dict[str, Any]:
         """The Engine API body for `POST /containers/create`; `image_user` is the image's
-        own user (`Config.User`), which decides the capabilities a root image keeps."""
+        own user (`Config.User`), which decides the capabilities a root image keeps;
+        `publish_ip` the engine machine's address the port is published on (its loopback
+        unless a remote engine's containers are reached directly)."""
         port_key = f"{self.port}/tcp"
         mounts: list[dict[str, Any]] = []
         for m in self.mounts:
@@ -88,7 +91,7 @@ class ContainerPlan:
                 mounts.append({"Type": "bind", "Source": m.source, "Target": m.target,
                                "ReadOnly": m.read_only})
         host_config: dict[str, Any] = {
-            "PortBindings": {port_key: [{"HostIp": "127.0.0.1", "HostPort": ""}]},
+            "PortBindings": {port_key: [{"HostIp": publish_ip, "HostPort": ""}]},
             "Mounts": mounts,
         }
         if engine_kind == "docker":

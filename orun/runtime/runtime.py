@@ -187,7 +187,10 @@ class Runtime:
                 raise EngineError(self._engine_error)
             self._engine_checked = now
             try:
-                self._engine = await Engine.connect(self._config().system.container_engine)
+                system = self._config().system
+                self._engine = await Engine.connect(
+                    system.container_engine, publish_host=system.remote_publish_host,
+                    ssh_keepalive_secs=system.ssh_keepalive_secs)
             except EngineError as exc:
                 self._engine_error = exc.message
                 raise
@@ -197,6 +200,21 @@ class Runtime:
 
     def _connected(self) -> Engine | None:
         return self._engine
+
+    def engine_status(self) -> dict[str, object]:
+        """The engine as `GET /_orun/api/server` shows it: where, what, and for a remote
+        one the SSH link's state."""
+        engine = self._engine
+        if engine is None:
+            return {"url": self._config().system.container_engine, "connected": False,
+                    "error": self._engine_error}
+        status: dict[str, object] = {"url": engine.url, "kind": engine.kind,
+                                     "version": engine.version, "connected": True}
+        if engine.remote is not None:
+            remote = engine.remote.describe()
+            status.update(remote)
+            status["remote"] = True
+        return status
 
     def get(self, app_id: str) -> AppRuntime | None:
         return self._runtimes.get(app_id)
@@ -400,7 +418,15 @@ class Runtime:
             state("starting")
             await self._prepare_mounts(engine, plan, say)
             say(f"creating container {plan.name} (port {plan.port})")
-            body = plan.create_body(engine.kind, await engine.image_user(plan.image))
+            if engine.remote is not None:
+                local = [m.source for m in plan.mounts if m.kind != "volume"]
+                if plan.secret_files or local:
+                    raise StartError(
+                        f"the engine is on another machine ({engine.url}): folders of this "
+                        f"machine cannot be mounted ({', '.join(local) or 'cl_secret files'}"
+                        "); use named volumes, or a local engine")
+            body = plan.create_body(engine.kind, await engine.image_user(plan.image),
+                                    engine.publish_ip)
             return await engine.create_container(plan.name, body)
 
         existing = await engine.inspect(plan.name)
@@ -438,13 +464,14 @@ class Runtime:
         if info is None or info.host_port is None:
             raise StartError(f"container {plan.name} has no published port "
                              f"(state {info.status if info else 'gone'})")
-        say(f"waiting for {plan.health_path} on 127.0.0.1:{info.host_port} to answer 200")
+        host, port = await engine.reach(info.host_port)
+        say(f"waiting for {plan.health_path} on {host}:{port} to answer 200")
         started = time.monotonic()
-        await self.wait_healthy(engine, app, rt, container_id, plan.name, info.host_port,
+        await self.wait_healthy(engine, app, rt, container_id, plan.name, host, port,
                                 plan.health_path)
         say(f"healthy after {time.monotonic() - started:.2f}s: {plan.name} runs "
             f"{rt.label} version {plan.version}")
-        return Instance(container_id=container_id, name=plan.name, host_port=info.host_port,
+        return Instance(container_id=container_id, name=plan.name, host=host, host_port=port,
                         identity=plan.identity, version=plan.version, image=plan.image,
                         port=plan.port, health_path=plan.health_path, started=started_at)
 
@@ -672,7 +699,7 @@ class Runtime:
         rt.log_follower = self._spawn(follow(), f"orun.logs.{rt.app_id}")
 
     async def wait_healthy(self, engine: Engine, app: App, rt: AppRuntime, container_id: str,
-                           name: str, host_port: int, health_path: str) -> None:
+                           name: str, host: str, host_port: int, health_path: str) -> None:
         """Poll the container's health path until it answers 200 (within the app's
         startup budget); on failure stop it and raise a StartError with its log tail."""
 
@@ -688,7 +715,7 @@ class Runtime:
         cfg = self._config().app_defaults
         try:
             await self.prober.wait_healthy(
-                host_port, health_path, probe_timeout=cfg.health_timeout_secs,
+                host, host_port, health_path, probe_timeout=cfg.health_timeout_secs,
                 budget=app_setting(app, "container.startup_timeout_secs",
                                    cfg.startup_timeout_secs), alive=alive)
         except HealthError as exc:
@@ -787,7 +814,9 @@ class Runtime:
                     url = resolve_engine_url(cfg.system.container_engine)
                 except EngineError:
                     url = None
-                if engine is not None and url != engine.url:
+                if engine is not None and (url != engine.url or (
+                        engine.remote is not None
+                        and cfg.system.remote_publish_host != engine.remote.publish_host)):
                     log.info("container_engine_changed", old=engine.url, new=url)
                     await self.drop_engine()
             return

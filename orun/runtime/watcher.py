@@ -141,7 +141,12 @@ class EngineWatcher:
                 continue
             rt = self._runtime.runtime_for(app)
             spec_port = int(keep.labels.get(LABEL_PORT, "0") or 0)
-            inst = Instance(container_id=keep.id, name=keep.name, host_port=keep.host_port,
+            try:
+                host, port = await engine.reach(keep.host_port)
+            except EngineError as exc:
+                log.warning("adopt_failed", container=keep.name, error=exc.message)
+                continue
+            inst = Instance(container_id=keep.id, name=keep.name, host=host, host_port=port,
                             identity=str(keep.labels.get(LABEL_IDENTITY, "")),
                             version=app.current.version, image=keep.image, port=spec_port,
                             health_path=str(keep.labels.get(LABEL_HEALTH, "/")),

@@ -36,6 +36,16 @@ def _non_negative(value: float) -> str | None:
     return None if value >= 0 else "must be 0 or more"
 
 
+def _ip_or_empty(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"{value!r} is not an IP address"
+    return None
+
+
 def _domain(value: str) -> str | None:
     if value != value.strip().lower() or " " in value or "/" in value or ":" in value:
         return f"{value!r} is not a valid domain name (lowercase, no port, no path)"
@@ -181,6 +191,11 @@ class HttpsConfig:
 class SystemConfig:
     default_domain: str = field(default="localhost", metadata=check(_domain))
     container_engine: str = "auto"
+    #: a remote (ssh://) engine: the remote machine's address its containers publish on,
+    #: which orun connects to directly; "" = the remote loopback, through the SSH link
+    remote_publish_host: str = field(default="", metadata=check(_ip_or_empty))
+    #: a remote (ssh://) engine: SSH keepalive interval; 3 unanswered = the link is down
+    ssh_keepalive_secs: float = field(default=10.0, metadata=check(_positive))
     stage_at: str = "domain"
     default_stage_domain: str = "stage"
     #: how long SIGTERM waits for in-flight requests and websockets before closing them

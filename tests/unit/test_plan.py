@@ -64,6 +64,9 @@ def test_flask_env_port_and_labels(flask_src: Path) -> None:
                                                                 "HostPort": ""}]}
     assert "host.docker.internal:host-gateway" in body["HostConfig"]["ExtraHosts"]
     assert "ExtraHosts" not in p.create_body("podman")["HostConfig"]
+    # a remote engine's containers reached directly publish on its remote_publish_host
+    assert p.create_body("docker", "", "10.0.0.5")["HostConfig"]["PortBindings"] == {
+        "5000/tcp": [{"HostIp": "10.0.0.5", "HostPort": ""}]}
     assert "greeting=hi" in body["Env"]
     # no capabilities for a non-root image; a root image keeps the step-down set
     hardened = p.create_body("docker", "app")["HostConfig"]

@@ -1,0 +1,52 @@
+"""Which engine `system.container_engine` (and DOCKER_HOST) names, remote ones included,
+and the config keys of a remote engine."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from orun.engine.docker import resolve_engine_url
+from orun.engine.sshlink import parse_ssh_url
+from orun.errors import ConfigError, EngineError
+from orun.state.config import parse_config
+
+
+def test_ssh_urls_parse() -> None:
+    t = parse_ssh_url("ssh://deploy@build.example:2222", what="x")
+    assert (t.host, t.port, t.user, t.path, t.where) == (
+        "build.example", 2222, "deploy", "", "build.example:2222")
+    t = parse_ssh_url("ssh://host/run/podman/podman.sock", what="x")
+    assert (t.port, t.user, t.path, t.where) == (None, None, "/run/podman/podman.sock", "host:22")
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("ssh://", "expected ssh://[user@]host[:port][/path]"),
+    ("ssh://host:99999", "invalid port"),
+    ("ssh://host?x=1", "no ?query or #fragment allowed"),
+])
+def test_bad_ssh_urls_are_refused(url: str, message: str) -> None:
+    with pytest.raises(EngineError, match=re.escape(message)):
+        resolve_engine_url(url)
+
+
+def test_ssh_engine_from_setting_and_docker_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_engine_url("ssh://root@10.0.0.5") == "ssh://root@10.0.0.5"
+    monkeypatch.setenv("DOCKER_HOST", "ssh://me@box:2200")
+    assert resolve_engine_url("auto") == "ssh://me@box:2200"
+    monkeypatch.setenv("DOCKER_HOST", "ssh://me@box:port")
+    with pytest.raises(EngineError, match="invalid port"):
+        resolve_engine_url("auto")
+
+
+def test_remote_engine_config_keys() -> None:
+    cfg = parse_config("system: {container_engine: 'ssh://a@b', remote_publish_host: "
+                       "10.1.2.3, ssh_keepalive_secs: 2}\n")
+    assert cfg.system.remote_publish_host == "10.1.2.3"
+    assert cfg.system.ssh_keepalive_secs == 2
+    assert parse_config("").system.remote_publish_host == ""
+    with pytest.raises(ConfigError, match=r"'box\.lan' is not an IP address"):
+        parse_config("system: {remote_publish_host: box.lan}\n")
+    with pytest.raises(ConfigError, match="must be greater than 0"):
+        parse_config("system: {ssh_keepalive_secs: 0}\n")
