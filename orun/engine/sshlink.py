@@ -19,11 +19,12 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import asyncssh
 import structlog
+from asyncssh.encryption import get_default_encryption_algs
 
 from orun.errors import EngineError
 
@@ -35,7 +36,10 @@ BACKOFF_SECS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 #: how long opening a channel waits for a dropped link to come back
 CHANNEL_WAIT_SECS = 10.0
 
-_Session = TypeVar("_Session", asyncssh.SSHTCPSession[bytes], asyncssh.SSHUNIXSession[bytes])
+#: ciphers in the order offered: AES-GCM first (one AEAD call per packet, AES-NI), which
+#: moves more requests per CPU second through the link than asyncssh's default
+#: chacha20-poly1305 (two calls); the rest of asyncssh's list follows for older servers
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +122,9 @@ class SshLink:
             "connect_timeout": CONNECT_TIMEOUT_SECS,
             # a dead peer (cable pulled, machine gone) is noticed in about 3 intervals
             "keepalive_interval": self._keepalive_secs, "keepalive_count_max": 3,
+            "encryption_algs": [*PREFERRED_CIPHERS, *(
+                name for name in (a.decode() for a in get_default_encryption_algs())
+                if name not in PREFERRED_CIPHERS)],
         }
         if self.target.port is not None:
             options["port"] = self.target.port
