@@ -46,6 +46,30 @@ def _ip_or_empty(value: str) -> str | None:
     return None
 
 
+ENGINE_WORDS = ("auto", "docker", "podman", "none", "disabled", "")
+ENGINE_SCHEMES = ("unix", "tcp", "http", "https", "ssh")
+
+
+def _engine(value: str) -> str | None:
+    """The form of `system.container_engine` (whether it answers is the runtime's to find)."""
+    value = value.strip()
+    if value in ENGINE_WORDS or value.startswith("/"):
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return f"{value!r}: invalid port"
+    if parts.scheme not in ENGINE_SCHEMES or "://" not in value:
+        return (f"{value!r} is not auto, docker, podman, none, a socket path or a "
+                "unix://, tcp:// or ssh://[user@]host[:port][/socket] URL")
+    if parts.scheme in ("tcp", "http", "https", "ssh") and not parts.hostname:
+        return f"{value!r} names no host"
+    if parts.query or parts.fragment:
+        return f"{value!r}: no ?query or #fragment allowed"
+    return None
+
+
 def _domain(value: str) -> str | None:
     if value != value.strip().lower() or " " in value or "/" in value or ":" in value:
         return f"{value!r} is not a valid domain name (lowercase, no port, no path)"
@@ -190,7 +214,7 @@ class HttpsConfig:
 @dataclass(frozen=True, slots=True)
 class SystemConfig:
     default_domain: str = field(default="localhost", metadata=check(_domain))
-    container_engine: str = "auto"
+    container_engine: str = field(default="auto", metadata=check(_engine))
     #: a remote (ssh://) engine: the remote machine's address its containers publish on,
     #: which orun connects to directly; "" = the remote loopback, through the SSH link
     remote_publish_host: str = field(default="", metadata=check(_ip_or_empty))

@@ -50,3 +50,18 @@ def test_remote_engine_config_keys() -> None:
         parse_config("system: {remote_publish_host: box.lan}\n")
     with pytest.raises(ConfigError, match="must be greater than 0"):
         parse_config("system: {ssh_keepalive_secs: 0}\n")
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("ssh://host:99999", "invalid port"),
+    ("ssh://", "names no host"),
+    ("ftp://x", "is not auto, docker, podman, none"),
+    ("dokcer", "is not auto, docker, podman, none"),
+    ("ssh://h?x=1", "no ?query or #fragment allowed"),
+])
+def test_config_check_refuses_bad_engine_settings(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config(f"system: {{container_engine: '{value}'}}\n")
+    for good in ("auto", "none", "/run/docker.sock", "unix:///run/x.sock", "tcp://h:2375",
+                 "ssh://me@h:2222/run/podman/podman.sock"):
+        parse_config(f"system: {{container_engine: '{good}'}}\n")
