@@ -476,10 +476,13 @@ class Node:
                  "--swarm-default-advertise-addr", self.address]
         if self.registry:
             flags += ["--insecure-registry", self.registry]
+        # Swarm tasks pull their image first unless this is set; with no registry there is
+        # nothing to pull from, and the images copied in are what tasks run.
+        offline = [] if self.registry else ["DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1"]
         log = (self.folder / "dockerd.log").open("ab")
         try:
             self.engine = await asyncio.create_subprocess_exec(
-                *self.enter(), "env", "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1", "dockerd", *flags,
+                *self.enter(), "env", *offline, "dockerd", *flags,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True, cwd="/")
         finally:
