@@ -188,7 +188,7 @@ def _children(parent: int) -> list[int]:
     return found
 
 
-def _our_cgroups() -> list[Path]:
+def fixture_cgroups() -> list[Path]:
     """This fixture's cgroup folders in every hierarchy (dockerd's --cgroup-parent)."""
     found: list[Path] = []
     for top in (CGROUP_ROOT, *sorted(p for p in CGROUP_ROOT.iterdir() if p.is_dir())):
@@ -197,7 +197,7 @@ def _our_cgroups() -> list[Path]:
     return found
 
 
-def _cgroup_pids(folders: Iterable[Path]) -> set[int]:
+def cgroup_pids(folders: Iterable[Path]) -> set[int]:
     pids: set[int] = set()
     for folder in folders:
         for procs in folder.rglob("cgroup.procs"):
@@ -227,7 +227,7 @@ async def _netns_list() -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
-async def _netns_pids(netns: str) -> list[int]:
+async def netns_pids(netns: str) -> list[int]:
     out = await _exec("ip", "netns", "pids", netns, check=False)
     return [int(word) for word in out.split() if word.isdigit()]
 
@@ -246,13 +246,13 @@ async def clear_leftovers() -> list[str]:
     text; the caller decides whether they matter."""
     problems: list[str] = []
     spaces = [ns for ns in await _netns_list() if ns.startswith(f"{PREFIX}-")]
-    pids = {ns: await _netns_pids(ns) for ns in spaces}
+    pids = {ns: await netns_pids(ns) for ns in spaces}
     engines = [pid for ns_pids in pids.values() for pid in ns_pids if _comm(pid) == "dockerd"]
     _signal(engines, signal.SIGTERM)
     _signal(await _wait_gone(engines, STOP_TIMEOUT), signal.SIGKILL)
     rest = {pid for ns_pids in pids.values() for pid in ns_pids} - set(engines)
-    groups = await asyncio.to_thread(_our_cgroups)
-    rest |= await asyncio.to_thread(_cgroup_pids, groups)
+    groups = await asyncio.to_thread(fixture_cgroups)
+    rest |= await asyncio.to_thread(cgroup_pids, groups)
     _signal(rest, signal.SIGKILL)
     if left := await _wait_gone(rest | set(engines), 10):
         problems.append(f"processes outlived SIGKILL: {left}")

@@ -18,7 +18,14 @@ import asyncssh
 import pytest
 
 from tests.netnodes import (
-    NODE_DOCKER_SOCKET, PREFIX, Cluster, Node, _cgroup_pids, _netns_pids, _our_cgroups, netnodes,
+    NODE_DOCKER_SOCKET,
+    PREFIX,
+    Cluster,
+    Node,
+    cgroup_pids,
+    fixture_cgroups,
+    netnodes,
+    netns_pids,
 )
 
 IMAGE = "orun-test/python:3.11"
@@ -64,7 +71,7 @@ async def host_view() -> dict[str, str]:
     return {
         "netns": "\n".join(line for line in netns.splitlines() if PREFIX in line),
         "links": "\n".join(line for line in links.splitlines() if PREFIX in line),
-        "cgroups": " ".join(map(str, await asyncio.to_thread(_our_cgroups))),
+        "cgroups": " ".join(map(str, await asyncio.to_thread(fixture_cgroups))),
         "mounts": "\n".join(line for line in mounts.splitlines()
                             if PREFIX in line or "/run/netns" in line),
         "rules": "\n".join(line for line in rules.splitlines()
@@ -77,9 +84,9 @@ async def fixture_pids(cluster: Cluster) -> set[int]:
     """Every process of the fixture now: in its namespaces or its engines' cgroups."""
     pids: set[int] = set()
     for node in cluster.nodes:
-        pids.update(await _netns_pids(node.netns))
-    pids.update(await _netns_pids(f"{PREFIX}-fab"))
-    pids.update(await asyncio.to_thread(_cgroup_pids, await asyncio.to_thread(_our_cgroups)))
+        pids.update(await netns_pids(node.netns))
+    pids.update(await netns_pids(f"{PREFIX}-fab"))
+    pids.update(await asyncio.to_thread(cgroup_pids, await asyncio.to_thread(fixture_cgroups)))
     return pids
 
 
