@@ -36,9 +36,10 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -222,6 +223,15 @@ def _remove_cgroups(folders: Iterable[Path]) -> list[str]:
     return problems
 
 
+async def _kill_containers() -> None:
+    """SIGKILL the processes of every node's containers (in the engines' cgroups). A
+    dockerd that stops waits each container's stop timeout (10 s by default, whatever
+    --shutdown-timeout says) for it to exit; after this it has nothing to wait for."""
+    pids = await asyncio.to_thread(cgroup_pids, await asyncio.to_thread(fixture_cgroups))
+    _signal(pids, signal.SIGKILL)
+    await _wait_gone(pids, 5)
+
+
 async def _netns_list() -> list[str]:
     out = await _exec("ip", "netns", "list", check=False)
     return [line.split()[0] for line in out.splitlines() if line.strip()]
@@ -247,6 +257,7 @@ async def clear_leftovers() -> list[str]:
     problems: list[str] = []
     spaces = [ns for ns in await _netns_list() if ns.startswith(f"{PREFIX}-")]
     pids = {ns: await netns_pids(ns) for ns in spaces}
+    await _kill_containers()
     engines = [pid for ns_pids in pids.values() for pid in ns_pids if _comm(pid) == "dockerd"]
     _signal(engines, signal.SIGTERM)
     _signal(await _wait_gone(engines, STOP_TIMEOUT), signal.SIGKILL)
@@ -472,7 +483,7 @@ class Node:
                  "--data-root", str(self.folder / "root"),
                  "-H", f"unix://{NODE_DOCKER_SOCKET}", "-H", self.docker_url,
                  "--cgroup-parent", f"/{node_cgroup(self.index)}",
-                 "--storage-driver", "overlay2", "--shutdown-timeout", "2",
+                 "--storage-driver", "overlay2",
                  "--swarm-default-advertise-addr", self.address]
         if self.registry:
             flags += ["--insecure-registry", self.registry]
@@ -497,8 +508,9 @@ class Node:
             await self.wait_swarm_state("active")
 
     async def stop_engine(self) -> None:
-        """SIGTERM the node's dockerd and wait until it is gone (it stops its containers
-        first, within its 2 s shutdown timeout)."""
+        """SIGTERM the node's dockerd and wait until it is gone. It stops its containers
+        first, as any engine does: a container that ignores SIGTERM holds it for its
+        stop timeout (10 s unless the container sets another)."""
         if self.engine is not None:
             await _stop_process(self.engine)
             self.engine = None
@@ -535,6 +547,9 @@ class Node:
 
 @dataclass(eq=False)
 class Cluster:
+    """What `netnodes` yields: the host's address on the fabric, the registry's
+    "host:port" (None without one), the nodes (node1 is the swarm manager)."""
+
     host_address: str
     registry: str | None
     nodes: list[Node]
@@ -612,10 +627,13 @@ async def _make_swarm(nodes: Sequence[Node]) -> None:
 
 
 async def _teardown(nodes: Sequence[Node], swarm: bool, problems: list[str]) -> None:
-    if swarm:
-        for node in reversed(nodes):  # workers first, the manager last
-            if node.engine is not None and node.engine.returncode is None:
-                await node.docker("swarm", "leave", "--force", check=False, timeout=30)
+    if swarm:  # workers first, the manager last: a quick stop with no raft to wind down
+        running = [node for node in nodes if node.engine and node.engine.returncode is None]
+        for group in ([n for n in running if n is not nodes[0]], [n for n in running
+                                                                 if n is nodes[0]]):
+            await asyncio.gather(*(node.docker("swarm", "leave", "--force", check=False,
+                                               timeout=30) for node in group))
+    await _kill_containers()
     results = await asyncio.gather(*(node.stop_engine() for node in nodes),
                                    return_exceptions=True)
     problems += [f"stop engine: {r!r}" for r in results if isinstance(r, BaseException)]
@@ -641,8 +659,8 @@ async def netnodes(folder: Path, count: int = 3, *,
     nodes: list[Node] = []
     problems: list[str] = []
     try:
-        if problems := await clear_leftovers():
-            raise NodesError(f"a leftover fixture could not be removed: {'; '.join(problems)}")
+        if stale := await clear_leftovers():
+            raise NodesError(f"a leftover fixture could not be removed: {'; '.join(stale)}")
         await asyncio.to_thread(_note_host_state)
         async with contextlib.AsyncExitStack() as stack:
             await _make_network(count, registry)
@@ -652,13 +670,13 @@ async def netnodes(folder: Path, count: int = 3, *,
             nodes = [Node(i, folder / f"n{i}", registry_at) for i in range(1, count + 1)]
             stack.push_async_callback(_data_cleanup, nodes)
             stack.push_async_callback(_teardown, nodes, swarm, problems)
-            await asyncio.gather(*(node.start_holder() for node in nodes))
-            await asyncio.gather(*(node.start_engine() for node in nodes))
+            await _together(*(node.start_holder() for node in nodes))
+            await _together(*(node.start_engine() for node in nodes))
             cluster = Cluster(HOST_ADDRESS, registry_at, nodes, swarm)
             jobs = [cluster.load_images(images)]
             if sshd:
                 jobs += [_node_sshd(stack, node) for node in nodes]
-            await asyncio.gather(*jobs)
+            await _together(*jobs)
             if swarm:
                 await _make_swarm(nodes)
             yield cluster
@@ -667,6 +685,20 @@ async def netnodes(folder: Path, count: int = 3, *,
         lock.close()
     if problems:
         raise NodesError(f"netnodes teardown left things behind: {'; '.join(problems)}")
+
+
+async def _together(*jobs: Coroutine[Any, Any, None]) -> None:
+    """Run jobs at once; the first failure cancels the others (so none starts a process
+    after the teardown began) and is raised as itself, not as a group."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for job in jobs:
+                group.create_task(job)
+    except BaseExceptionGroup as failed:
+        first = failed.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
 
 
 async def _node_sshd(stack: contextlib.AsyncExitStack, node: Node) -> None:
