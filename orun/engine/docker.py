@@ -9,8 +9,10 @@ the rest of orun never sees aiodocker's types or its exceptions: engine failures
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import struct
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +23,10 @@ import aiohttp
 from aiodocker.events import DockerEvents
 from aiodocker.exceptions import DockerError
 
+from orun.engine.registry import push_problem, split_ref
 from orun.engine.remote import RemoteDocker, check_remote_url
 from orun.engine.stats import ContainerStats, parse_stats
+from orun.engine.swarminfo import SwarmInfo, parse_swarm_info
 from orun.errors import BuildError, EngineError
 
 #: where engines listen when nothing says otherwise, in the order `auto` tries them
@@ -133,6 +137,21 @@ def _first_line(exc: DockerError) -> str:
 
 #: how often a remote engine's port forwards are checked against its published ports
 FORWARD_PRUNE_SECS = 60.0
+#: the longest a plain (non-streaming) API call may take
+API_TIMEOUT_SECS = 30.0
+#: push stream statuses that only report progress (one line per layer per tick)
+_PUSH_PROGRESS = frozenset({"Preparing", "Waiting", "Pushing"})
+
+
+class EngineAPIError(EngineError):
+    """An Engine API call failed: `code` is the engine's HTTP status (0 when the engine
+    did not answer) and `reason` the first line of what it said. Modules that call the
+    API directly (the swarm layer) turn it into a message that says what to do."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
 
 
 class Engine:
@@ -235,6 +254,62 @@ class Engine:
         except (DockerError, aiohttp.ClientError, OSError) as exc:
             raise EngineError(f"container engine at {self.url} does not answer: {exc}") from None
 
+    # -- the raw API (for endpoints this class does not wrap) -------------------
+
+    async def api(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                  body: Any = None, timeout: float = API_TIMEOUT_SECS) -> Any:
+        """One Engine API call with a JSON body (or none); its decoded JSON answer (""
+        when it has none). Failures raise `EngineAPIError`."""
+        data = json.dumps(body) if body is not None else None
+        try:
+            return await self._client._query_json(
+                path, method, params=dict(params or {}), data=data,
+                timeout=aiohttp.ClientTimeout(total=timeout))
+        except DockerError as exc:
+            if exc.status == 900:  # aiodocker's code for a connection failure
+                raise EngineAPIError(0, f"the engine at {self.url} does not answer "
+                                        f"({_first_line(exc)})") from None
+            raise EngineAPIError(exc.status, _first_line(exc)) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise EngineAPIError(0, f"the engine at {self.url} does not answer "
+                                    f"({exc or type(exc).__name__})") from None
+
+    async def api_frames(self, path: str, *, params: Mapping[str, str] | None = None,
+                         timeout: float | None = None) -> AsyncIterator[tuple[int, bytes]]:
+        """A GET whose answer is a multiplexed output stream (logs of a container
+        without a TTY, or of a service): (stream, payload) per frame, stream 1 being
+        stdout and 2 stderr, until the engine ends the stream. Failures raise
+        `EngineAPIError`."""
+        client_timeout = aiohttp.ClientTimeout(total=timeout, sock_read=None)
+        try:
+            async with self._client._query(path, "GET", params=dict(params or {}),
+                                           timeout=client_timeout) as response:
+                while True:
+                    try:
+                        header = await response.content.readexactly(8)
+                        stream, length = struct.unpack(">BxxxL", header)
+                        payload = await response.content.readexactly(length)
+                    except asyncio.IncompleteReadError:
+                        return
+                    yield stream, payload
+        except DockerError as exc:
+            code = 0 if exc.status == 900 else exc.status
+            raise EngineAPIError(code, _first_line(exc)) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise EngineAPIError(0, f"the engine at {self.url} does not answer "
+                                    f"({exc or type(exc).__name__})") from None
+
+    async def swarm_info(self) -> SwarmInfo:
+        """This engine's swarm membership (whether it is an active manager, its node id,
+        how many nodes and managers the swarm has), from `GET /info`."""
+        try:
+            info = await self._client.system.info()
+        except DockerError as exc:
+            raise EngineError(f"cannot read the engine's info: {_first_line(exc)}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise EngineError(f"container engine at {self.url} does not answer: {exc}") from None
+        return parse_swarm_info(info)
+
     # -- images ----------------------------------------------------------------
 
     async def image_exists(self, ref: str) -> bool:
@@ -267,6 +342,59 @@ class Engine:
             raise EngineError(f"error pulling image {ref}: {_first_line(exc)}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise EngineError(f"error pulling image {ref}: {exc}") from None
+
+    async def tag(self, image: str, repo: str, tag: str) -> None:
+        """Give the image `image` (a name or id) the name `repo:tag` too."""
+        try:
+            await self._client.images.tag(image, repo, tag=tag)
+        except DockerError as exc:
+            if exc.status == 404:
+                raise EngineError(f"no image {image} on the engine at {self.url} "
+                                  "to tag") from None
+            raise EngineError(f"cannot tag {image} as {repo}:{tag}: "
+                              f"{_first_line(exc)}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise EngineError(f"container engine at {self.url} does not answer: {exc}") from None
+
+    async def push(self, ref: str, on_line: Callable[[str], None]) -> str:
+        """Push `ref` (`registry/name:tag`) to its registry; the pushed manifest's digest
+        (`sha256:...`), which is what swarm services name so every node runs the same
+        image. The engine reports failures inside the stream; they become one-line
+        `EngineError`s that say what to fix (see `push_problem`)."""
+        name, tag = split_ref(ref)
+        digest = ""
+        try:
+            async for item in self._client.images.push(name, tag=tag, stream=True):
+                error = item.get("error") or (item.get("errorDetail") or {}).get("message")
+                if error:  # older aiodocker yields the error item instead of raising
+                    raise EngineError(push_problem(str(error), ref, self.url))
+                aux = item.get("aux")
+                if isinstance(aux, Mapping) and aux.get("Digest"):
+                    digest = str(aux["Digest"])
+                status = str(item.get("status") or "")
+                if status and status not in _PUSH_PROGRESS:
+                    on_line(f"{item['id']}: {status}" if item.get("id") else status)
+        except DockerError as exc:
+            raise EngineError(push_problem(_first_line(exc), ref, self.url)) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise EngineError(f"lost the container engine at {self.url} while pushing "
+                              f"{ref}: {exc}") from None
+        if not digest:
+            digest = await self._repo_digest(f"{name}:{tag}", name)
+        if not digest.startswith("sha256:"):
+            raise EngineError(f"pushed {ref} but the engine at {self.url} reported no digest")
+        return digest
+
+    async def _repo_digest(self, ref: str, name: str) -> str:
+        """The digest the engine recorded for image `ref` in repository `name` (after a
+        push), or ""."""
+        with contextlib.suppress(DockerError, aiohttp.ClientError, OSError):
+            data = await self._client.images.inspect(ref)
+            for entry in data.get("RepoDigests") or ():
+                repo, _, digest = str(entry).partition("@")
+                if repo == name:
+                    return digest
+        return ""
 
     async def build(self, context_tar: Path, *, tag: str, dockerfile: str,
                     build_args: Mapping[str, str], labels: Mapping[str, str],
