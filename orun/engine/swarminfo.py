@@ -8,9 +8,9 @@ Facts the parsers rely on (Docker 20.10):
 - A task's `Status.PortStatus.Ports` lists the ports the engine actually published, so a
   host-mode port with no fixed `PublishedPort` shows the port the node picked. The same
   port can appear more than once (once per address family the node bound).
-- A node's `Status.Addr` is the address it advertises; a manager may report "0.0.0.0"
-  there (a manager that listens on every address), and then its `ManagerStatus.Addr`
-  ("host:2377") names it.
+- A node's `Status.Addr` is the address it advertises (20.10 fills it in for managers
+  too); older engines were known to report "0.0.0.0" for a manager, whose
+  `ManagerStatus.Addr` ("host:2377") then names it, so that is the fallback.
 - Times are RFC 3339 with nanoseconds; the zero time ("0001-01-01T00:00:00Z") means unset.
 """
 
