@@ -45,6 +45,17 @@ NO_ENGINE_HELP = (
 )
 
 
+def swarm_target(setting: str) -> str | None:
+    """For a swarm-mode setting (`swarm`, `swarm+<url>`), the manager's own engine
+    setting; None when the setting is not swarm mode."""
+    value = setting.strip()
+    if value == "swarm":
+        return "auto"
+    if value.startswith("swarm+"):
+        return value.removeprefix("swarm+")
+    return None
+
+
 def resolve_engine_url(setting: str) -> str | None:
     """The API URL for `system.container_engine`; None when no engine is configured/found.
 
@@ -53,7 +64,7 @@ def resolve_engine_url(setting: str) -> str | None:
     `ssh://[user@]host[:port][/socket]`: a remote engine over SSH. `none` (or empty)
     disables containers.
     """
-    value = setting.strip()
+    value = swarm_target(setting) or setting.strip()
     if value in ("", "none", "disabled"):
         return None
     if "://" in value:
@@ -96,6 +107,9 @@ class ContainerInfo:
     host_port: int | None = None
     exit_code: int | None = None
     status: str = ""
+    #: the address `host_port` is published on, where the engine knows it (a Swarm task's
+    #: node); "" = the engine's machine
+    host_ip: str = ""
 
     @property
     def running(self) -> bool:
@@ -225,13 +239,15 @@ class Engine:
             return self.remote.publish_host
         return "127.0.0.1"
 
-    async def reach(self, published_port: int) -> tuple[str, int]:
-        """The (host, port) orun connects to for a container port published on
-        `published_port`: loopback for a local engine; for a remote one the publish host,
-        or a loopback port carried over the SSH connection."""
+    async def reach(self, info: ContainerInfo) -> tuple[str, int]:
+        """The (host, port) orun connects to for the container's published port:
+        loopback for a local engine; for a remote one the publish host, or a loopback
+        port carried over the SSH connection."""
+        if info.host_port is None:
+            raise EngineError(f"container {info.name} publishes no port ({info.status})")
         if self.remote is None:
-            return "127.0.0.1", published_port
-        return await self.remote.reach(published_port)
+            return "127.0.0.1", info.host_port
+        return await self.remote.reach(info.host_port)
 
     async def _prune_forwards(self) -> None:
         """Close the port forwards no container publishes any more (each start of a

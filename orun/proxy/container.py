@@ -47,6 +47,8 @@ class ContainerTarget:
         inst = self.live.instance
         if inst is None:
             return None
+        if inst.replicas is not None:
+            inst = inst.replicas.pick()
         resolved = resolve_rest(rest)
         if resolved is None or resolved.startswith(INTERNAL):
             return None
@@ -75,6 +77,8 @@ class ContainerTarget:
             if isinstance(found, web.StreamResponse):
                 return found
             inst = found
+        if inst.replicas is not None:
+            inst = inst.replicas.pick()
         path = (rest if self.strip_app else route.prefix + rest) or "/"
         query = request.raw_path.partition("?")[2]
         upstream = URL(inst.upstream + path + (f"?{query}" if query else ""), encoded=True)

@@ -135,6 +135,21 @@ class Serving(Protocol):
     @property
     def load(self) -> Counter: ...
 
+    @property
+    def replicas(self) -> Replicas | None:
+        """Several containers serve this version (a replicated service): each request
+        goes to the one `Replicas.pick` names. None for a single container."""
+        ...
+
+
+class Replicas(Protocol):
+    """The healthy replicas of an app version, read on every request."""
+
+    def pick(self) -> Serving:
+        """The replica for the next request (the runtime decides how: least outstanding
+        requests); a websocket stays on the one it was given."""
+        ...
+
 
 class LiveState(Protocol):
     """Read on every request: the serving container (None: not running, or paused by

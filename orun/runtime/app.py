@@ -18,6 +18,7 @@ from yarl import URL
 from orun.errors import BuildError, OrunError
 from orun.runtime.activity import Activity
 from orun.runtime.logs import AppLogs
+from orun.runtime.replicas import ReplicaPool
 from orun.state.config import Config
 from orun.state.model import App
 
@@ -98,6 +99,9 @@ class Instance:
     #: the address orun connects to (with `host_port`): loopback, unless the engine is
     #: remote and its containers are reached directly on its `remote_publish_host`
     host: str = "127.0.0.1"
+    #: a replicated version (a Swarm service): the healthy tasks requests are spread
+    #: over; None for a single container
+    replicas: ReplicaPool[Instance] | None = field(default=None, compare=False, repr=False)
     load: InstanceLoad = field(default_factory=InstanceLoad, compare=False, repr=False)
     #: the upstream origin, made once (the proxy's hot path only reads these)
     upstream: str = field(init=False, compare=False)
@@ -266,6 +270,29 @@ class AppRuntime:
 def wall_clock(monotonic_time: float) -> float:
     """The epoch time of a `time.monotonic()` reading (for display)."""
     return time.time() - (time.monotonic() - monotonic_time)
+
+
+def open_requests(inst: Instance) -> int:
+    """Requests and websockets still open on `inst` (on any of its replicas)."""
+    return inst.load.open + (inst.replicas.open_requests() if inst.replicas else 0)
+
+
+def placement_of(app: App) -> tuple[int, tuple[str, ...]]:
+    """`--conf container.replicas=N` (default 1) and `container.constraints=a==b,c!=d`
+    (Swarm placement constraints, comma-separated); StartError when malformed."""
+    conf = app.current.settings.app_config
+    raw = conf.get("container.replicas", "1").strip()
+    if not raw.isdigit() or int(raw) < 1:
+        raise StartError(f"--conf container.replicas={raw}: expected a whole number, 1 or "
+                         "more (idle apps scale to 0 by themselves)", status=400)
+    constraints = tuple(c.strip() for c in conf.get("container.constraints", "").split(",")
+                        if c.strip())
+    for c in constraints:
+        if "==" not in c and "!=" not in c:
+            raise StartError(f"--conf container.constraints: {c!r} is not a placement "
+                             "constraint (e.g. node.role==worker, node.labels.zone!=b)",
+                             status=400)
+    return int(raw), constraints
 
 
 def app_setting(app: App, key: str, default: float) -> float:

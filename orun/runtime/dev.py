@@ -342,7 +342,7 @@ class DevMode:
             raise StartError(f"container {inst.name} did not come back after the restart "
                              f"({info.status if info else 'gone'})",
                              await self._runtime.container_tail(engine, inst.container_id))
-        host, port = await engine.reach(info.host_port)
+        host, port = await engine.reach(info)
         say(f"waiting for {inst.health_path} on {host}:{port} to answer 200")
         await self._runtime.wait_healthy(engine, app, rt, inst.container_id, inst.name,
                                          host, port, inst.health_path)

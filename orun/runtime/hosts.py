@@ -48,6 +48,17 @@ class HousekeeperHost(RuntimeView, Protocol):
     async def pause_app(self, rt: AppRuntime, reason: str) -> None: ...
 
 
+class ReplicaHost(RuntimeView, Protocol):
+    """Swarm mode's replica tracker."""
+
+    def connected_engine(self) -> Engine | None: ...
+
+    @property
+    def prober(self) -> HealthProber: ...
+
+    def lost(self, rt: AppRuntime, reason: str, exit_code: int | None) -> None: ...
+
+
 class PauseHost(RuntimeView, Protocol):
     """Pausing idle containers and thawing them."""
 
@@ -111,8 +122,8 @@ class DevHost(ContainerHost, Protocol):
     async def container_tail(self, engine: Engine, container_id: str) -> str: ...
 
 
-__all__ = ["ContainerHost", "DevHost", "HousekeeperHost", "PauseHost", "RuntimeView",
-           "WatcherHost"]
+__all__ = ["ContainerHost", "DevHost", "HousekeeperHost", "PauseHost", "ReplicaHost",
+           "RuntimeView", "WatcherHost"]
 
 
 class SamplerHost(RuntimeView, Protocol):

@@ -122,7 +122,9 @@ class Housekeeper:
 
     async def check_health(self, timeout: float, failures: int) -> None:
         # a paused container is no instance: it is not probed, so never marked unhealthy
+        # a replicated one is probed replica by replica (orun/runtime/swarmtracker.py)
         running = [rt for rt in self._runtime.runtimes() if rt.instance is not None
+                   and rt.instance.replicas is None
                    and (rt.operation is None or rt.operation.done())]
         results = await asyncio.gather(*(
             self._runtime.prober.probe(rt.instance.host, rt.instance.host_port,

@@ -30,7 +30,8 @@ import structlog
 
 from orun.build.builder import Builder
 from orun.bus import EventBus, Unsubscribe
-from orun.engine.docker import Engine, resolve_engine_url
+from orun.engine.docker import Engine, resolve_engine_url, swarm_target
+from orun.engine.swarmengine import Placement, SwarmEngine
 from orun.engine.labels import LABEL_APP_ID, LABEL_APP_KEY, LABEL_HOME
 from orun.errors import BuildError, EngineError, OrunError
 from orun.events import (
@@ -55,6 +56,8 @@ from orun.runtime.app import (
     config_key,
     exit_reason,
     failed_retry_delay,
+    open_requests,
+    placement_of,
     version_key,
 )
 from orun.runtime.backend import AppBackend
@@ -65,6 +68,7 @@ from orun.runtime.logs import AppLogs, read_tail, stamp
 from orun.runtime.pause import PauseTier, ThawError
 from orun.runtime.plan import ContainerPlan, PlanInputs, plan_container
 from orun.runtime.stats import ResourceSampler
+from orun.runtime.swarmtracker import ReplicaTracker, pooled
 from orun.runtime.watcher import EngineWatcher
 from orun.spec import Spec
 from orun.state.config import Config
@@ -114,6 +118,8 @@ class Runtime:
         self.sampler = ResourceSampler(self)
         #: dev apps' source watchers (orun/runtime/dev.py)
         self.dev = DevMode(self, apps, load_spec)
+        #: swarm mode: each serving service's healthy tasks (orun/runtime/swarmtracker.py)
+        self.replicas = ReplicaTracker(self)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -130,6 +136,7 @@ class Runtime:
         self._spawn(self.watcher.run(), "orun.runtime.events")
         self._spawn(self.housekeeper.run(), "orun.runtime.housekeeping")
         self._spawn(self.sampler.run(), "orun.runtime.stats")
+        self._spawn(self.replicas.run(), "orun.runtime.replicas")
         self._unsubscribe = self._bus.subscribe(
             "runtime", (AppsChanged, ConfigReloaded), self._on_event)
         self.dev.sync(reconcile=True)  # watch the dev apps' source folders
@@ -187,10 +194,16 @@ class Runtime:
                 raise EngineError(self._engine_error)
             self._engine_checked = now
             try:
-                system = self._config().system
-                self._engine = await Engine.connect(
-                    system.container_engine, publish_host=system.remote_publish_host,
-                    ssh_keepalive_secs=system.ssh_keepalive_secs)
+                cfg = self._config()
+                system = cfg.system
+                target = swarm_target(system.container_engine)
+                if target is not None:
+                    self._engine = await SwarmEngine.connect_swarm(
+                        target, registry=cfg.builder.registry)
+                else:
+                    self._engine = await Engine.connect(
+                        system.container_engine, publish_host=system.remote_publish_host,
+                        ssh_keepalive_secs=system.ssh_keepalive_secs)
             except EngineError as exc:
                 self._engine_error = exc.message
                 raise
@@ -199,6 +212,10 @@ class Runtime:
             return self._engine
 
     def _connected(self) -> Engine | None:
+        return self._engine
+
+    def connected_engine(self) -> Engine | None:
+        """The engine if one is connected now (no connection attempt)."""
         return self._engine
 
     def engine_status(self) -> dict[str, object]:
@@ -214,6 +231,8 @@ class Runtime:
             remote = engine.remote.describe()
             status.update(remote)
             status["remote"] = True
+        if isinstance(engine, SwarmEngine):
+            status.update({"mode": "swarm", "registry": engine.registry})
         return status
 
     def get(self, app_id: str) -> AppRuntime | None:
@@ -418,6 +437,16 @@ class Runtime:
             state("starting")
             await self._prepare_mounts(engine, plan, say)
             say(f"creating container {plan.name} (port {plan.port})")
+            replicas, constraints = placement_of(app)
+            if isinstance(engine, SwarmEngine):
+                engine.place(plan.name, Placement(replicas, constraints))
+                say(f"creating service {plan.name}: {replicas} replica(s)"
+                    + (f", constraints {', '.join(constraints)}" if constraints else ""))
+            elif replicas != 1 or constraints:
+                raise StartError(
+                    "--conf container.replicas and container.constraints need swarm mode "
+                    "(system.container_engine: swarm); this engine runs one container",
+                    status=400)
             if engine.remote is not None:
                 local = [m.source for m in plan.mounts if m.kind != "volume"]
                 if plan.secret_files or local:
@@ -464,7 +493,7 @@ class Runtime:
         if info is None or info.host_port is None:
             raise StartError(f"container {plan.name} has no published port "
                              f"(state {info.status if info else 'gone'})")
-        host, port = await engine.reach(info.host_port)
+        host, port = await engine.reach(info)
         say(f"waiting for {plan.health_path} on {host}:{port} to answer 200")
         started = time.monotonic()
         await self.wait_healthy(engine, app, rt, container_id, plan.name, host, port,
@@ -556,7 +585,10 @@ class Runtime:
         return plan
 
     def serve(self, rt: AppRuntime, inst: Instance) -> None:
-        """Put a container that came up healthy into service and announce it."""
+        """Put a container that came up healthy into service and announce it (in swarm
+        mode with a replica pool the tracker fills with the service's healthy tasks)."""
+        if inst.replicas is None and isinstance(self._engine, SwarmEngine):
+            inst = pooled(inst)
         self.resume(rt, inst)
         log.info("app_serving", app=rt.label, container=inst.name, port=inst.host_port)
         self._bus.publish(ContainerHealthy(rt.app_id, inst.container_id, inst.upstream,
@@ -576,7 +608,11 @@ class Runtime:
         return self.dev.generation(app_id)
 
     async def pause_app(self, rt: AppRuntime, reason: str) -> None:
-        """Freeze the app's idle container (the idle pause tier)."""
+        """Freeze the app's idle container (the idle pause tier; not in swarm mode, where
+        an idle app scales to zero instead)."""
+        if isinstance(self._engine, SwarmEngine):
+            rt.pause_refused = rt.activity.last
+            return
         await self.pauses.pause(rt, reason)
 
     def adopt_paused(self, app: App, rt: AppRuntime, inst: Instance) -> None:
@@ -604,14 +640,14 @@ class Runtime:
             if retirement.thaw:  # paused when replaced: its websockets may finish now
                 retirement.thaw = False
                 await self._unpause_quietly(engine, old.container_id)
-            while old.load.open > 0 and time.monotonic() < deadline:
+            while open_requests(old) > 0 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
         except asyncio.CancelledError:
             rt.retiring.pop(old.container_id, None)  # reclaimed, or orun is stopping
             raise
-        if old.load.open > 0:
+        if open_requests(old) > 0:
             log.warning("drain_timeout", app=rt.label, container=old.name,
-                        still_open=old.load.open, limit=limit)
+                        still_open=open_requests(old), limit=limit)
         retirement.stopping = True
         rt.expected_exits.add(old.container_id)
         try:
@@ -807,6 +843,10 @@ class Runtime:
             self.builder.resize(cfg.builder.max_concurrent_builds)
             self.builder.max_wait_secs = cfg.builder.max_build_wait_secs
             self.builder.timeout_secs = cfg.builder.build_timeout_secs
+            if isinstance(self._engine, SwarmEngine) \
+                    and cfg.builder.registry != self._engine.registry:
+                log.info("swarm_registry_changed", new=cfg.builder.registry)
+                await self.drop_engine()
             if "system" in event.changed_sections:
                 self._engine_error = ""  # try the (maybe new) engine on the next use
                 engine = self._engine
@@ -814,9 +854,11 @@ class Runtime:
                     url = resolve_engine_url(cfg.system.container_engine)
                 except EngineError:
                     url = None
+                swarm = swarm_target(cfg.system.container_engine) is not None
                 if engine is not None and (url != engine.url or (
                         engine.remote is not None
-                        and cfg.system.remote_publish_host != engine.remote.publish_host)):
+                        and cfg.system.remote_publish_host != engine.remote.publish_host)
+                        or swarm != isinstance(engine, SwarmEngine)):
                     log.info("container_engine_changed", old=engine.url, new=url)
                     await self.drop_engine()
             return

@@ -142,7 +142,7 @@ class EngineWatcher:
             rt = self._runtime.runtime_for(app)
             spec_port = int(keep.labels.get(LABEL_PORT, "0") or 0)
             try:
-                host, port = await engine.reach(keep.host_port)
+                host, port = await engine.reach(keep)
             except EngineError as exc:
                 log.warning("adopt_failed", container=keep.name, error=exc.message)
                 continue

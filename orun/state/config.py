@@ -51,8 +51,15 @@ ENGINE_SCHEMES = ("unix", "tcp", "http", "https", "ssh")
 
 
 def _engine(value: str) -> str | None:
-    """The form of `system.container_engine` (whether it answers is the runtime's to find)."""
+    """The form of `system.container_engine` (whether it answers is the runtime's to find).
+    `swarm` and `swarm+<url>` are swarm mode on the default engine or on `<url>`."""
     value = value.strip()
+    if value == "swarm":
+        return None
+    if value.startswith("swarm+"):
+        value = value.removeprefix("swarm+")
+        if not value.startswith(("unix://", "tcp://", "/")):
+            return f"swarm+{value!r}: swarm mode needs a manager's unix:// or tcp:// address"
     if value in ENGINE_WORDS or value.startswith("/"):
         return None
     try:
@@ -67,6 +74,20 @@ def _engine(value: str) -> str | None:
         return f"{value!r} names no host"
     if parts.query or parts.fragment:
         return f"{value!r}: no ?query or #fragment allowed"
+    return None
+
+
+def _registry(value: str) -> str | None:
+    """`host:port` (or a bare host) of a registry, without scheme or path."""
+    if not value:
+        return None
+    try:
+        parts = urlsplit(f"//{value}")
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return f"{value!r}: invalid port"
+    if not parts.hostname or parts.path or "://" in value or parts.query or parts.username:
+        return f"{value!r} is not host:port of a registry (no scheme, path or user)"
     return None
 
 
@@ -236,6 +257,9 @@ class BuilderConfig:
     #: server-wide build args (e.g. PYTHON_IMAGE): override spec defaults, `--carg` wins
     build_args: dict[str, str] = field(default_factory=dict)
     max_concurrent_builds: int = field(default=1, metadata=check(_positive))
+    #: swarm mode: host:port of the registry built images are pushed to and every node
+    #: pulls from (an http-only one must be in the engines' insecure-registries)
+    registry: str = field(default="", metadata=check(_registry))
     #: a build waiting longer than this for a slot fails (OpenRun: max_build_wait_secs)
     max_build_wait_secs: float = field(default=600.0, metadata=check(_positive))
     build_timeout_secs: float = field(default=1800.0, metadata=check(_positive))

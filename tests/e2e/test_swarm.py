@@ -1,0 +1,237 @@
+"""Swarm mode end to end: orun in front of a real 3-node Docker Swarm (tests/netnodes.py:
+three dockerds in network namespaces, node1 the manager, a registry on the nodes'
+network), with the same CLI and app definitions as on one engine.
+
+The nodes have no route out, so the apps here need nothing from the internet: the
+stdlib sample apps (tests/apps/container_app answers its container's HOSTNAME at /env,
+so each replica is told apart; tests/apps/versioned_app tells versions apart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from tests.conftest import BASE_IMAGES, Orun, remove_containers
+from tests.e2e.test_containers import APPS
+from tests.netnodes import Cluster, Node, netnodes
+
+pytestmark = [pytest.mark.timeout(900), pytest.mark.asyncio(loop_scope="module")]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    folder = tmp_path_factory.mktemp("swarm")
+    async with netnodes(folder / "nodes", count=3, images=("orun-test/python:3.11",),
+                        registry=True, swarm=True) as made:
+        yield made
+
+
+def swarm_config(cluster: Cluster, extra: str = "") -> str:
+    manager = cluster.nodes[0]
+    args = ", ".join(f"{k}: {v}" for k, v in BASE_IMAGES.items())
+    return ("http: {host: 127.0.0.1, port: 0}\n"
+            f"system: {{container_engine: 'swarm+{manager.docker_url}'}}\n"
+            f"builder: {{registry: '{cluster.registry}', build_args: {{{args}}}}}\n" + extra)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def sorun(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+                ) -> AsyncIterator[Orun]:
+    server = Orun(tmp_path_factory.mktemp("sorun") / "home", swarm_config(cluster))
+    await server.start()
+    yield server
+    await server.stop()
+    for app in json.loads((await server.cli("app", "list", "-f", "json")).out or "[]"):
+        await server.cli("app", "delete", app["app_path"])
+    remove_containers(server.home)
+
+
+async def tasks_by_node(cluster: Cluster, label: str) -> dict[str, int]:
+    """Running containers with `label` on each node."""
+    counts: dict[str, int] = {}
+    for node in cluster.nodes:
+        out = await node.docker("ps", "-q", "--filter", f"label={label}", check=False)
+        counts[node.name] = len(out.split())
+    return counts
+
+
+async def hostnames(url: str, count: int) -> collections.Counter[str]:
+    seen: collections.Counter[str] = collections.Counter()
+    async with aiohttp.ClientSession() as http:
+        for _ in range(count):
+            async with http.get(url) as resp:
+                assert resp.status == 200, await resp.text()
+                seen[(await resp.json())["HOSTNAME"]] += 1
+    return seen
+
+
+async def app_id(orun: Orun, path: str) -> str:
+    apps = json.loads((await orun.cli("app", "list", "-f", "json")).ok().out)
+    return str(next(a["id"] for a in apps if a["app_path"] == path))
+
+
+async def test_replicas_spread_over_the_nodes_and_share_the_requests(
+        cluster: Cluster, sorun: Orun) -> None:
+    (await sorun.cli("app", "create", "--spec", "container", "--conf",
+                     "container.replicas=3", str(APPS / "container_app"), "/r")).ok()
+    async with aiohttp.ClientSession() as http, http.get(sorun.url("/r/")) as resp:
+        assert resp.status == 200, await resp.text()
+    label = f"orun.app.id={await app_id(sorun, '/r')}"
+    deadline = time.monotonic() + 60
+    while (spread := await tasks_by_node(cluster, label)) != {"node1": 1, "node2": 1,
+                                                               "node3": 1}:
+        assert time.monotonic() < deadline, spread
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(1.5)  # the tracker has probed every task
+    seen = await hostnames(sorun.url("/r/env"), 30)
+    assert len(seen) == 3 and min(seen.values()) >= 8, seen
+    info = json.loads((await sorun.cli("app", "list", "-f", "json")).ok().out)
+    assert next(a for a in info if a["app_path"] == "/r")["runtime"]["state"] == "running"
+
+
+async def test_a_killed_replica_leaves_the_pool_within_two_seconds(
+        cluster: Cluster, sorun: Orun) -> None:
+    label = f"orun.app.id={await app_id(sorun, '/r')}"
+    node2: Node = cluster.nodes[1]
+    (victim,) = (await node2.docker("ps", "-q", "--filter", label)).split()
+    results: list[tuple[float, int]] = []
+    stop = asyncio.Event()
+
+    async def client() -> None:
+        async with aiohttp.ClientSession() as http:
+            while not stop.is_set():
+                try:
+                    async with http.get(sorun.url("/r/")) as resp:
+                        await resp.read()
+                        results.append((time.monotonic(), resp.status))
+                except aiohttp.ClientError:
+                    results.append((time.monotonic(), 0))
+
+    workers = [asyncio.ensure_future(client()) for _ in range(4)]
+    await asyncio.sleep(1.0)
+    killed = time.monotonic()
+    await node2.docker("kill", victim)
+    await asyncio.sleep(5.0)
+    stop.set()
+    await asyncio.gather(*workers)
+    late = [(round(t - killed, 2), s) for t, s in results if t > killed + 2.0 and s != 200]
+    assert not late, late
+    assert len([s for t, s in results if t > killed + 2.0]) > 50
+
+
+async def test_scale_to_zero_when_idle_and_wake(cluster: Cluster, sorun: Orun) -> None:
+    (await sorun.cli("app", "create", "--spec", "container", "--conf",
+                     "container.replicas=2", "--conf", "container.idle_shutdown_secs=2",
+                     str(APPS / "container_app"), "/z")).ok()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(sorun.url("/z/")) as resp:
+            assert resp.status == 200
+        label = f"orun.app.id={await app_id(sorun, '/z')}"
+        deadline = time.monotonic() + 40
+        while sum((await tasks_by_node(cluster, label)).values()) > 0:
+            assert time.monotonic() < deadline, "the idle service was not scaled to 0"
+            await asyncio.sleep(0.5)
+        began = time.monotonic()
+        async with http.get(sorun.url("/z/")) as resp:
+            assert resp.status == 200
+        wake = time.monotonic() - began
+    print(f"wake from zero: {wake:.2f}s")
+    assert wake < 30
+
+
+async def test_promote_under_load_loses_no_request(
+        cluster: Cluster, sorun: Orun, tmp_path: Path) -> None:
+    import shutil
+    src = tmp_path / "versioned"
+    shutil.copytree(APPS / "versioned_app", src)
+    (await sorun.cli("app", "create", "--spec", "container", "--stage-at", "path",
+                     "--conf", "container.replicas=2", str(src), "/p")).ok()
+    async with aiohttp.ClientSession() as http, http.get(sorun.url("/p/")) as resp:
+        assert (await resp.text()).strip() == "version 1 message="
+    (src / "VERSION").write_text("2\n")
+    (await sorun.cli("app", "reload", "/p")).ok()
+    seen: collections.Counter[str] = collections.Counter()
+    failures: list[str] = []
+    stop = asyncio.Event()
+
+    async def client() -> None:
+        async with aiohttp.ClientSession() as http:
+            while not stop.is_set():
+                try:
+                    async with http.get(sorun.url("/p/")) as resp:
+                        text = (await resp.text()).strip()
+                        if resp.status == 200:
+                            seen[text] += 1
+                        else:
+                            failures.append(f"{resp.status} {text[:100]}")
+                except aiohttp.ClientError as exc:
+                    failures.append(repr(exc))
+
+    workers = [asyncio.ensure_future(client()) for _ in range(3)]
+    await asyncio.sleep(1.0)
+    out = (await sorun.cli("app", "promote", "/p")).ok().out
+    assert "1 app(s) promoted." in out
+    await asyncio.sleep(2.0)
+    stop.set()
+    await asyncio.gather(*workers)
+    assert failures == [], failures[:5]
+    assert seen["version 1 message="] > 0 and seen["version 2 message="] > 0, seen
+
+
+async def test_node_drained_then_engine_killed_keeps_serving(
+        cluster: Cluster, sorun: Orun) -> None:
+    manager, node3 = cluster.nodes[0], cluster.nodes[2]
+    label = f"orun.app.id={await app_id(sorun, '/r')}"
+    await manager.docker("node", "update", "--availability", "drain", node3.name)
+    try:
+        deadline = time.monotonic() + 60
+        while (await tasks_by_node(cluster, label))["node3"] != 0:
+            assert time.monotonic() < deadline, "drain did not move the task"
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(2.0)
+        seen = await hostnames(sorun.url("/r/env"), 12)
+        assert sum(seen.values()) == 12
+    finally:
+        await manager.docker("node", "update", "--availability", "active", node3.name)
+
+
+async def test_a_node_engine_killed_under_load(cluster: Cluster, sorun: Orun) -> None:
+    """node2's dockerd stops (its containers with it): Swarm needs 10+ s to call the node
+    down, orun's probes take its replica out within about a second, and the others keep
+    answering; Swarm then reschedules the task elsewhere."""
+    node2 = cluster.nodes[1]
+    results: list[tuple[float, int]] = []
+    stop = asyncio.Event()
+
+    async def client() -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            while not stop.is_set():
+                try:
+                    async with http.get(sorun.url("/r/")) as resp:
+                        await resp.read()
+                        results.append((time.monotonic(), resp.status))
+                except (aiohttp.ClientError, TimeoutError):
+                    results.append((time.monotonic(), 0))
+
+    workers = [asyncio.ensure_future(client()) for _ in range(4)]
+    try:
+        await asyncio.sleep(1.0)
+        killed = time.monotonic()
+        await node2.stop_engine()
+        await asyncio.sleep(6.0)
+    finally:
+        stop.set()
+        await asyncio.gather(*workers)
+        await node2.start_engine()
+    late = [(round(t - killed, 2), s) for t, s in results if t > killed + 3.0 and s != 200]
+    assert not late, late
+    assert len([s for t, s in results if t > killed + 3.0]) > 50
