@@ -81,6 +81,7 @@ def service_spec(name: str, body: Mapping[str, Any], image: str,
     container: dict[str, Any] = {
         "Image": image, "Env": list(body.get("Env") or ()),
         "Labels": dict(body.get("Labels") or {}), "Mounts": mounts,
+        "StopGracePeriod": 5_000_000_000,
         "CapabilityDrop": list(host.get("CapDrop") or ()),
         "CapabilityAdd": list(host.get("CapAdd") or ()),
     }
@@ -109,6 +110,8 @@ def service_spec(name: str, body: Mapping[str, Any], image: str,
             "Resources": {"Limits": limits} if limits else {},
             # a task that exits is replaced; orun sees the service, not the containers
             "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000},
+            # as `docker stop -t 5` on one engine: a scale-down or a retired version's
+            # tasks get SIGTERM, then SIGKILL 5 s later (the default is 10 s)
             "Placement": {"Constraints": list(placement.constraints)},
         },
         "Mode": {"Replicated": {"Replicas": placement.replicas}},

@@ -22,7 +22,7 @@ from yarl import URL
 from orun.errors import EngineError, OrunError
 from orun.proxy.errors import error_response
 from orun.proxy.forward import Forwarder, bad_path, resolve_rest
-from orun.proxy.target import Backend, FastPlan, LiveState, Route, Serving
+from orun.proxy.target import Backend, FastPlan, LiveState, Replicas, Route, Serving
 
 INTERNAL = "/_orun_app/"
 #: how long a browser's first request waits before it gets the starting page instead
@@ -47,17 +47,30 @@ class ContainerTarget:
         inst = self.live.instance
         if inst is None:
             return None
-        if inst.replicas is not None:
-            inst = inst.replicas.pick()
         resolved = resolve_rest(rest)
         if resolved is None or resolved.startswith(INTERNAL):
             return None
         if not resolved and self.redirect_bare_path and route.prefix:
             return None
         path = (resolved if self.strip_app else route.prefix + resolved) or "/"
-        return FastPlan(inst.upstream, path + "?" + query if query else path,
-                        self.preserve_host, inst.base, self.live.activity, inst.load,
-                        max_body=self.max_body)
+        target = path + "?" + query if query else path
+        replicas = inst.replicas
+        if replicas is None:
+            return FastPlan(inst.upstream, target, self.preserve_host, inst.base,
+                            self.live.activity, inst.load, max_body=self.max_body)
+        return self._replica_plan(replicas, target)
+
+    def _replica_plan(self, replicas: Replicas, target: str) -> FastPlan:
+        """A replicated app's plan: the replica `pick` names, and another one should that
+        one refuse the connection (a replica that died since its last health check)."""
+        inst = replicas.pick()
+
+        def alternate(failed: str) -> FastPlan | None:
+            return self._replica_plan(replicas, target) if replicas.evict(failed) else None
+
+        return FastPlan(inst.upstream, target, self.preserve_host, inst.base,
+                        self.live.activity, inst.load, max_body=self.max_body,
+                        alternate=alternate)
 
     async def serve(self, request: web.BaseRequest, route: Route, rest: str) -> web.StreamResponse:
         # as the `proxy` spec does: no `..` above the app path (which the container sees

@@ -479,25 +479,8 @@ class FrontConnection(asyncio.Protocol):
     def _start(self, route: Route, plan: FastPlan, method: bytes, rh: _Head,
                headers: RequestHeaders) -> None:
         front = self.front
-        settings = front.forwarder.settings
         pool = front.forwarder.pool_for(plan.origin)
-        authority = None if plan.preserve_host else pool.authority
-        head: bytes | None = None
-        if not settings.trusted.networks or not settings.trusted.trusts(self.peer):
-            key = (headers.host, route.prefix)
-            if key != self._fwd_key:
-                self._fwd_key = key
-                self._fwd = forwarded_lines(self.peer, front.scheme,
-                                            headers.host.decode("latin-1"), route.prefix)
-            head = request_head_bytes(method, plan.target.encode("latin-1"), headers,
-                                      authority, self._fwd)
-        if head is None:
-            general = upstream_request_headers(
-                [(n, v) for n, _, v in headers.pairs], peer=self.peer, scheme=front.scheme,
-                host=headers.host.decode("latin-1"), prefix=route.prefix,
-                trusted=settings.trusted, keep_host=plan.preserve_host)
-            head = request_head(method.decode("latin-1"), plan.target, general,
-                                pool.authority.decode("latin-1"), chunked=False)
+        head = self._head(route, plan, pool, method, headers)
         self.active = True
         front.in_flight += 1
         self.route, self.plan, self.pool = route, plan, pool
@@ -523,6 +506,31 @@ class FrontConnection(asyncio.Protocol):
         else:
             self._send(up, reused=True)
 
+    def _head(self, route: Route, plan: FastPlan, pool: UpstreamPool, method: bytes,
+              headers: RequestHeaders) -> bytes:
+        """The upstream request head for `plan` through `pool` (its Host is the pool's
+        authority unless the app keeps the client's)."""
+        front = self.front
+        settings = front.forwarder.settings
+        authority = None if plan.preserve_host else pool.authority
+        head: bytes | None = None
+        if not settings.trusted.networks or not settings.trusted.trusts(self.peer):
+            key = (headers.host, route.prefix)
+            if key != self._fwd_key:
+                self._fwd_key = key
+                self._fwd = forwarded_lines(self.peer, front.scheme,
+                                            headers.host.decode("latin-1"), route.prefix)
+            head = request_head_bytes(method, plan.target.encode("latin-1"), headers,
+                                      authority, self._fwd)
+        if head is None:
+            general = upstream_request_headers(
+                [(n, v) for n, _, v in headers.pairs], peer=self.peer, scheme=front.scheme,
+                host=headers.host.decode("latin-1"), prefix=route.prefix,
+                trusted=settings.trusted, keep_host=plan.preserve_host)
+            head = request_head(method.decode("latin-1"), plan.target, general,
+                                pool.authority.decode("latin-1"), chunked=False)
+        return head
+
     def _connect(self) -> None:
         assert self.pool is not None
         timeout = self.front.forwarder.settings.connect_timeout
@@ -540,6 +548,8 @@ class FrontConnection(asyncio.Protocol):
         if exc is None:
             self._send(task.result(), reused=False)
             return
+        if self.plan is not None and self.plan.alternate is not None and self._elsewhere():
+            return
         if isinstance(exc, TimeoutError):
             why = f"no connection within {self.front.forwarder.settings.connect_timeout:g}s"
         else:
@@ -547,6 +557,30 @@ class FrontConnection(asyncio.Protocol):
         assert self.route is not None and self.pool is not None
         self._error(502, f"app {self.route.label}: cannot connect to "
                          f"{upstream_text(self.route, self.pool.origin)}: {why}")
+
+    def _elsewhere(self) -> bool:
+        """A replica refused (or did not take) the connection, and nothing was sent: the
+        request goes to another replica instead, and the refusing one leaves the pool
+        until its health check passes. False when there is no other."""
+        plan, route = self.plan, self.route
+        assert plan is not None and plan.alternate is not None and route is not None
+        other = plan.alternate(plan.origin)
+        if other is None:
+            return False
+        log.debug("replica_refused", app=route.label, upstream=plan.origin)
+        if self.load is not None:
+            self.load.open -= 1
+        pool = self.front.forwarder.pool_for(other.origin)
+        self.plan, self.pool, self.load = other, pool, other.load
+        if self.load is not None:
+            self.load.open += 1
+        self.head = self._head(route, other, pool, self.method, self.rh.headers)
+        up = pool.take_idle()
+        if up is None:
+            self._connect()
+        else:
+            self._send(up, reused=True)
+        return True
 
     def _send(self, up: UpstreamConnection, *, reused: bool) -> None:
         self.up = up

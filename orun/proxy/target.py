@@ -39,13 +39,14 @@ class FastPlan:
     """Where the fast path sends one request (orun/proxy/fast.py): made by a target's
     `fast()`, read once. A plain slotted class: built on every fast request."""
 
-    __slots__ = ("activity", "base", "extra", "extra_names", "load", "max_body", "origin",
-                 "preserve_host", "target")
+    __slots__ = ("activity", "alternate", "base", "extra", "extra_names", "load",
+                 "max_body", "origin", "preserve_host", "target")
 
     def __init__(self, origin: str, target: str, preserve_host: bool, base: URL,
                  activity: ActivityCounter | None, load: Counter | None,
                  extra: bytes = b"", extra_names: frozenset[bytes] = frozenset(),
-                 max_body: int | None = None) -> None:
+                 max_body: int | None = None,
+                 alternate: Callable[[str], FastPlan | None] | None = None) -> None:
         #: the upstream's origin text (`http://127.0.0.1:32768`): its connection pool
         self.origin = origin
         #: the request target upstream: path and query, as sent
@@ -63,6 +64,9 @@ class FastPlan:
         #: the app's own request body limit in bytes (`--conf limits.max_body_mb`);
         #: None: the server's
         self.max_body = max_body
+        #: replicated apps: the plan for another replica when this one refuses the
+        #: connection (given the refusing origin, which leaves the pool); None: no other
+        self.alternate = alternate
 
 
 class Target(Protocol):
@@ -148,6 +152,11 @@ class Replicas(Protocol):
     def pick(self) -> Serving:
         """The replica for the next request (the runtime decides how: least outstanding
         requests); a websocket stays on the one it was given."""
+        ...
+
+    def evict(self, upstream: str) -> bool:
+        """The replica at `upstream` refused a connection: no more requests until its
+        health check passes again. False when no other replica is left to try."""
         ...
 
 

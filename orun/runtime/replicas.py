@@ -25,6 +25,9 @@ class _Member(Protocol):
     @property
     def load(self) -> _Load: ...
 
+    @property
+    def upstream(self) -> str: ...
+
 
 M = TypeVar("M", bound=_Member)
 
@@ -62,6 +65,15 @@ class ReplicaPool(Generic[M]):
                     if not best_open:
                         break
         return best
+
+    def evict(self, upstream: str) -> bool:
+        """Take the member at `upstream` out (it refused a connection; the tracker puts it
+        back once its health check passes). False when no other member is left."""
+        members = tuple(m for m in self.members if m.upstream != upstream)
+        if members:
+            self.members = members
+            return True
+        return False
 
     def open_requests(self) -> int:
         """Requests (and websockets) open on any member: what a drain waits for."""

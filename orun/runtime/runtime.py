@@ -30,9 +30,9 @@ import structlog
 
 from orun.build.builder import Builder
 from orun.bus import EventBus, Unsubscribe
-from orun.engine.docker import Engine, resolve_engine_url, swarm_target
-from orun.engine.swarmengine import Placement, SwarmEngine
+from orun.engine.docker import ContainerInfo, Engine, resolve_engine_url, swarm_target
 from orun.engine.labels import LABEL_APP_ID, LABEL_APP_KEY, LABEL_HOME
+from orun.engine.swarmengine import Placement, SwarmEngine
 from orun.errors import BuildError, EngineError, OrunError
 from orun.events import (
     AppsChanged,
@@ -490,6 +490,8 @@ class Runtime:
             if track:
                 self.follow_logs(engine, rt, container_id, started_at)
             info = await engine.inspect(container_id)
+        if isinstance(engine, SwarmEngine):
+            info = await self._first_task(engine, app, container_id, plan.name, say)
         if info is None or info.host_port is None:
             raise StartError(f"container {plan.name} has no published port "
                              f"(state {info.status if info else 'gone'})")
@@ -503,6 +505,28 @@ class Runtime:
         return Instance(container_id=container_id, name=plan.name, host=host, host_port=port,
                         identity=plan.identity, version=plan.version, image=plan.image,
                         port=plan.port, health_path=plan.health_path, started=started_at)
+
+    async def _first_task(self, engine: SwarmEngine, app: App, service_id: str, name: str,
+                          say: Callable[[str], None]) -> ContainerInfo | None:
+        """Swarm mode: wait (within the app's startup budget) until a task of the service
+        runs and publishes its port; the nodes pull the image first."""
+        budget = app_setting(app, "container.startup_timeout_secs",
+                             self._config().app_defaults.startup_timeout_secs)
+        deadline = time.monotonic() + budget
+        last = ""
+        while True:
+            info = await engine.inspect(service_id)
+            if info is None:
+                raise StartError(f"service {name} was removed while starting")
+            if info.running and info.host_port is not None:
+                return info
+            if info.status != last:
+                last = info.status
+                say(f"service {name}: {last}")
+            if time.monotonic() > deadline:
+                raise StartError(f"service {name} has no running task after {budget:g}s "
+                                 f"({info.status})")
+            await asyncio.sleep(0.25)
 
     # -- staged changes: prepare beside the serving version, then switch ----------------
 

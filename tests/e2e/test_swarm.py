@@ -102,7 +102,7 @@ async def test_a_killed_replica_leaves_the_pool_within_two_seconds(
         cluster: Cluster, sorun: Orun) -> None:
     label = f"orun.app.id={await app_id(sorun, '/r')}"
     node2: Node = cluster.nodes[1]
-    (victim,) = (await node2.docker("ps", "-q", "--filter", label)).split()
+    (victim,) = (await node2.docker("ps", "-q", "--filter", f"label={label}")).split()
     results: list[tuple[float, int]] = []
     stop = asyncio.Event()
 
@@ -205,9 +205,10 @@ async def test_node_drained_then_engine_killed_keeps_serving(
 
 
 async def test_a_node_engine_killed_under_load(cluster: Cluster, sorun: Orun) -> None:
-    """node2's dockerd stops (its containers with it): Swarm needs 10+ s to call the node
-    down, orun's probes take its replica out within about a second, and the others keep
-    answering; Swarm then reschedules the task elsewhere."""
+    """node2's dockerd stops (its containers with it, after their 5 s stop grace): Swarm
+    needs 10+ s to call the node down, orun's probes take the dead replica out within
+    half a second, and the others keep answering; Swarm then reschedules the task. Only
+    requests in flight on the dead replica, or sent to it before the next probe, fail."""
     node2 = cluster.nodes[1]
     results: list[tuple[float, int]] = []
     stop = asyncio.Event()
@@ -227,11 +228,15 @@ async def test_a_node_engine_killed_under_load(cluster: Cluster, sorun: Orun) ->
         await asyncio.sleep(1.0)
         killed = time.monotonic()
         await node2.stop_engine()
-        await asyncio.sleep(6.0)
+        await asyncio.sleep(9.0)
     finally:
         stop.set()
         await asyncio.gather(*workers)
         await node2.start_engine()
-    late = [(round(t - killed, 2), s) for t, s in results if t > killed + 3.0 and s != 200]
-    assert not late, late
-    assert len([s for t, s in results if t > killed + 3.0]) > 50
+    failed = [round(t - killed, 2) for t, s in results if s != 200]
+    if failed:
+        assert failed[-1] - failed[0] < 1.0, failed
+    after = [s for t, s in results if t > killed + (failed[-1] if failed else 0) + 0.1]
+    assert len(after) > 50 and all(s == 200 for s in after)
+    print(f"{len(failed)} failed request(s) of {len(results)}, "
+          f"{failed[0] if failed else '-'}..{failed[-1] if failed else '-'} s after the kill")

@@ -155,7 +155,7 @@ class _Forwarder:
 def _container(strip_app: bool) -> tuple[ContainerTarget, _Forwarder, Route]:
     forwarder = _Forwarder()
     instance = SimpleNamespace(upstream="http://127.0.0.1:9", base=URL("http://127.0.0.1:9"),
-                               load=SimpleNamespace(open=0))
+                               load=SimpleNamespace(open=0), replicas=None)
     rt = SimpleNamespace(instance=instance, activity=SimpleNamespace(open=0, last=0.0, requests=0))
     target = ContainerTarget(cast(Any, forwarder), cast(Any, None), cast(Any, rt),
                              strip_app=strip_app, preserve_host=False,

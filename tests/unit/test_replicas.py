@@ -20,6 +20,10 @@ class Member:
     name: str
     load: Load = field(default_factory=Load)
 
+    @property
+    def upstream(self) -> str:
+        return f"http://{self.name}:80"
+
 
 def pool(*names: str) -> tuple[ReplicaPool[Member], list[Member]]:
     members = [Member(n) for n in names]
@@ -50,7 +54,7 @@ def test_concurrent_requests_spread_evenly() -> None:
 
 
 def test_a_replica_that_leaves_gets_nothing_more() -> None:
-    p, (a, b, c) = pool("a", "b", "c")
+    p, (a, _b, c) = pool("a", "b", "c")
     p.set_members((a, c))
     assert collections.Counter(p.pick().name for _ in range(10)) == {"a": 5, "c": 5}
 
@@ -63,3 +67,9 @@ def test_empty_and_single_pools() -> None:
     assert p.pick() is a and p.open_requests() == 3
     with pytest.raises(AssertionError):
         ReplicaPool[Member]().pick()
+
+
+def test_a_refusing_replica_is_evicted_unless_it_is_the_last() -> None:
+    p, (_a, b) = pool("a", "b")
+    assert p.evict("http://a:80") is True and p.members == (b,)
+    assert p.evict("http://b:80") is False and p.members == (b,)
