@@ -1,7 +1,8 @@
 """Python specs install dependencies with uv: a pyproject.toml + uv.lock source gets
 exactly the locked versions (an older werkzeug than a fresh resolve would pick), a
 pyproject.toml without a lock gets its declared dependencies, the dependency layer is
-reused across a code change, and the image carries neither uv nor pip in its venv."""
+reused across a code change, and the image carries neither uv nor pip in its venv
+but does carry the venv's compiled bytecode."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ async def test_uv_lock_is_honoured_and_the_layer_cached(
     venv = docker("run", "--rm", "--entrypoint", "sh", image, "-c",
                   "ls /opt/venv/bin; ls /tmp; command -v uv || true")
     assert "flask" in venv.split() and "uv" not in venv.split() and "pip" not in venv.split()
+    # the venv's bytecode is compiled at build (the app user cannot write it at start)
+    pyc = docker("run", "--rm", "--entrypoint", "python", image, "-c",
+                 "import importlib.util, os, flask.app; "
+                 "print(os.path.isfile(importlib.util.cache_from_source(flask.app.__file__)))")
+    assert pyc.strip() == "True"
 
     # a code change: the dependency step comes from the cache, the source copy does not
     app_py = src / "app.py"
