@@ -240,3 +240,22 @@ async def test_a_node_engine_killed_under_load(cluster: Cluster, sorun: Orun) ->
     assert len(after) > 50 and all(s == 200 for s in after)
     print(f"{len(failed)} failed request(s) of {len(results)}, "
           f"{failed[0] if failed else '-'}..{failed[-1] if failed else '-'} s after the kill")
+
+
+async def test_a_killed_orun_adopts_its_services(cluster: Cluster, sorun: Orun) -> None:
+    """kill -9 and start again: the serving service is adopted (no new service, no
+    restart of its tasks) and its replicas serve at once."""
+    manager = cluster.nodes[0]
+    label = f"label=orun.app.id={await app_id(sorun, '/r')}"
+    before = (await manager.docker("service", "ls", "-q", "--filter", label)).split()
+    tasks_before = await manager.docker("service", "ps", "-q", "--filter",
+                                        "desired-state=running", before[0])
+    sorun.kill9()
+    await sorun.start()
+    seen = await hostnames(sorun.url("/r/env"), 12)
+    assert sum(seen.values()) == 12
+    assert (await manager.docker("service", "ls", "-q", "--filter", label)).split() == before
+    assert await manager.docker("service", "ps", "-q", "--filter", "desired-state=running",
+                                before[0]) == tasks_before
+    adopted = [e for e in sorun.log_events() if e.get("event") == "containers_adopted"]
+    assert adopted, "orun did not adopt the running service"
