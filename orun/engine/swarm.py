@@ -129,8 +129,10 @@ class Swarm:
                                  params={"filters": filters, "status": "true"})
         return [parse_service(item) for item in items or () if isinstance(item, Mapping)]
 
-    async def scale(self, service_id: str, replicas: int) -> None:
-        """Set a replicated service's replica count (the rest of its spec is kept)."""
+    async def scale(self, service_id: str, replicas: int,
+                    labels: Mapping[str, str] | None = None) -> None:
+        """Set a replicated service's replica count (the rest of its spec is kept, its
+        labels updated with `labels`)."""
         if replicas < 0:
             raise EngineError(f"replicas must be 0 or more, not {replicas}")
         for attempt in range(1, UPDATE_ATTEMPTS + 1):
@@ -144,6 +146,8 @@ class Swarm:
                                   "it cannot be scaled")
             mode["Replicated"] = {**(mode.get("Replicated") or {}), "Replicas": replicas}
             spec["Mode"] = mode
+            if labels:
+                spec["Labels"] = {**(spec.get("Labels") or {}), **labels}
             version = str((data.get("Version") or {}).get("Index", ""))
             try:
                 answer = await self.engine.api("POST", f"services/{service_id}/update",

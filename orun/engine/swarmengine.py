@@ -199,6 +199,17 @@ class SwarmEngine(Engine):
         if service.replicas != wanted:
             await self.swarm.scale(service.id, wanted)
 
+    async def set_replicas(self, name: str, replicas: int) -> bool:
+        """The service `name` runs `replicas` from now on (scaled now unless it is scaled to
+        zero while idle: then at its next start). False when there is no such service."""
+        service = await self.swarm.inspect_service(name)
+        if service is None:
+            return False
+        if service.labels.get(LABEL_REPLICAS) != str(replicas):
+            await self.swarm.scale(service.id, replicas if service.replicas else 0,
+                                   labels={LABEL_REPLICAS: str(replicas)})
+        return True
+
     async def stop(self, container_id: str, timeout: int = 5) -> None:
         service = await self.swarm.inspect_service(container_id)
         if service is not None and service.replicas:

@@ -252,8 +252,11 @@ class AppRuntime:
 
     def status(self) -> dict[str, object]:
         inst = self.current()
+        pool = inst.replicas if inst else None
         return {
             "state": self.state,
+            # swarm mode: the healthy replicas requests are spread over, by address
+            "replicas": [m.upstream for m in pool.members] if pool is not None else None,
             "image": inst.image if inst else self.image,
             "port": inst.port if inst else self.port,
             "upstream": inst.upstream if inst else "",

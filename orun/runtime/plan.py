@@ -257,6 +257,9 @@ def plan_container(inputs: PlanInputs) -> ContainerPlan:
                  json.dumps([(m.kind, m.source, m.target, m.read_only) for m in resolved]),
                  _hash_map(secret_files), str(port), HARDENING):
         h.update(part.encode() + b"\0")
+    constraints = settings.app_config.get("container.constraints", "").strip()
+    if constraints:  # swarm placement: another service (the replica count scales in place)
+        h.update(b"constraints\0" + constraints.encode() + b"\0")
     identity = h.hexdigest()
     labels = {
         LABEL_HOME: str(inputs.home), LABEL_APP_ID: app.id,

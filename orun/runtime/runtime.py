@@ -400,6 +400,8 @@ class Runtime:
         plan = await self.plan(app, engine)
         if track:
             rt.image, rt.port = plan.image, plan.port
+        if isinstance(engine, SwarmEngine):  # a new replica count scales the service
+            await engine.set_replicas(plan.name, placement_of(app)[0])
         if rt.instance is not None and rt.instance.identity == plan.identity:
             return rt.instance
         reclaimed = await self._reclaim(rt, plan.identity)
