@@ -568,10 +568,19 @@ def parse_config(text: str, *, source: str = "config") -> Config:
     problems: list[str] = []
     config = build(Config, data, "", problems)
     if not problems:
-        problems += auth_problems(config)
+        problems += auth_problems(config) + engine_problems(config)
     if problems:
         raise ConfigError(problems, source=source)
     return config
+
+
+def engine_problems(config: Config) -> list[str]:
+    """Engine settings that only make sense together (checked across sections)."""
+    engine = config.system.container_engine.strip()
+    if (engine == "swarm" or engine.startswith("swarm+")) and not config.builder.registry:
+        return ["system.container_engine: swarm mode needs builder.registry (host:port of a "
+                "registry that orun's manager can push to and every node can pull from)"]
+    return []
 
 
 def auth_problems(config: Config) -> list[str]:

@@ -2,9 +2,11 @@
 three dockerds in network namespaces, node1 the manager, a registry on the nodes'
 network), with the same CLI and app definitions as on one engine.
 
-The nodes have no route out, so the apps here need nothing from the internet: the
-stdlib sample apps (tests/apps/container_app answers its container's HOSTNAME at /env,
-so each replica is told apart; tests/apps/versioned_app tells versions apart).
+The nodes have no route out: builds that install from PyPI (the flask app) go through
+an HTTP CONNECT proxy on the host (tests/connect_proxy.py), given as the standard
+HTTPS_PROXY build arg. tests/apps/container_app and flask_app answer their container's
+HOSTNAME at /env, so each replica is told apart; tests/apps/versioned_app tells versions
+apart.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import BASE_IMAGES, Orun, remove_containers
+from tests.connect_proxy import connect_proxy
 from tests.e2e.test_containers import APPS
 from tests.netnodes import Cluster, Node, netnodes
 
@@ -35,18 +38,25 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
         yield made
 
 
-def swarm_config(cluster: Cluster, extra: str = "") -> str:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def proxy(cluster: Cluster) -> AsyncIterator[str]:
+    """The way out for builds on the manager (PyPI), on the host's address there."""
+    async with connect_proxy(cluster.host_address) as url:
+        yield url
+
+
+def swarm_config(cluster: Cluster, proxy: str, extra: str = "") -> str:
     manager = cluster.nodes[0]
-    args = ", ".join(f"{k}: {v}" for k, v in BASE_IMAGES.items())
+    args = ", ".join(f"{k}: {v}" for k, v in {**BASE_IMAGES, "HTTPS_PROXY": proxy}.items())
     return ("http: {host: 127.0.0.1, port: 0}\n"
             f"system: {{container_engine: 'swarm+{manager.docker_url}'}}\n"
             f"builder: {{registry: '{cluster.registry}', build_args: {{{args}}}}}\n" + extra)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def sorun(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+async def sorun(cluster: Cluster, proxy: str, tmp_path_factory: pytest.TempPathFactory
                 ) -> AsyncIterator[Orun]:
-    server = Orun(tmp_path_factory.mktemp("sorun") / "home", swarm_config(cluster))
+    server = Orun(tmp_path_factory.mktemp("sorun") / "home", swarm_config(cluster, proxy))
     await server.start()
     yield server
     await server.stop()
@@ -96,6 +106,31 @@ async def test_replicas_spread_over_the_nodes_and_share_the_requests(
     assert len(seen) == 3 and min(seen.values()) >= 8, seen
     info = json.loads((await sorun.cli("app", "list", "-f", "json")).ok().out)
     assert next(a for a in info if a["app_path"] == "/r")["runtime"]["state"] == "running"
+
+
+async def test_a_flask_app_with_three_replicas_on_three_nodes(
+        cluster: Cluster, sorun: Orun) -> None:
+    """The python-flask spec as on one engine: built on the manager (uv from PyPI through
+    the proxy), pushed, run by digest on every node."""
+    (await sorun.cli("app", "create", "--spec", "python-flask", "--conf",
+                     "container.replicas=3", str(APPS / "flask_app"), "/f")).ok()
+    async with aiohttp.ClientSession() as http, http.get(sorun.url("/f/")) as resp:
+        assert resp.status == 200 and await resp.text() == "flask app ok\n"
+    deadline = time.monotonic() + 60
+    while True:
+        apps = json.loads((await sorun.cli("app", "list", "-f", "json")).ok().out)
+        replicas = next(a for a in apps if a["app_path"] == "/f")["runtime"]["replicas"]
+        if len({r.rsplit(":", 1)[0] for r in replicas}) == 3:
+            break
+        assert time.monotonic() < deadline, replicas
+        await asyncio.sleep(0.5)
+    seen = await hostnames(sorun.url("/f/env"), 15)
+    assert len(seen) == 3, seen
+    services = (await cluster.nodes[0].docker(
+        "service", "ls", "--format", "{{.Image}}", "--filter",
+        f"label=orun.app.id={await app_id(sorun, '/f')}")).split()
+    assert len(services) == 1 and services[0].startswith(f"{cluster.registry}/") \
+        and "@sha256:" in services[0], services
 
 
 async def test_a_killed_replica_leaves_the_pool_within_two_seconds(

@@ -65,3 +65,19 @@ def test_config_check_refuses_bad_engine_settings(value: str, message: str) -> N
     for good in ("auto", "none", "/run/docker.sock", "unix:///run/x.sock", "tcp://h:2375",
                  "ssh://me@h:2222/run/podman/podman.sock"):
         parse_config(f"system: {{container_engine: '{good}'}}\n")
+
+
+def test_swarm_mode_settings() -> None:
+    assert resolve_engine_url("swarm+unix:///run/m.sock") == "unix:///run/m.sock"
+    cfg = parse_config("system: {container_engine: swarm}\n"
+                       "builder: {registry: '10.0.0.2:5000'}\n")
+    assert cfg.builder.registry == "10.0.0.2:5000"
+    with pytest.raises(ConfigError, match=r"swarm mode needs builder\.registry"):
+        parse_config("system: {container_engine: swarm}\n")
+    with pytest.raises(ConfigError, match="swarm mode needs a manager's unix:// or tcp://"):
+        parse_config("system: {container_engine: 'swarm+ssh://m'}\n"
+                     "builder: {registry: 'r:5000'}\n")
+    for bad, message in (("http://r:5000", "is not host:port of a registry"),
+                         ("r:99999", "invalid port"), ("r:5000/path", "is not host:port")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            parse_config(f"builder: {{registry: '{bad}'}}\n")
