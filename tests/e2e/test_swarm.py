@@ -212,10 +212,22 @@ async def test_promote_under_load_loses_no_request(
                     failures.append(repr(exc))
 
     workers = [asyncio.ensure_future(client()) for _ in range(3)]
-    await asyncio.sleep(1.0)
-    out = (await sorun.cli("app", "promote", "/p")).ok().out
-    assert "1 app(s) promoted." in out
-    await asyncio.sleep(2.0)
+    async with aiohttp.ClientSession() as wsclient:
+        # a websocket opened before the switch stays on its replica of version 1
+        ws = await wsclient.ws_connect(sorun.url("/p/ws"))
+        await ws.send_str("before")
+        assert (await ws.receive(timeout=5)).data == "v1 before"
+        await asyncio.sleep(1.0)
+        out = (await sorun.cli("app", "promote", "/p")).ok().out
+        assert "1 app(s) promoted." in out
+        await asyncio.sleep(2.0)
+        await ws.send_str("during")
+        assert (await ws.receive(timeout=5)).data == "v1 during"
+        await ws.close()
+        fresh = await wsclient.ws_connect(sorun.url("/p/ws"))
+        await fresh.send_str("after")
+        assert (await fresh.receive(timeout=5)).data == "v2 after"
+        await fresh.close()
     stop.set()
     await asyncio.gather(*workers)
     assert failures == [], failures[:5]
