@@ -172,7 +172,7 @@ class Engine:
     """A connected engine. Create with `Engine.connect()`; close with `close()`."""
 
     def __init__(self, client: aiodocker.Docker, url: str, kind: str, version: str,
-                 remote: RemoteDocker | None = None) -> None:
+                 remote: RemoteDocker | None = None, *, prune_forwards: bool = True) -> None:
         self._client = client
         self.url = url
         #: "docker" or "podman" (decides which `--copt engine.<flag>` options apply)
@@ -181,7 +181,7 @@ class Engine:
         #: set for an engine on another machine (reached over SSH)
         self.remote = remote
         self._pruner: asyncio.Task[None] | None = None
-        if remote is not None and not remote.publish_host:
+        if remote is not None and not remote.publish_host and prune_forwards:
             self._pruner = asyncio.get_running_loop().create_task(
                 self._prune_forwards(), name="orun.engine.forwards")
 

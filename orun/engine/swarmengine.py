@@ -31,6 +31,7 @@ from typing import Any
 import aiodocker
 
 from orun.engine.docker import ContainerInfo, Engine, EngineEvent
+from orun.engine.remote import RemoteDocker
 from orun.engine.stats import ContainerStats
 from orun.engine.swarm import Swarm, TaskInfo
 from orun.errors import EngineError
@@ -123,26 +124,26 @@ class SwarmEngine(Engine):
     """An `Engine` connected to a Swarm manager whose workloads are services."""
 
     def __init__(self, client: aiodocker.Docker, url: str, kind: str, version: str,
-                 registry: str) -> None:
-        super().__init__(client, url, kind, version)
+                 registry: str, remote: RemoteDocker | None = None) -> None:
+        # a manager over SSH: its API through the link; the tasks are reached on their
+        # nodes' addresses directly (no port forwards to prune)
+        super().__init__(client, url, kind, version, remote, prune_forwards=False)
         self.registry = registry
         self.swarm = Swarm(self)
         self._placements: dict[str, Placement] = {}
 
     @classmethod
-    async def connect_swarm(cls, setting: str, *, registry: str) -> SwarmEngine:
-        """Connect to the manager `setting` names; EngineError when it is none, or when no
+    async def connect_swarm(cls, setting: str, *, registry: str,
+                            ssh_keepalive_secs: float = 10.0) -> SwarmEngine:
+        """Connect to the manager `setting` names (unix://, tcp://, or ssh:// with the
+        tasks reached on their nodes' addresses); EngineError when it is none, or when no
         registry is configured (the nodes could not get the images)."""
         if not registry:
             raise EngineError("swarm mode needs builder.registry (host:port of a registry "
                               "that orun's manager can push to and every node can pull "
                               "from)")
-        base = await Engine.connect(setting)
-        if base.remote is not None:
-            await base.close()
-            raise EngineError("swarm mode over ssh:// is not supported yet: give the "
-                              "manager's unix:// or tcp:// address")
-        engine = cls(base._client, base.url, base.kind, base.version, registry)
+        base = await Engine.connect(setting, ssh_keepalive_secs=ssh_keepalive_secs)
+        engine = cls(base._client, base.url, base.kind, base.version, registry, base.remote)
         try:
             info = await engine.swarm_info()
         except EngineError:

@@ -199,7 +199,8 @@ class Runtime:
                 target = swarm_target(system.container_engine)
                 if target is not None:
                     self._engine = await SwarmEngine.connect_swarm(
-                        target, registry=cfg.builder.registry)
+                        target, registry=cfg.builder.registry,
+                        ssh_keepalive_secs=system.ssh_keepalive_secs)
                 else:
                     self._engine = await Engine.connect(
                         system.container_engine, publish_host=system.remote_publish_host,

@@ -58,8 +58,9 @@ def _engine(value: str) -> str | None:
         return None
     if value.startswith("swarm+"):
         value = value.removeprefix("swarm+")
-        if not value.startswith(("unix://", "tcp://", "/")):
-            return f"swarm+{value!r}: swarm mode needs a manager's unix:// or tcp:// address"
+        if not value.startswith(("unix://", "tcp://", "ssh://", "/")):
+            return (f"swarm+{value!r}: swarm mode needs a manager's unix://, tcp:// or "
+                    "ssh:// address")
     if value in ENGINE_WORDS or value.startswith("/"):
         return None
     try:

@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.timeout(900), pytest.mark.asyncio(loop_scope="module")
 async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
     folder = tmp_path_factory.mktemp("swarm")
     async with netnodes(folder / "nodes", count=3, images=("orun-test/python:3.11",),
-                        registry=True, swarm=True) as made:
+                        registry=True, swarm=True, sshd=True) as made:
         yield made
 
 
@@ -306,3 +306,43 @@ async def test_a_killed_orun_adopts_its_services(cluster: Cluster, sorun: Orun) 
                                 before[0]) == tasks_before
     adopted = [e for e in sorun.log_events() if e.get("event") == "containers_adopted"]
     assert adopted, "orun did not adopt the running service"
+
+
+async def test_a_manager_reached_over_ssh(cluster: Cluster, proxy: str, tmp_path: Path) -> None:
+    """`swarm+ssh://root@node1`: the manager's API through the SSH link, the tasks on
+    their nodes' addresses; and a declarative app of orun.yaml, as on one engine."""
+    manager = cluster.nodes[0]
+    assert manager.ssh is not None
+    home = manager.ssh.client_home(tmp_path / "client")
+    text = swarm_config(cluster, proxy).replace(
+        f"swarm+{manager.docker_url}", f"swarm+ssh://root@{manager.address}")
+    text += (f"apps:\n  - {{path: /decl, source: '{APPS / 'container_app'}', spec: container,"
+             " conf: {container.replicas: '2'}}\n")
+    server = Orun(tmp_path / "home", text)
+    server.extra_env.update({"HOME": str(home), "SSH_AUTH_SOCK": "", "DOCKER_HOST": ""})
+    await server.start()
+    try:
+        (await server.cli("app", "create", "--spec", "container", "--conf",
+                          "container.replicas=2", str(APPS / "container_app"), "/ssh")).ok()
+        seen = await hostnames(server.url("/ssh/env"), 12)
+        deadline = time.monotonic() + 30
+        while len(seen) < 2:
+            assert time.monotonic() < deadline, seen
+            await asyncio.sleep(0.5)
+            seen = await hostnames(server.url("/ssh/env"), 12)
+        sock = server.home / "run" / "orun.sock"
+        async with aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=str(sock))) as s, \
+                s.get("http://orun/_orun/server") as resp:
+            engine = (await resp.json())["engine"]
+        assert engine["mode"] == "swarm" and engine["remote"] is True
+        assert engine["url"] == f"ssh://root@{manager.address}"
+        declared: collections.Counter[str] = collections.Counter()
+        deadline = time.monotonic() + 60
+        while len(declared) < 2:
+            assert time.monotonic() < deadline, declared
+            declared = await hostnames(server.url("/decl/env"), 8)
+    finally:
+        for app in json.loads((await server.cli("app", "list", "-f", "json")).out or "[]"):
+            await server.cli("app", "delete", app["app_path"])
+        await server.stop()

@@ -74,9 +74,11 @@ def test_swarm_mode_settings() -> None:
     assert cfg.builder.registry == "10.0.0.2:5000"
     with pytest.raises(ConfigError, match=r"swarm mode needs builder\.registry"):
         parse_config("system: {container_engine: swarm}\n")
-    with pytest.raises(ConfigError, match="swarm mode needs a manager's unix:// or tcp://"):
-        parse_config("system: {container_engine: 'swarm+ssh://m'}\n"
+    with pytest.raises(ConfigError, match="swarm mode needs a manager's unix://, tcp:// or"):
+        parse_config("system: {container_engine: 'swarm+ftp://m'}\n"
                      "builder: {registry: 'r:5000'}\n")
+    parse_config("system: {container_engine: 'swarm+ssh://root@m'}\n"
+                 "builder: {registry: 'r:5000'}\n")
     for bad, message in (("http://r:5000", "is not host:port of a registry"),
                          ("r:99999", "invalid port"), ("r:5000/path", "is not host:port")):
         with pytest.raises(ConfigError, match=re.escape(message)):
