@@ -241,8 +241,9 @@ async def test_node_drained_then_engine_killed_keeps_serving(
     await manager.docker("node", "update", "--availability", "drain", node3.name)
     try:
         deadline = time.monotonic() + 60
-        while (await tasks_by_node(cluster, label))["node3"] != 0:
-            assert time.monotonic() < deadline, "drain did not move the task"
+        while (spread := await tasks_by_node(cluster, label))["node3"] != 0 \
+                or sum(spread.values()) != 3:  # rescheduled on node1 and node2
+            assert time.monotonic() < deadline, f"drain did not move the task: {spread}"
             await asyncio.sleep(0.5)
         await asyncio.sleep(2.0)
         seen = await hostnames(sorun.url("/r/env"), 12)
