@@ -31,6 +31,7 @@ from orun.engine.sshlink import SshLink, parse_ssh_url
 from orun.errors import EngineError
 from tests.conftest import Orun, container_config, containers, docker, serve_app
 from tests.e2e.test_containers import copy_app
+from tests.load import Load
 from tests.sshd import Sshd, run_sshd
 
 pytestmark = pytest.mark.timeout(600)
@@ -62,6 +63,13 @@ async def server_info(orun: Orun, http: aiohttp.ClientSession) -> dict[str, Any]
     return data
 
 
+async def runtime_status(orun: Orun, index: int = 0) -> dict[str, Any]:
+    """The `runtime` part of `app list -f json` for the app at `index`."""
+    apps = json.loads((await orun.cli("app", "list", "-f", "json")).ok().out)
+    status: dict[str, Any] = apps[index]["runtime"]
+    return status
+
+
 def session_pids(sshd: Sshd) -> list[int]:
     """The per-connection sshd processes (children of the listener)."""
     listener = int((sshd.folder / "sshd.pid").read_text())
@@ -69,129 +77,97 @@ def session_pids(sshd: Sshd) -> list[int]:
     return [int(pid) for pid in children]
 
 
-async def test_app_built_and_served_on_an_engine_over_ssh(
-        make_orun: Any, tmp_path: Path, http: aiohttp.ClientSession, engine: None) -> None:
+@contextlib.asynccontextmanager
+async def served_over_ssh(make_orun: Any, tmp_path: Path, app_path: str,
+                          extra: str = "") -> AsyncIterator[tuple[Sshd, Orun]]:
+    """orun with the engine over a loopback sshd and the container sample app at
+    `app_path`; its containers are removed afterwards."""
     async with ssh_home(tmp_path) as (sshd, home):
-        orun = ssh_orun(make_orun, sshd, home)
+        orun = ssh_orun(make_orun, sshd, home, extra)
         await orun.start()
         try:
             src = copy_app("container_app", tmp_path)
-            (await orun.cli("app", "create", "--spec", "container", str(src), "/r")).ok()
-            async with http.get(orun.url("/r/hello")) as resp:
-                assert resp.status == 200, await resp.text()
-                assert (await resp.json())["path"] == "/hello"
-            info = await server_info(orun, http)
-            eng = info["engine"]
-            assert eng["remote"] is True and eng["connected"] is True
-            assert eng["url"] == f"ssh://root@127.0.0.1:{sshd.port}"
-            assert eng["requests_via"] == "ssh" and eng["port_forwards"] == 1
-
-            # the container publishes on the (remote) loopback; orun's upstream is its own
-            # loopback port carried over SSH, not the published one
-            (cid,) = containers(orun.home)
-            published = json.loads(docker("inspect", cid))[0]["NetworkSettings"]["Ports"]
-            (binding,) = published["8080/tcp"]
-            assert binding["HostIp"] == "127.0.0.1"
-            status = json.loads((await orun.cli("app", "list", "-f", "json")).ok().out)
-            upstream = status[0]["runtime"]["upstream"]
-            assert upstream.startswith("http://127.0.0.1:")
-            assert not upstream.endswith(f":{binding['HostPort']}")
-
-            # logs come through the bridged API socket
-            logs = (await orun.cli("app", "logs", "/r")).ok().out
-            assert "container app listening on" in logs and "GET /hello" in logs
-
-            # engine events: a container killed behind orun's back is noticed, and the
-            # next request starts it again
-            docker("kill", cid)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                status = json.loads((await orun.cli("app", "list", "-f", "json")).ok().out)
-                if status[0]["runtime"]["state"] != "running":
-                    break
-                await asyncio.sleep(0.2)
-            else:
-                raise AssertionError("orun did not notice the killed container")
-            async with http.get(orun.url("/r/again")) as resp:
-                assert resp.status == 200
+            (await orun.cli("app", "create", "--spec", "container", str(src), app_path)).ok()
+            yield sshd, orun
         finally:
             await orun.stop()
             for cid in containers(orun.home, all_=True):
                 docker("rm", "-f", cid, check=False)
+
+
+async def test_app_built_and_served_on_an_engine_over_ssh(
+        make_orun: Any, tmp_path: Path, http: aiohttp.ClientSession, engine: None) -> None:
+    async with served_over_ssh(make_orun, tmp_path, "/r") as (sshd, orun):
+        async with http.get(orun.url("/r/hello")) as resp:
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["path"] == "/hello"
+        eng = (await server_info(orun, http))["engine"]
+        assert eng["remote"] is True and eng["connected"] is True
+        assert eng["url"] == f"ssh://root@127.0.0.1:{sshd.port}"
+        assert eng["requests_via"] == "ssh" and eng["port_forwards"] == 1
+
+        # the container publishes on the (remote) loopback; orun's upstream is its own
+        # loopback port carried over SSH, not the published one
+        (cid,) = containers(orun.home)
+        published = json.loads(docker("inspect", cid))[0]["NetworkSettings"]["Ports"]
+        (binding,) = published["8080/tcp"]
+        assert binding["HostIp"] == "127.0.0.1"
+        upstream = (await runtime_status(orun))["upstream"]
+        assert upstream.startswith("http://127.0.0.1:")
+        assert not upstream.endswith(f":{binding['HostPort']}")
+
+        # logs come through the bridged API socket
+        logs = (await orun.cli("app", "logs", "/r")).ok().out
+        assert "container app listening on" in logs and "GET /hello" in logs
+
+        # engine events: a container killed behind orun's back is noticed, and the next
+        # request starts it again
+        docker("kill", cid)
+        deadline = time.monotonic() + 20
+        while (await runtime_status(orun))["state"] == "running":
+            assert time.monotonic() < deadline, "orun did not notice the killed container"
+            await asyncio.sleep(0.2)
+        async with http.get(orun.url("/r/again")) as resp:
+            assert resp.status == 200
 
 
 async def test_requests_direct_to_remote_publish_host(
         make_orun: Any, tmp_path: Path, http: aiohttp.ClientSession, engine: None) -> None:
-    async with ssh_home(tmp_path) as (sshd, home):
-        orun = ssh_orun(make_orun, sshd, home, ", remote_publish_host: 127.0.0.1")
-        await orun.start()
-        try:
-            src = copy_app("container_app", tmp_path)
-            (await orun.cli("app", "create", "--spec", "container", str(src), "/d")).ok()
-            async with http.get(orun.url("/d/x")) as resp:
-                assert resp.status == 200
-            eng = (await server_info(orun, http))["engine"]
-            assert eng["requests_via"] == "127.0.0.1" and eng["port_forwards"] == 0
-            (cid,) = containers(orun.home)
-            port = json.loads(docker("inspect", cid))[0]["NetworkSettings"]["Ports"][
-                "8080/tcp"][0]["HostPort"]
-            status = json.loads((await orun.cli("app", "list", "-f", "json")).ok().out)
-            assert status[0]["runtime"]["upstream"] == f"http://127.0.0.1:{port}"
-        finally:
-            await orun.stop()
-            for cid in containers(orun.home, all_=True):
-                docker("rm", "-f", cid, check=False)
+    async with served_over_ssh(make_orun, tmp_path, "/d",
+                               ", remote_publish_host: 127.0.0.1") as (_sshd, orun):
+        async with http.get(orun.url("/d/x")) as resp:
+            assert resp.status == 200
+        eng = (await server_info(orun, http))["engine"]
+        assert eng["requests_via"] == "127.0.0.1" and eng["port_forwards"] == 0
+        (cid,) = containers(orun.home)
+        port = json.loads(docker("inspect", cid))[0]["NetworkSettings"]["Ports"][
+            "8080/tcp"][0]["HostPort"]
+        assert (await runtime_status(orun))["upstream"] == f"http://127.0.0.1:{port}"
 
 
 async def test_cut_connection_recovers_under_load(
         make_orun: Any, tmp_path: Path, http: aiohttp.ClientSession, engine: None) -> None:
-    async with ssh_home(tmp_path) as (sshd, home):
-        orun = ssh_orun(make_orun, sshd, home)
-        await orun.start()
-        try:
-            src = copy_app("container_app", tmp_path)
-            (await orun.cli("app", "create", "--spec", "container", str(src), "/l")).ok()
-            async with http.get(orun.url("/l/")) as resp:
-                assert resp.status == 200
-            (cid,) = containers(orun.home)
-            results: list[tuple[float, int]] = []
-            stop = asyncio.Event()
-
-            async def client() -> None:
-                while not stop.is_set():
-                    try:
-                        async with http.get(orun.url("/l/load")) as resp:
-                            await resp.read()
-                            results.append((time.monotonic(), resp.status))
-                    except aiohttp.ClientError:
-                        results.append((time.monotonic(), 0))
-                        await asyncio.sleep(0.01)
-
-            workers = [asyncio.ensure_future(client()) for _ in range(8)]
+    async with served_over_ssh(make_orun, tmp_path, "/l") as (sshd, orun):
+        async with http.get(orun.url("/l/")) as resp:
+            assert resp.status == 200
+        (cid,) = containers(orun.home)
+        async with Load(orun.url("/l/load"), clients=8) as load:
             await asyncio.sleep(1.0)
             cut = time.monotonic()
             for pid in session_pids(sshd):  # the connection dies, sshd itself stays
                 os.kill(pid, signal.SIGKILL)
             await asyncio.sleep(4.0)
-            stop.set()
-            await asyncio.gather(*workers)
-
-            before = [s for t, s in results if t < cut]
-            after = [s for t, s in results if t > cut + 2.0]
-            failed = [t - cut for t, s in results if s != 200]
-            assert before and all(s == 200 for s in before)
-            assert len(after) > 50 and all(s == 200 for s in after), failed
-            # only requests in flight at the cut (and any started before the reconnection)
-            # may fail; the link is back well within the 2 s
-            assert all(t < 2.0 for t in failed), failed
-            assert containers(orun.home) == [cid]  # the same container: no restart
-            eng = (await server_info(orun, http))["engine"]
-            assert eng["connected"] is True and eng["reconnects"] >= 1
-            assert any(e.get("event") == "engine_ssh_reconnected" for e in orun.log_events())
-        finally:
-            await orun.stop()
-            for cid in containers(orun.home, all_=True):
-                docker("rm", "-f", cid, check=False)
+        before, after = load.statuses(before=cut), load.statuses(after=cut + 2.0)
+        failed = [round(t - cut, 2) for t in load.failures()]
+        assert before and all(s == 200 for s in before)
+        assert len(after) > 50 and all(s == 200 for s in after), failed
+        # only requests in flight at the cut (and any started before the reconnection)
+        # may fail; the link is back well within the 2 s
+        assert all(t < 2.0 for t in failed), failed
+        assert containers(orun.home) == [cid]  # the same container: no restart
+        eng = (await server_info(orun, http))["engine"]
+        assert eng["connected"] is True and eng["reconnects"] >= 1
+        assert any(e.get("event") == "engine_ssh_reconnected" for e in orun.log_events())
 
 
 async def test_unknown_host_key_is_refused(

@@ -11,6 +11,7 @@ connects there directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ import pytest
 from tests.conftest import Orun, container_config, containers
 from tests.e2e.test_containers import copy_app
 from tests.e2e.test_remote_engine import server_info
+from tests.load import Load
 from tests.netnodes import Cluster, Node, netnodes
 
 pytestmark = pytest.mark.timeout(900)
@@ -51,13 +53,23 @@ async def node_containers(node: Node, orun: Orun) -> list[str]:
     return out.split()
 
 
-async def test_app_runs_on_the_node_and_survives_a_partition(
-        make_orun: Any, node: Node, tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    orun = node_orun(make_orun, node, tmp_path)
+@contextlib.asynccontextmanager
+async def node_app(make_orun: Any, node: Node, tmp_path: Path, app_path: str,
+                   extra: str = "") -> AsyncIterator[Orun]:
+    """orun with the node's engine over SSH and the container sample app at `app_path`."""
+    orun = node_orun(make_orun, node, tmp_path, extra)
     await orun.start()
     try:
         src = copy_app("container_app", tmp_path)
-        (await orun.cli("app", "create", "--spec", "container", str(src), "/n")).ok()
+        (await orun.cli("app", "create", "--spec", "container", str(src), app_path)).ok()
+        yield orun
+    finally:
+        await orun.stop()
+
+
+async def test_app_runs_on_the_node_and_survives_a_partition(
+        make_orun: Any, node: Node, tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    async with node_app(make_orun, node, tmp_path, "/n") as orun:
         async with http.get(orun.url("/n/where")) as resp:
             assert resp.status == 200, await resp.text()
         (cid,) = await node_containers(node, orun)
@@ -67,59 +79,37 @@ async def test_app_runs_on_the_node_and_survives_a_partition(
         logs = (await orun.cli("app", "logs", "/n")).ok().out
         assert "GET /where" in logs
 
-        results: list[tuple[float, int]] = []
-        stop = asyncio.Event()
+        async with Load(orun.url("/n/load"), timeout=3) as load:
+            await asyncio.sleep(1.0)
+            cut = time.monotonic()
+            await node.partition()
+            # longer than keepalive 1 s x 3: the link is declared dead and dropped
+            deadline = time.monotonic() + 15
+            while (await server_info(orun, http))["engine"]["connected"]:
+                assert time.monotonic() < deadline, "the dead link was not noticed"
+                await asyncio.sleep(0.2)
+            await node.heal()
+            healed = time.monotonic()
+            deadline = healed + 30
+            while not (await server_info(orun, http))["engine"]["connected"]:
+                assert time.monotonic() < deadline, "the link did not come back"
+                await asyncio.sleep(0.2)
+            back = time.monotonic()
+            await asyncio.sleep(3.0)
 
-        async def client() -> None:
-            timeout = aiohttp.ClientTimeout(total=3)
-            while not stop.is_set():
-                try:
-                    async with http.get(orun.url("/n/load"), timeout=timeout) as resp:
-                        await resp.read()
-                        results.append((time.monotonic(), resp.status))
-                except (aiohttp.ClientError, TimeoutError):
-                    results.append((time.monotonic(), 0))
-                    await asyncio.sleep(0.05)
-
-        workers = [asyncio.ensure_future(client()) for _ in range(4)]
-        await asyncio.sleep(1.0)
-        cut = time.monotonic()
-        await node.partition()
-        # longer than keepalive 1 s x 3: the link is declared dead and dropped
-        deadline = time.monotonic() + 15
-        while (await server_info(orun, http))["engine"]["connected"]:
-            assert time.monotonic() < deadline, "the dead link was not noticed"
-            await asyncio.sleep(0.2)
-        await node.heal()
-        healed = time.monotonic()
-        deadline = healed + 30
-        while not (await server_info(orun, http))["engine"]["connected"]:
-            assert time.monotonic() < deadline, "the link did not come back"
-            await asyncio.sleep(0.2)
-        back = time.monotonic()
-        await asyncio.sleep(3.0)
-        stop.set()
-        await asyncio.gather(*workers)
-
-        before = [s for t, s in results if t < cut]
-        after = [s for t, s in results if t > back + 1.0]
+        before, after = load.statuses(before=cut), load.statuses(after=back + 1.0)
         assert before and all(s == 200 for s in before)
         assert len(after) > 20 and all(s == 200 for s in after)
         assert await node_containers(node, orun) == [cid]  # the same container, no restart
         eng = (await server_info(orun, http))["engine"]
         assert eng["reconnects"] >= 1
         print(f"partition {healed - cut:.1f}s, link back {back - healed:.1f}s after the heal")
-    finally:
-        await orun.stop()
 
 
 async def test_direct_requests_to_the_node_address(
         make_orun: Any, node: Node, tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    orun = node_orun(make_orun, node, tmp_path, f", remote_publish_host: {node.address}")
-    await orun.start()
-    try:
-        src = copy_app("container_app", tmp_path)
-        (await orun.cli("app", "create", "--spec", "container", str(src), "/d")).ok()
+    async with node_app(make_orun, node, tmp_path, "/d",
+                        f", remote_publish_host: {node.address}") as orun:
         async with http.get(orun.url("/d/x")) as resp:
             assert resp.status == 200, await resp.text()
         (cid,) = await node_containers(node, orun)
@@ -130,5 +120,3 @@ async def test_direct_requests_to_the_node_address(
         assert status[0]["runtime"]["upstream"] == f"http://{node.address}:{binding['HostPort']}"
         eng = (await server_info(orun, http))["engine"]
         assert eng["requests_via"] == node.address and eng["port_forwards"] == 0
-    finally:
-        await orun.stop()

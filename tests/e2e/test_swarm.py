@@ -25,6 +25,7 @@ import pytest_asyncio
 from tests.conftest import BASE_IMAGES, Orun, remove_containers
 from tests.connect_proxy import connect_proxy
 from tests.e2e.test_containers import APPS
+from tests.load import Load
 from tests.netnodes import Cluster, Node, netnodes
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.asyncio(loop_scope="module")]
@@ -138,29 +139,14 @@ async def test_a_killed_replica_leaves_the_pool_within_two_seconds(
     label = f"orun.app.id={await app_id(sorun, '/r')}"
     node2: Node = cluster.nodes[1]
     (victim,) = (await node2.docker("ps", "-q", "--filter", f"label={label}")).split()
-    results: list[tuple[float, int]] = []
-    stop = asyncio.Event()
-
-    async def client() -> None:
-        async with aiohttp.ClientSession() as http:
-            while not stop.is_set():
-                try:
-                    async with http.get(sorun.url("/r/")) as resp:
-                        await resp.read()
-                        results.append((time.monotonic(), resp.status))
-                except aiohttp.ClientError:
-                    results.append((time.monotonic(), 0))
-
-    workers = [asyncio.ensure_future(client()) for _ in range(4)]
-    await asyncio.sleep(1.0)
-    killed = time.monotonic()
-    await node2.docker("kill", victim)
-    await asyncio.sleep(5.0)
-    stop.set()
-    await asyncio.gather(*workers)
-    late = [(round(t - killed, 2), s) for t, s in results if t > killed + 2.0 and s != 200]
-    assert not late, late
-    assert len([s for t, s in results if t > killed + 2.0]) > 50
+    async with Load(sorun.url("/r/")) as load:
+        await asyncio.sleep(1.0)
+        killed = time.monotonic()
+        await node2.docker("kill", victim)
+        await asyncio.sleep(5.0)
+    late = load.statuses(after=killed + 2.0)
+    assert len(late) > 50 and all(s == 200 for s in late), [
+        round(t - killed, 2) for t in load.failures()]
 
 
 async def test_scale_to_zero_when_idle_and_wake(cluster: Cluster, sorun: Orun) -> None:
@@ -258,35 +244,20 @@ async def test_a_node_engine_killed_under_load(cluster: Cluster, sorun: Orun) ->
     half a second, and the others keep answering; Swarm then reschedules the task. Only
     requests in flight on the dead replica, or sent to it before the next probe, fail."""
     node2 = cluster.nodes[1]
-    results: list[tuple[float, int]] = []
-    stop = asyncio.Event()
-
-    async def client() -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-            while not stop.is_set():
-                try:
-                    async with http.get(sorun.url("/r/")) as resp:
-                        await resp.read()
-                        results.append((time.monotonic(), resp.status))
-                except (aiohttp.ClientError, TimeoutError):
-                    results.append((time.monotonic(), 0))
-
-    workers = [asyncio.ensure_future(client()) for _ in range(4)]
     try:
-        await asyncio.sleep(1.0)
-        killed = time.monotonic()
-        await node2.stop_engine()
-        await asyncio.sleep(9.0)
+        async with Load(sorun.url("/r/")) as load:
+            await asyncio.sleep(1.0)
+            killed = time.monotonic()
+            await node2.stop_engine()
+            await asyncio.sleep(9.0)
     finally:
-        stop.set()
-        await asyncio.gather(*workers)
         await node2.start_engine()
-    failed = [round(t - killed, 2) for t, s in results if s != 200]
+    failed = [round(t - killed, 2) for t in load.failures()]
     if failed:
         assert failed[-1] - failed[0] < 1.0, failed
-    after = [s for t, s in results if t > killed + (failed[-1] if failed else 0) + 0.1]
+    after = load.statuses(after=killed + (failed[-1] if failed else 0) + 0.1)
     assert len(after) > 50 and all(s == 200 for s in after)
-    print(f"{len(failed)} failed request(s) of {len(results)}, "
+    print(f"{len(failed)} failed request(s) of {len(load.results)}, "
           f"{failed[0] if failed else '-'}..{failed[-1] if failed else '-'} s after the kill")
 
 
