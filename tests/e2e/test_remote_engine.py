@@ -262,3 +262,19 @@ async def test_port_forward_carries_big_bodies_both_ways_and_half_close(
                 os.environ["HOME"] = old
         with pytest.raises(EngineError, match="is closed"):
             await link.connection(0.1)
+
+
+async def test_host_folders_are_not_mounted_on_a_remote_engine(
+        make_orun: Any, tmp_path: Path, http: aiohttp.ClientSession, engine: None) -> None:
+    """A bind mount names a folder of orun's machine; on another machine's engine it would
+    mount whatever is at that path there. Refused at start, with the reason."""
+    async with served_over_ssh(make_orun, tmp_path, "/ok") as (_sshd, orun):
+        src = copy_app("container_app", tmp_path / "second")
+        (await orun.cli("app", "create", "--spec", "container", "--cvol",
+                        "./server.py:/mnt/server.py", str(src), "/b")).ok()
+        async with http.get(orun.url("/b/")) as resp:
+            text = await resp.text()
+            assert resp.status == 500, text
+            assert "folders of this machine cannot be mounted" in text
+            assert "use named volumes, or a local engine" in text
+        assert containers(orun.home, all_=True) == []  # none was created for /b
