@@ -23,27 +23,13 @@ import threading
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import asyncssh
 
-from orun.engine.sshlink import describe_connect_error
+from orun.engine.sshlink import describe_connect_error, parse_ssh_url
 from orun.errors import OrunError
 
 CONNECT_TIMEOUT_SECS = 15.0
-
-
-def parse_ssh_url(url: str) -> tuple[str, int, str | None, str]:
-    """(host, port, user or None, remote orun home or "") of an ssh:// server URL."""
-    parts = urlsplit(url)
-    if parts.scheme != "ssh" or not parts.hostname:
-        raise OrunError(f"--server {url}: expected ssh://[user@]host[:port][/orun-home]")
-    try:
-        port = parts.port or 22
-    except ValueError:
-        raise OrunError(f"--server {url}: invalid port") from None
-    home = unquote(parts.path) if parts.path not in ("", "/") else ""
-    return parts.hostname, port, unquote(parts.username) if parts.username else None, home
 
 
 class SshTunnel:
@@ -51,7 +37,9 @@ class SshTunnel:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.host, self.port, self.user, self.home = parse_ssh_url(url)
+        target = parse_ssh_url(url, what="--server", path_name="orun-home")
+        self.host, self.port, self.user = target.host, target.port or 22, target.user
+        self.home = target.path
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="orun-ssh",
                                         daemon=True)

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -141,24 +140,22 @@ class _LocalSide(asyncio.Protocol):
             self.transport.close()
 
 
+#: opens the channel for one accepted connection, whose remote side writes to it
+_Opener = Callable[[_LocalSide], Awaitable[Any]]
+
+
 class _Forward:
     """A local listener and the tasks opening channels for it (owned here, cancelled on
-    close)."""
+    close); `open_channel` says where on the remote side a connection goes."""
 
-    def __init__(self, link: SshLink) -> None:
-        self.link = link
+    def __init__(self, open_channel: _Opener) -> None:
+        self.open_channel = open_channel
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.failures = 0
         self.last_error = ""
-        self.last_used = time.monotonic()
-
-    def open_channel(self, local: _LocalSide) -> Awaitable[Any]:
-        """Open a channel whose remote side writes to `local`."""
-        raise NotImplementedError
 
     def spawn(self, coro: Awaitable[None]) -> None:
-        self.last_used = time.monotonic()
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -180,7 +177,8 @@ class UnixForward(_Forward):
     """`local_path` (a private socket, mode 0600) -> the remote unix socket `remote_path`."""
 
     def __init__(self, link: SshLink, local_path: Path, remote_path: str) -> None:
-        super().__init__(link)
+        super().__init__(lambda local: link.open_unix(lambda: _UnixRemoteSide(local),
+                                                      remote_path))
         self.local_path = local_path
         self.remote_path = remote_path
 
@@ -192,9 +190,6 @@ class UnixForward(_Forward):
         # umask, which is the whole process's and would race with other threads' files.
         self.local_path.chmod(0o600)
 
-    def open_channel(self, local: _LocalSide) -> Awaitable[Any]:
-        return self.link.open_unix(lambda: _UnixRemoteSide(local), self.remote_path)
-
     async def close(self) -> None:
         await super().close()
         await asyncio.to_thread(self.local_path.unlink, True)
@@ -204,7 +199,8 @@ class PortForward(_Forward):
     """A loopback port -> `remote_host:remote_port` as seen from the remote machine."""
 
     def __init__(self, link: SshLink, remote_host: str, remote_port: int) -> None:
-        super().__init__(link)
+        super().__init__(lambda local: link.open_tcp(lambda: _TcpRemoteSide(local),
+                                                     remote_host, remote_port))
         self.remote_host = remote_host
         self.remote_port = remote_port
         self.local_port = 0
@@ -214,9 +210,6 @@ class PortForward(_Forward):
             self._protocol, "127.0.0.1", 0)
         self.local_port = int(self._server.sockets[0].getsockname()[1])
 
-    def open_channel(self, local: _LocalSide) -> Awaitable[Any]:
-        return self.link.open_tcp(lambda: _TcpRemoteSide(local), self.remote_host,
-                                  self.remote_port)
 
 
 class PortForwards:

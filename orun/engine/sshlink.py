@@ -57,11 +57,12 @@ class SshTarget:
         return f"{self.host}:{self.port or 22}"
 
 
-def parse_ssh_url(url: str, *, what: str) -> SshTarget:
-    """The target of an ssh:// URL; `what` names the setting in the error."""
+def parse_ssh_url(url: str, *, what: str, path_name: str = "path") -> SshTarget:
+    """The target of an ssh:// URL; `what` names the setting in the error, `path_name`
+    what the URL's path means there."""
     parts = urlsplit(url)
     if parts.scheme != "ssh" or not parts.hostname:
-        raise EngineError(f"{what} {url}: expected ssh://[user@]host[:port][/path]")
+        raise EngineError(f"{what} {url}: expected ssh://[user@]host[:port][/{path_name}]")
     try:
         port = parts.port
     except ValueError:

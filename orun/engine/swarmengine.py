@@ -33,7 +33,7 @@ import aiodocker
 from orun.engine.docker import ContainerInfo, Engine, EngineEvent
 from orun.engine.remote import RemoteDocker
 from orun.engine.stats import ContainerStats
-from orun.engine.swarm import Swarm, TaskInfo
+from orun.engine.swarm import ServiceInfo, Swarm, TaskInfo
 from orun.errors import EngineError
 
 #: the service label that keeps the replica count a start scales back up to
@@ -243,7 +243,7 @@ class SwarmEngine(Engine):
         return [self._info(s, t) for s, t in zip(services, tasks, strict=True)]
 
     @staticmethod
-    def _info(service: Any, tasks: list[TaskInfo]) -> ContainerInfo:
+    def _info(service: ServiceInfo, tasks: list[TaskInfo]) -> ContainerInfo:
         running = sorted((t for t in tasks if t.running and t.published_port),
                          key=lambda t: t.id)
         first = running[0] if running else None

@@ -401,8 +401,9 @@ class Runtime:
         plan = await self.plan(app, engine)
         if track:
             rt.image, rt.port = plan.image, plan.port
+        replicas, constraints = placement_of(app)
         if isinstance(engine, SwarmEngine):  # a new replica count scales the service
-            await engine.set_replicas(plan.name, placement_of(app)[0])
+            await engine.set_replicas(plan.name, replicas)
         if rt.instance is not None and rt.instance.identity == plan.identity:
             return rt.instance
         reclaimed = await self._reclaim(rt, plan.identity)
@@ -440,7 +441,6 @@ class Runtime:
             state("starting")
             await self._prepare_mounts(engine, plan, say)
             say(f"creating container {plan.name} (port {plan.port})")
-            replicas, constraints = placement_of(app)
             if isinstance(engine, SwarmEngine):
                 engine.place(plan.name, Placement(replicas, constraints))
                 say(f"creating service {plan.name}: {replicas} replica(s)"
